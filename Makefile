@@ -1,0 +1,24 @@
+# The two quick-start commands:  make demo  (run bgpwatch)   make test  (every test)
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint bench clean
+
+setup:
+	@.ci/setup
+
+demo: setup
+	$(BIN)/bgpwatch demo
+
+test: setup
+	$(BIN)/pytest -q -ra
+
+lint: setup
+	$(BIN)/ruff check bgpwatch tests bench
+	$(BIN)/ruff format --check bgpwatch tests bench
+
+bench: setup
+	$(BIN)/python -m bench.pipeline
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

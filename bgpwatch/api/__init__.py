@@ -1,0 +1,1 @@
+"""HTTP API: /metrics, /healthz and the JSON API the CLI talks to."""

@@ -1,0 +1,137 @@
+"""Prometheus metrics of the daemon, computed at scrape time from its live state.
+
+Nothing on the hot path touches a metric object: the pipeline keeps plain integers, and
+this collector reads them when Prometheus asks.  The registry is passed in, so every test
+gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from bgpwatch import __version__
+
+if TYPE_CHECKING:
+    from bgpwatch.collector.supervisor import Supervisor
+    from bgpwatch.pipeline import Pipeline
+
+
+class DaemonCollector(Collector):
+    """Expose sessions, RIB sizes, ingest counters and ExaBGP workers."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        supervisor: Callable[[], Supervisor | None] = lambda: None,
+        reload_state: Callable[[], tuple[bool, float]] = lambda: (True, 0.0),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pipeline = pipeline
+        self.supervisor = supervisor
+        self.reload_state = reload_state
+        self.clock = clock
+
+    def collect(self) -> Iterator:
+        now = self.clock()
+        pipeline = self.pipeline
+        yield InfoMetricFamily("bgpwatch_build", "bgpwatch version", value={"version": __version__})
+
+        up = GaugeMetricFamily(
+            "bgpwatch_peer_up", "1 when the BGP session is established", labels=["peer", "site", "address"]
+        )
+        routes = GaugeMetricFamily(
+            "bgpwatch_peer_routes", "Routes in the peer's Adj-RIB-In", labels=["peer", "site", "family"]
+        )
+        age = GaugeMetricFamily(
+            "bgpwatch_peer_last_message_age_seconds",
+            "Seconds since the last message about the peer",
+            labels=["peer", "site"],
+        )
+        announced = CounterMetricFamily(
+            "bgpwatch_announcements", "Prefix announcements received", labels=["peer", "site"]
+        )
+        withdrawn = CounterMetricFamily(
+            "bgpwatch_withdrawals", "Prefix withdrawals received", labels=["peer", "site"]
+        )
+        downs = CounterMetricFamily(
+            "bgpwatch_peer_session_drops", "Times the established session went down", labels=["peer", "site"]
+        )
+        for session in pipeline.sessions.by_address.values():
+            labels = [session.name, session.site]
+            up.add_metric([*labels, session.address], 1.0 if session.up else 0.0)
+            rib = pipeline.rib.peers.get(session.address)
+            for family in (4, 6):
+                routes.add_metric([*labels, f"ipv{family}"], float(len(rib.tables[family])) if rib else 0.0)
+            if session.last_message is not None:
+                age.add_metric(labels, max(0.0, now - session.last_message))
+            announced.add_metric(labels, float(rib.announcements) if rib else 0.0)
+            withdrawn.add_metric(labels, float(rib.withdrawals) if rib else 0.0)
+            downs.add_metric(labels, float(len(session.downs)))
+        yield from (up, routes, age, announced, withdrawn, downs)
+
+        yield CounterMetricFamily("bgpwatch_ingest_lines", "Input lines read", value=float(pipeline.lines))
+        errors = CounterMetricFamily(
+            "bgpwatch_ingest_errors", "Input lines rejected, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(pipeline.errors.items()):
+            errors.add_metric([reason], float(count))
+        yield errors
+        unknown = CounterMetricFamily(
+            "bgpwatch_ingest_unknown_peer_messages", "Messages about peers not in the configuration"
+        )
+        unknown.add_metric([], float(sum(pipeline.sessions.unknown_peers.values())))
+        yield unknown
+        yield CounterMetricFamily(
+            "bgpwatch_relay_dropped_lines",
+            "Lines the relay dropped while the daemon was unreachable",
+            value=float(pipeline.lost_lines),
+        )
+        if pipeline.last_event_at is not None:
+            yield GaugeMetricFamily(
+                "bgpwatch_last_message_timestamp_seconds",
+                "Time of the last event received",
+                value=pipeline.last_event_at,
+            )
+        yield GaugeMetricFamily(
+            "bgpwatch_attribute_sets", "Distinct interned attribute sets", value=float(len(pipeline.pool))
+        )
+
+        supervisor = self.supervisor()
+        if supervisor is not None:
+            restarts = CounterMetricFamily(
+                "bgpwatch_exabgp_restarts", "ExaBGP child restarts", labels=["worker"]
+            )
+            running = GaugeMetricFamily(
+                "bgpwatch_exabgp_up", "1 when the ExaBGP child runs", labels=["worker"]
+            )
+            for worker in supervisor.workers:
+                restarts.add_metric([str(worker.plan.index)], float(worker.restarts))
+                running.add_metric([str(worker.plan.index)], 1.0 if worker.up else 0.0)
+            yield restarts
+            yield running
+
+        ok, at = self.reload_state()
+        yield GaugeMetricFamily(
+            "bgpwatch_config_last_reload_successful",
+            "1 when the last configuration (re)load succeeded",
+            value=1.0 if ok else 0.0,
+        )
+        if at:
+            yield GaugeMetricFamily(
+                "bgpwatch_config_last_reload_success_timestamp_seconds",
+                "Time of the last successful configuration load",
+                value=at,
+            )
+
+
+def build_registry(collector: DaemonCollector) -> CollectorRegistry:
+    """Return a fresh registry holding the daemon's collector."""
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry

@@ -1,0 +1,183 @@
+"""The HTTP API (aiohttp): /metrics, /healthz and /api/v1/... for the CLI and for scripts."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bgpwatch.rib.prefix import format_prefix, parse_address, parse_prefix
+
+if TYPE_CHECKING:
+    from bgpwatch.daemon import Daemon
+
+MAX_LIMIT = 1_000_000
+DEFAULT_LIMIT = 10_000
+
+
+class BadRequest(ValueError):
+    """A query parameter that cannot be used, with a message naming it."""
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def route_dict(daemon: Daemon, address: str, family: int, key: int, attrs) -> dict[str, Any]:
+    """Return the contract's prefix object for one route."""
+    session = daemon.pipeline.sessions.get(address)
+    data = {
+        "prefix": format_prefix(family, key),
+        "peer": session.name if session else address,
+        "peer_address": address,
+        "site": session.site if session else None,
+        "family": f"ipv{family}",
+        "origin_as": attrs.origin_as,
+    }
+    data.update(attrs.to_dict())
+    return data
+
+
+def select_routes(daemon: Daemon, query: dict[str, str]) -> list[dict[str, Any]]:
+    """Apply the /api/v1/prefixes filters (peer, site, prefix, lookup, limit)."""
+    allowed = {"peer", "site", "prefix", "lookup", "limit", "family"}
+    unknown = sorted(set(query) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r} (expected one of: {', '.join(sorted(allowed))})")
+    sessions = daemon.pipeline.sessions
+    rib = daemon.pipeline.rib
+    addresses = list(rib.peers)
+    if "peer" in query:
+        wanted = query["peer"]
+        addresses = [
+            a for a in addresses if a == wanted or (sessions.get(a) and sessions.get(a).name == wanted)
+        ]
+        if not addresses and not any(
+            s.name == wanted or s.address == wanted for s in sessions.by_address.values()
+        ):
+            raise BadRequest(f"peer: no configured peer is named {wanted!r}")
+    if "site" in query:
+        site = query["site"]
+        if site not in {s.site for s in sessions.by_address.values()}:
+            raise BadRequest(f"site: no configured site is named {site!r}")
+        addresses = [a for a in addresses if sessions.get(a) and sessions.get(a).site == site]
+    families = (4, 6)
+    if "family" in query:
+        if query["family"] not in ("ipv4", "ipv6"):
+            raise BadRequest(f"family: expected ipv4 or ipv6, got {query['family']!r}")
+        families = (int(query["family"][-1]),)
+    limit = int(query.get("limit", DEFAULT_LIMIT)) if str(query.get("limit", "1")).isdigit() else None
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit: expected an integer from 1 to {MAX_LIMIT}, got {query.get('limit')!r}")
+    out: list[dict[str, Any]] = []
+    if "prefix" in query:
+        try:
+            family, key = parse_prefix(query["prefix"])
+        except ValueError as exc:
+            raise BadRequest(f"prefix: {exc}") from exc
+        for address in addresses:
+            attrs = rib.peers[address].get(family, key)
+            if attrs is not None:
+                out.append(route_dict(daemon, address, family, key, attrs))
+        return out[:limit]
+    if "lookup" in query:
+        try:
+            family, host = parse_address(query["lookup"])
+        except ValueError as exc:
+            raise BadRequest(f"lookup: expected an IP address, {exc}") from exc
+        for address in addresses:
+            found = rib.peers[address].lookup(family, host)
+            if found is not None:
+                out.append(route_dict(daemon, address, family, found[0], found[1]))
+        return out[:limit]
+    for address in addresses:
+        for family in families:
+            for key, attrs in rib.peers[address].tables[family].items():
+                out.append(route_dict(daemon, address, family, key, attrs))
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def build_app(daemon: Daemon) -> web.Application:
+    """Return the aiohttp application serving the daemon's state."""
+
+    @web.middleware
+    async def errors(request: web.Request, handler):
+        try:
+            return await handler(request)
+        except BadRequest as exc:
+            return _json({"error": str(exc)}, status=400)
+
+    @web.middleware
+    async def auth(request: web.Request, handler):
+        token = daemon.config.api.token
+        if token is None or request.path in ("/metrics", "/healthz"):
+            return await handler(request)
+        given = request.headers.get("Authorization", "")
+        expected = "Bearer " + token.get_secret_value()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return _json({"error": "missing or wrong bearer token"}, status=401)
+        return await handler(request)
+
+    async def metrics(_request: web.Request) -> web.Response:
+        body = generate_latest(daemon.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_request: web.Request) -> web.Response:
+        healthy, reasons = daemon.health()
+        return _json({"healthy": healthy, "problems": reasons}, status=200 if healthy else 503)
+
+    async def status(_request: web.Request) -> web.Response:
+        return _json(daemon.status())
+
+    async def peers(_request: web.Request) -> web.Response:
+        now = time.time()
+        result = []
+        for session in daemon.pipeline.sessions.by_address.values():
+            entry = session.to_dict(now)
+            rib = daemon.pipeline.rib.peers.get(session.address)
+            entry["routes"] = len(rib) if rib else 0
+            entry["routes_ipv4"] = len(rib.tables[4]) if rib else 0
+            entry["routes_ipv6"] = len(rib.tables[6]) if rib else 0
+            result.append(entry)
+        return _json(result)
+
+    async def prefixes(request: web.Request) -> web.Response:
+        return _json(select_routes(daemon, dict(request.query)))
+
+    async def topology(_request: web.Request) -> web.Response:
+        return _json(daemon.topology())
+
+    async def topology_dot(_request: web.Request) -> web.Response:
+        return web.Response(text=daemon.topology_dot(), content_type="text/vnd.graphviz")
+
+    async def alerts(request: web.Request) -> web.Response:
+        include_all = request.query.get("all", "false").lower() in ("1", "true", "yes")
+        return _json(daemon.alerts(include_all=include_all, since=request.query.get("since")))
+
+    async def incidents(_request: web.Request) -> web.Response:
+        return _json(daemon.incidents())
+
+    async def incident(request: web.Request) -> web.Response:
+        found = daemon.incident(request.match_info["incident_id"])
+        if found is None:
+            return _json({"error": f"no incident {request.match_info['incident_id']!r}"}, status=404)
+        return _json(found)
+
+    app = web.Application(middlewares=[errors, auth])
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/peers", peers)
+    app.router.add_get("/api/v1/prefixes", prefixes)
+    app.router.add_get("/api/v1/topology", topology)
+    app.router.add_get("/api/v1/topology.dot", topology_dot)
+    app.router.add_get("/api/v1/alerts", alerts)
+    app.router.add_get("/api/v1/incidents", incidents)
+    app.router.add_get("/api/v1/incidents/{incident_id}", incident)
+    return app

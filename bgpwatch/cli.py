@@ -1,0 +1,235 @@
+"""The `bgpwatch` command line (click)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from bgpwatch import __version__
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr; without timestamps under systemd (journald adds its own)."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=getattr(logging, level.upper()), format=fmt, stream=sys.stderr)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bgpwatch")
+def main() -> None:
+    """bgpwatch: BGP sessions, topology and incidents across your sites."""
+
+
+# -- daemon side -------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML configuration.")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+def run(config_path: str, log_level: str) -> None:
+    """Run the daemon (systemd runs this)."""
+    setup_logging(log_level)
+    from bgpwatch.daemon import run as run_daemon
+
+    sys.exit(run_daemon(config_path))
+
+
+@main.command("check-config")
+@click.argument("path", type=click.Path(dir_okay=False))
+def check_config(path: str) -> None:
+    """Validate a configuration file: exit 0 when valid, 2 with one line per problem."""
+    from bgpwatch.config import check_config as check
+
+    problems = check(path)
+    if problems:
+        for problem in problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(f"{path}: OK")
+
+
+@main.command()
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False))
+@click.option("--worker", default=0, type=int, help="ExaBGP worker index (managed mode sets it).")
+@click.option("--socket", "socket_path", default=None, help="Daemon socket (default: <runtime_dir>/relay.sock).")
+def relay(config_path: str, worker: int, socket_path: str | None) -> None:
+    """ExaBGP's API process: forward ExaBGP's JSON lines on stdin to the daemon."""
+    from bgpwatch.collector import relay as relay_module
+
+    buffer_bytes = 64 << 20
+    if socket_path is None and config_path is None:
+        raise click.UsageError("give --config (or --socket)")
+    if socket_path is None:
+        from bgpwatch.config import ConfigError, load_config
+        from bgpwatch.daemon import relay_socket_path
+
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            sys.exit(EXIT_USAGE)
+        socket_path = str(relay_socket_path(config))
+        buffer_bytes = config.collector.relay_buffer_bytes
+    sys.exit(relay_module.main(socket_path, worker, buffer_bytes))
+
+
+# -- asking the running daemon -----------------------------------------------------------
+
+
+def client_options(func):
+    func = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")(func)
+    func = click.option("--api", "api_url", default=None, help="Daemon URL, e.g. http://127.0.0.1:9179.")(func)
+    func = click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False))(func)
+    return func
+
+
+def make_client(config_path: str | None, api_url: str | None):
+    from bgpwatch.api.client import Client
+
+    token = None
+    if api_url is None:
+        from bgpwatch.config import ConfigError, load_config
+
+        path = config_path or os.environ.get("BGPWATCH_CONFIG") or "/etc/bgpwatch/bgpwatch.yaml"
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            sys.exit(EXIT_USAGE)
+        host = config.api.host
+        host = f"[{host}]" if ":" in host else host
+        api_url = f"http://{host}:{config.api.port}"
+        token = config.api.token.get_secret_value() if config.api.token is not None else None
+    return Client(api_url, token=token)
+
+
+def fetch(config_path: str | None, api_url: str | None, path: str, params: dict | None = None, raw: bool = False):
+    from bgpwatch.api.client import ApiError, DaemonUnreachable
+
+    try:
+        return make_client(config_path, api_url).get(path, params, raw=raw)
+    except DaemonUnreachable as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_FAILURE)
+    except ApiError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def table(rows: list[list[Any]], headers: list[str]) -> str:
+    """Return rows as an aligned text table."""
+    cells = [[str("" if c is None else c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=None if isinstance(data, list) else 2))
+
+
+@main.command()
+@client_options
+def status(config_path, api_url, as_json) -> None:
+    """Show the daemon's state: sessions, routes, ExaBGP workers, alerts."""
+    data = fetch(config_path, api_url, "/api/v1/status")
+    if as_json:
+        emit_json(data)
+        return
+    pipe = data["pipeline"]
+    click.echo(f"bgpwatch {data['version']}  up {ago(data['uptime_seconds'])}  config {data['config']}")
+    click.echo(
+        f"sessions {data['peers_up']}/{data['peers']} up  routes {pipe['routes']}  "
+        f"attribute sets {pipe['attribute_sets']}  alerts firing {data['alerts_firing']}"
+    )
+    click.echo(
+        f"input: {pipe['lines']} lines, {pipe['events']} events, rejected {sum(pipe['rejected'].values())}"
+        f" {pipe['rejected'] or ''}, lost in relay {pipe['lost_lines']}"
+    )
+    for w in data["workers"]:
+        state = f"pid {w['pid']}" if w["up"] else f"DOWN ({w['last_exit']})"
+        click.echo(f"ExaBGP worker {w['worker']}: {state}, restarts {w['restarts']}, peers {', '.join(w['peers'])}")
+    if not data["config_reload_ok"]:
+        click.echo("WARNING: the last configuration reload was refused; the previous one is running")
+
+
+@main.command()
+@client_options
+def peers(config_path, api_url, as_json) -> None:
+    """List the BGP sessions (vantage points)."""
+    data = fetch(config_path, api_url, "/api/v1/peers")
+    if as_json:
+        emit_json(data)
+        return
+    rows = [
+        [
+            p["site"],
+            p["name"],
+            p["address"],
+            p["peer_as"],
+            p["state"],
+            ago(p["seconds_since_last_message"]),
+            p["routes_ipv4"],
+            p["routes_ipv6"],
+            ",".join(p["end_of_rib"]) or "-",
+            p["flaps_10m"],
+            p["reason"] if p["state"] != "up" else "",
+        ]
+        for p in data
+    ]
+    headers = ["site", "peer", "address", "as", "state", "last msg", "v4", "v6", "eor", "flaps", "reason"]
+    click.echo(table(rows, headers))
+
+
+@main.command()
+@client_options
+@click.option("--peer", default=None, help="Peer name or address.")
+@click.option("--site", default=None)
+@click.option("--prefix", default=None, help="Exact prefix.")
+@click.option("--lookup", default=None, metavar="ADDR", help="Longest-prefix match of an address.")
+@click.option("--limit", default=1000, type=click.IntRange(1, 1_000_000), show_default=True)
+def prefixes(config_path, api_url, as_json, peer, site, prefix, lookup, limit) -> None:
+    """List routes in the Adj-RIBs-In."""
+    params = {"peer": peer, "site": site, "prefix": prefix, "lookup": lookup, "limit": limit}
+    data = fetch(config_path, api_url, "/api/v1/prefixes", params)
+    if as_json:
+        emit_json(data)
+        return
+    rows = [
+        [
+            r["prefix"],
+            r["site"],
+            r["peer"],
+            r["next_hop"],
+            " ".join(map(str, r["as_path"])) or "(local)",
+            r.get("origin", ""),
+            " ".join(r.get("communities", [])),
+        ]
+        for r in data
+    ]
+    click.echo(table(rows, ["prefix", "site", "peer", "next hop", "as path", "origin", "communities"]))
+    if len(data) >= limit:
+        click.echo(f"(first {limit}; use --limit)", err=True)

@@ -1,0 +1,187 @@
+"""Supervise the ExaBGP children: start, watch, restart with back-off, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bgpwatch.collector.exabgp_config import WorkerPlan, plan_workers, worker_environment, write_worker_config
+from bgpwatch.events import CollectorStatus
+
+if TYPE_CHECKING:
+    from bgpwatch.config import Config
+
+log = logging.getLogger("bgpwatch.exabgp")
+
+MIN_BACKOFF = 1.0
+MAX_BACKOFF = 60.0
+STABLE_AFTER = 60.0  # a child that ran this long gets the minimum back-off again
+
+
+class Redactor:
+    """Replace configured secrets in text before it is logged."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = [s for s in secrets if s]
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
+
+def exabgp_argv(config: Config, plan: WorkerPlan) -> list[str]:
+    """Return the command line of an ExaBGP child (5.x: ``exabgp server FILE``)."""
+    python = config.collector.exabgp_python or sys.executable
+    return [python, "-m", "exabgp", "server", str(plan.config_path)]
+
+
+class Worker:
+    """One ExaBGP child process and its restart loop."""
+
+    def __init__(
+        self,
+        config: Config,
+        plan: WorkerPlan,
+        on_status: Callable[[CollectorStatus], None],
+        redact: Redactor,
+    ) -> None:
+        self.config = config
+        self.plan = plan
+        self.on_status = on_status
+        self.redact = redact
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self.started_at = 0.0
+        self.last_exit: str = ""
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def up(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.up and self.process else None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"exabgp-{self.plan.index}")
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        write_worker_config(self.config, self.plan)
+        argv = exabgp_argv(self.config, self.plan)
+        env = worker_environment(self.config, self.plan)
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # our SIGTERM handling decides when ExaBGP stops
+        )
+
+    async def _run(self) -> None:
+        backoff = MIN_BACKOFF
+        while not self._stopping.is_set():
+            try:
+                self.process = await self._spawn()
+            except OSError as exc:
+                self.last_exit = f"cannot start ExaBGP: {exc}"
+                log.error("worker %d: %s", self.plan.index, self.last_exit)
+                self.on_status(CollectorStatus(time.time(), self.plan.index, False, self.last_exit))
+            else:
+                self.started_at = time.monotonic()
+                log.info(
+                    "worker %d: ExaBGP started (pid %d, peers %s)",
+                    self.plan.index,
+                    self.process.pid,
+                    ", ".join(p.name for p in self.plan.peers),
+                )
+                self.on_status(CollectorStatus(time.time(), self.plan.index, True, "started"))
+                await self._pump_output(self.process)
+                code = await self.process.wait()
+                if self._stopping.is_set():
+                    break
+                self.last_exit = f"ExaBGP exited with code {code}"
+                log.error("worker %d: %s; restarting in %.0f s", self.plan.index, self.last_exit, backoff)
+                self.on_status(CollectorStatus(time.time(), self.plan.index, False, self.last_exit))
+                if time.monotonic() - self.started_at > STABLE_AFTER:
+                    backoff = MIN_BACKOFF
+            self.restarts += 1
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _pump_output(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        while True:
+            line = await process.stdout.readline()
+            if not line:
+                return
+            text = self.redact(line.decode("utf-8", "replace").rstrip())
+            if text:
+                log.debug("worker %d: %s", self.plan.index, text)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop ExaBGP: SIGTERM (it sends Cease to its peers), SIGKILL after `timeout`."""
+        self._stopping.set()
+        process = self.process
+        if process is not None and process.returncode is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                await asyncio.wait_for(process.wait(), timeout)
+            except TimeoutError:
+                log.warning(
+                    "worker %d: ExaBGP ignored SIGTERM for %.0f s, killing it", self.plan.index, timeout
+                )
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                await process.wait()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class Supervisor:
+    """All ExaBGP workers of one configuration."""
+
+    def __init__(self, config: Config, on_status: Callable[[CollectorStatus], None]) -> None:
+        self.config = config
+        self.on_status = on_status
+        secrets = [p.md5_password.get_secret_value() for p in config.peers if p.md5_password is not None]
+        self.redact = Redactor(secrets)
+        self.workers = [Worker(config, plan, on_status, self.redact) for plan in plan_workers(config)]
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(worker.stop() for worker in self.workers))
+
+    def describe(self) -> list[dict]:
+        """Return the workers' state for the status API."""
+        return [
+            {
+                "worker": w.plan.index,
+                "up": w.up,
+                "pid": w.pid,
+                "restarts": w.restarts,
+                "peers": [p.name for p in w.plan.peers],
+                "last_exit": w.last_exit,
+            }
+            for w in self.workers
+        ]

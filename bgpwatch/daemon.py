@@ -1,0 +1,341 @@
+"""`bgpwatch run`: the long-running daemon, one asyncio loop.
+
+Inputs: ExaBGP's JSON lines arriving from `bgpwatch relay` over a unix socket (one
+connection per ExaBGP worker).  The hot path (parse, RIB, sessions, detectors) runs
+synchronously per line; sockets, HTTP and alert delivery are async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from bgpwatch import __version__
+from bgpwatch.api.metrics import DaemonCollector, build_registry
+from bgpwatch.api.server import build_app
+from bgpwatch.collector.supervisor import Supervisor
+from bgpwatch.config import Config, ConfigError, load_config
+from bgpwatch.pipeline import RELAY_TAG, Pipeline
+
+log = logging.getLogger("bgpwatch")
+
+TICK_SECONDS = 0.25
+READ_CHUNK = 1 << 18
+RELAY_SOCKET = "relay.sock"
+
+
+def relay_socket_path(config: Config) -> Path:
+    """Return where the daemon listens for relays."""
+    return Path(config.collector.runtime_dir) / RELAY_SOCKET
+
+
+class Notifier:
+    """sd_notify when run by systemd (Type=notify); silent otherwise."""
+
+    def __init__(self) -> None:
+        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
+        self._notifier = None
+        if self.enabled:
+            import sdnotify
+
+            self._notifier = sdnotify.SystemdNotifier()
+
+    def __call__(self, message: str) -> None:
+        if self._notifier is not None:
+            self._notifier.notify(message)
+
+    @property
+    def watchdog_interval(self) -> float | None:
+        usec = os.environ.get("WATCHDOG_USEC")
+        if not self.enabled or not usec or not usec.isdigit():
+            return None
+        return int(usec) / 1e6 / 2
+
+
+class Daemon:
+    """Everything `bgpwatch run` holds: config, pipeline, ExaBGP workers, API, alerting."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self.reload_ok = True
+        self.reload_at = time.time()
+        self.transitions: list[dict[str, Any]] = []
+        self.pipeline = Pipeline(config)
+        self.engine = self._build_engine(config)
+        self.pipeline.consumer = self.engine
+        self.supervisor: Supervisor | None = None
+        if config.collector.exabgp == "managed":
+            self.supervisor = Supervisor(config, self._collector_status)
+            self.pipeline.worker_peers = {
+                w.plan.index: {p.address for p in w.plan.peers} for w in self.supervisor.workers
+            }
+        self.collector = DaemonCollector(
+            self.pipeline, lambda: self.supervisor, lambda: (self.reload_ok, self.reload_at)
+        )
+        self.registry = build_registry(self.collector)
+        if self.engine is not None and hasattr(self.engine, "register_metrics"):
+            self.engine.register_metrics(self.registry)
+        self.stop_event: asyncio.Event | None = None
+        self.notify = Notifier()
+        self._relay_server: asyncio.base_events.Server | None = None
+        self._runner: web.AppRunner | None = None
+        self._connections: set[asyncio.Task] = set()
+
+    # -- wiring -----------------------------------------------------------------------
+    def _build_engine(self, config: Config):
+        try:
+            from bgpwatch.detect.engine import DetectionEngine
+        except ImportError:
+            return None
+        return DetectionEngine(config, self.pipeline.rib, self.emit)
+
+    def emit(self, transition: dict[str, Any]) -> None:
+        """Take one alert transition from the detection layer."""
+        self.transitions.append(transition)
+        del self.transitions[:-10_000]
+        log.info("alert %s", orjson.dumps(transition).decode())
+
+    def _collector_status(self, event) -> None:
+        self.pipeline.feed_event(event)
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the exit code."""
+        loop = asyncio.get_running_loop()
+        self.stop_event = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            await self._start_relay_server()
+            await self._start_api()
+        except OSError as exc:
+            log.error("cannot start: %s", exc)
+            await self._shutdown()
+            return 1
+        if self.supervisor is not None:
+            self.supervisor.start()
+        ticker = asyncio.create_task(self._tick_loop(), name="tick")
+        self.notify("READY=1")
+        self.notify(f"STATUS=bgpwatch {__version__}: {len(self.config.peers)} peers configured")
+        log.info(
+            "bgpwatch %s running: %d sites, %d peers, ExaBGP %s, API http://%s:%d",
+            __version__,
+            len(self.config.sites),
+            len(self.config.peers),
+            self.config.collector.exabgp,
+            self.config.api.host,
+            self.config.api.port,
+        )
+        await self.stop_event.wait()
+        log.info("stopping")
+        self.notify("STOPPING=1")
+        ticker.cancel()
+        await self._shutdown()
+        log.info("stopped")
+        return 0
+
+    async def _shutdown(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+        # Let the relays deliver what ExaBGP said while stopping, within a bound.
+        if self._connections:
+            await asyncio.wait(self._connections, timeout=3.0)
+        for task in self._connections:
+            task.cancel()
+        if self._relay_server is not None:
+            self._relay_server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._relay_server.wait_closed(), 2.0)
+            with contextlib.suppress(FileNotFoundError):
+                relay_socket_path(self.config).unlink()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _start_relay_server(self) -> None:
+        path = relay_socket_path(self.config)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        self._relay_server = await asyncio.start_unix_server(self._relay_connection, path=str(path))
+        os.chmod(path, 0o660)
+
+    async def _start_api(self) -> None:
+        self._runner = web.AppRunner(build_app(self), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.api.host, self.config.api.port)
+        await site.start()
+
+    async def _relay_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        worker: int | None = None
+        feed = self.pipeline.feed_line
+        buffer = b""
+        try:
+            while True:
+                data = await reader.read(READ_CHUNK)
+                if not data:
+                    break
+                buffer += data
+                lines = buffer.split(b"\n")
+                buffer = lines.pop()
+                for line in lines:
+                    if not line:
+                        continue
+                    if worker is None and line.startswith(RELAY_TAG):
+                        worker = self._hello(line)
+                        if worker is not None:
+                            continue
+                    try:
+                        feed(line, "relay", worker)
+                    except Exception:  # one bad line never stops the pipeline (STYLE habit 1)
+                        log.exception("internal error on an input line; line skipped")
+                        self.pipeline.errors["internal_error"] += 1
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            if task is not None:
+                self._connections.discard(task)
+
+    def _hello(self, line: bytes) -> int | None:
+        try:
+            control = orjson.loads(line)["bgpwatch-relay"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+        if isinstance(control, dict) and isinstance(control.get("hello"), int):
+            log.info("relay of worker %d connected (pid %s)", control["hello"], control.get("pid"))
+            return control["hello"]
+        return None
+
+    async def _tick_loop(self) -> None:
+        interval = self.notify.watchdog_interval
+        last_watchdog = 0.0
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            now = time.time()
+            try:
+                self.pipeline.tick(now)
+            except Exception:
+                log.exception("internal error in a timer")
+            if interval is not None and now - last_watchdog >= interval:
+                self.notify("WATCHDOG=1")
+                last_watchdog = now
+
+    # -- reload -----------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read the configuration (SIGHUP); keep the running one if the new one is invalid."""
+        path = self.config.source
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            self.reload_ok = False
+            for problem in exc.problems:
+                log.error("reload refused: %s", problem)
+            log.error("reload refused: keeping the configuration loaded at %s", time.ctime(self.reload_at))
+            return
+        self.reload_ok = True
+        self.reload_at = time.time()
+        if new == self.config:
+            log.info("reload: configuration unchanged")
+            return
+        peers_changed = [p.model_dump() for p in new.peers] != [p.model_dump() for p in self.config.peers]
+        self.config = new
+        if self.engine is not None and hasattr(self.engine, "reconfigure"):
+            self.engine.reconfigure(new)
+        if peers_changed:
+            log.warning("reload: peers changed; the ExaBGP workers restart with the new configuration")
+            asyncio.get_running_loop().create_task(self._restart_collector(new))
+        log.info("reload: configuration from %s applied", path)
+
+    async def _restart_collector(self, config: Config) -> None:
+        from bgpwatch.sessions import SessionTable
+
+        old = self.supervisor
+        if old is not None:
+            await old.stop()
+        sessions = SessionTable(config)
+        for address, session in self.pipeline.sessions.by_address.items():
+            if address in sessions.by_address:
+                sessions.by_address[address] = session
+        self.pipeline.sessions = sessions
+        self.pipeline.config = config
+        if config.collector.exabgp == "managed":
+            self.supervisor = Supervisor(config, self._collector_status)
+            self.pipeline.worker_peers = {
+                w.plan.index: {p.address for p in w.plan.peers} for w in self.supervisor.workers
+            }
+            self.supervisor.start()
+        else:
+            self.supervisor = None
+
+    # -- views for the API ------------------------------------------------------------
+    def health(self) -> tuple[bool, list[str]]:
+        problems = []
+        if self.supervisor is not None:
+            problems += [
+                f"ExaBGP worker {w.plan.index} not running" for w in self.supervisor.workers if not w.up
+            ]
+        return not problems, problems
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        sessions = list(self.pipeline.sessions.by_address.values())
+        return {
+            "version": __version__,
+            "config": str(self.config.source),
+            "started_at": self.started_at,
+            "uptime_seconds": now - self.started_at,
+            "exabgp_mode": self.config.collector.exabgp,
+            "workers": self.supervisor.describe() if self.supervisor else [],
+            "sites": len(self.config.sites),
+            "peers": len(sessions),
+            "peers_up": sum(1 for s in sessions if s.up),
+            "pipeline": self.pipeline.status(now),
+            "config_reload_ok": self.reload_ok,
+            "alerts_firing": len(self.alerts()),
+        }
+
+    def topology(self) -> dict[str, Any]:
+        if self.engine is None:
+            return {"error": "topology not available"}
+        return self.engine.snapshot()
+
+    def topology_dot(self) -> str:
+        return self.engine.to_dot() if self.engine is not None else "graph bgpwatch {}\n"
+
+    def alerts(self, include_all: bool = False, since: str | None = None) -> list[dict[str, Any]]:
+        if include_all:
+            return [t for t in self.transitions if since is None or t.get("at", "") >= since]
+        if self.engine is None:
+            return []
+        return self.engine.active_alerts()
+
+    def incidents(self) -> list[dict[str, Any]]:
+        return []
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        return None
+
+
+def run(config_path: str) -> int:
+    """Entry point of `bgpwatch run`."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("%s", problem)
+        return 2
+    return asyncio.run(Daemon(config).run())

@@ -1,0 +1,120 @@
+"""Typed events: the one shape every input (ExaBGP JSON, MRT, recordings) is normalised into.
+
+Nothing downstream of `bgpwatch.ingest` knows which wire format an event came from.
+Prefixes travel as compact integer keys (see `bgpwatch.rib.prefix`); attributes are
+interned `PathAttributes`, decoded once per UPDATE and shared by every prefix in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bgpwatch.rib.attributes import PathAttributes
+
+# Session states as bgpwatch understands them.  Only UP means Established:
+# ExaBGP emits "connected" at every outgoing TCP attempt, even failed ones.
+CONNECTED = "connected"
+UP = "up"
+DOWN = "down"
+
+
+@dataclass(slots=True, frozen=True)
+class SessionState:
+    """A BGP session changed state (connected, up or down, with ExaBGP's reason)."""
+
+    at: float
+    peer: str  # peer address as written in the config (canonical text form)
+    state: str  # CONNECTED | UP | DOWN
+    reason: str = ""
+    peer_as: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Announce:
+    """One UPDATE's announced prefixes, all sharing one interned attribute set."""
+
+    at: float
+    peer: str
+    family: int  # 4 or 6
+    prefixes: tuple[int, ...]  # prefix keys, deduplicated within the message
+    attributes: PathAttributes
+
+
+@dataclass(slots=True, frozen=True)
+class Withdraw:
+    """Prefixes withdrawn by a peer for one address family."""
+
+    at: float
+    peer: str
+    family: int
+    prefixes: tuple[int, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class EndOfRib:
+    """The peer finished sending its initial table for one family."""
+
+    at: float
+    peer: str
+    family: int
+
+
+@dataclass(slots=True, frozen=True)
+class Notification:
+    """A BGP NOTIFICATION sent to or received from a peer."""
+
+    at: float
+    peer: str
+    direction: str  # "receive" | "send"
+    code: int
+    subcode: int
+    message: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class CollectorShutdown:
+    """The ExaBGP process announced its own shutdown."""
+
+    at: float
+    reason: str = "shutdown"
+
+
+@dataclass(slots=True, frozen=True)
+class CollectorStatus:
+    """An ExaBGP worker process started, stopped or died (from the supervisor, not from BGP)."""
+
+    at: float
+    worker: int
+    up: bool
+    reason: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class FeedGap:
+    """Input was lost between ExaBGP and bgpwatch (the relay dropped lines)."""
+
+    at: float
+    lost: int
+    source: str = "relay"
+
+
+@dataclass(slots=True, frozen=True)
+class Tick:
+    """The clock advanced without a BGP message (live: timer; replay: stream time)."""
+
+    at: float
+
+
+Event = (
+    SessionState
+    | Announce
+    | Withdraw
+    | EndOfRib
+    | Notification
+    | CollectorShutdown
+    | CollectorStatus
+    | FeedGap
+    | Tick
+)

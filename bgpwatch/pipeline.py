@@ -1,0 +1,143 @@
+"""The hot path: one line in, events out, RIB and sessions updated, detectors fed.
+
+The daemon (live) and `bgpwatch replay` (recorded) drive the same `Pipeline`; only the
+clock differs: live time comes from ExaBGP's "time" field and a wall-clock tick, replay
+time only from the recording.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from bgpwatch.events import DOWN, CollectorShutdown, CollectorStatus, Event, FeedGap, SessionState
+from bgpwatch.ingest.exabgp_json import ExaBGPJsonParser, IngestError
+from bgpwatch.rib import AttributePool, Rib, RouteChanges
+from bgpwatch.sessions import IDLE, SessionTable
+
+if TYPE_CHECKING:
+    from bgpwatch.config import Config
+
+log = logging.getLogger("bgpwatch.ingest")
+
+RELAY_TAG = b'{"bgpwatch-relay"'
+SAMPLE_EVERY = 60.0  # log at most one rejected line per reason per minute
+
+
+class Consumer(Protocol):
+    """What the detection layer implements to receive the stream."""
+
+    def process(self, event: Event, changes: list[RouteChanges]) -> None: ...
+
+    def tick(self, now: float) -> None: ...
+
+
+class Pipeline:
+    """Parse, apply to the RIB, track sessions, hand every event and its changes to the consumer."""
+
+    def __init__(self, config: Config, consumer: Consumer | None = None) -> None:
+        self.config = config
+        self.pool = AttributePool()
+        self.rib = Rib(self.pool)
+        self.parser = ExaBGPJsonParser(self.pool)
+        self.sessions = SessionTable(config)
+        self.consumer = consumer
+        self.errors: Counter[str] = Counter()
+        self.lines = 0
+        self.events = 0
+        self.lost_lines = 0
+        self.last_event_at: float | None = None
+        self._last_sample: dict[str, float] = {}
+        self.on_event: list[Callable[[Event, list[RouteChanges]], None]] = []
+        self.worker_peers: dict[int, set[str]] = {}  # ExaBGP worker -> peer addresses it holds
+
+    # -- input ------------------------------------------------------------------------
+    def feed_line(self, line: bytes, source: str = "exabgp", worker: int | None = None) -> None:
+        """Handle one line from ExaBGP (or a relay control line); never raises for bad input."""
+        self.lines += 1
+        if line.startswith(RELAY_TAG):
+            self._relay_control(line)
+            return
+        try:
+            events = self.parser.parse(line)
+        except IngestError as exc:
+            self.reject(exc.reason, exc.detail, source)
+            return
+        for event in events:
+            self.feed_event(event, worker)
+
+    def reject(self, reason: str, detail: str, source: str) -> None:
+        """Count a rejected input and log a sample of it."""
+        self.errors[reason] += 1
+        now = time.monotonic()
+        if now - self._last_sample.get(reason, -SAMPLE_EVERY) >= SAMPLE_EVERY:
+            self._last_sample[reason] = now
+            log.warning(
+                "rejected input from %s (%s): %s [%d so far]", source, reason, detail, self.errors[reason]
+            )
+
+    def _relay_control(self, line: bytes) -> None:
+        try:
+            control = orjson.loads(line)["bgpwatch-relay"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self.reject("bad_relay_control", line[:120].decode("utf-8", "replace"), "relay")
+            return
+        lost = control.get("lost") if isinstance(control, dict) else None
+        if isinstance(lost, int) and lost > 0:
+            self.lost_lines += lost
+            log.error("the relay dropped %d lines while bgpwatch could not keep up or was down", lost)
+            at = control.get("time") if isinstance(control.get("time"), int | float) else time.time()
+            self.feed_event(FeedGap(float(at), lost, f"relay worker {control.get('worker')}"))
+
+    def feed_event(self, event: Event, worker: int | None = None) -> None:
+        """Apply one normalised event (`worker`: the ExaBGP worker it came through, if known)."""
+        self.events += 1
+        self.last_event_at = event.at
+        self.sessions.observe(event)
+        changes = self.rib.apply(event)
+        if self.consumer is not None:
+            self.consumer.process(event, changes)
+        for callback in self.on_event:
+            callback(event, changes)
+        if isinstance(event, CollectorShutdown | CollectorStatus):
+            # ExaBGP is gone and will not say that its sessions went with it: say it for it,
+            # after the collector event itself, so detectors can blame the collector, not the sites.
+            for down in self._sessions_lost_with_collector(event, worker):
+                self.feed_event(down)
+
+    def _sessions_lost_with_collector(
+        self, event: CollectorShutdown | CollectorStatus, worker: int | None
+    ) -> list[SessionState]:
+        if isinstance(event, CollectorStatus):
+            if event.up:
+                return []
+            worker = event.worker
+        peers = self.worker_peers.get(worker) if worker is not None else None
+        reason = f"collector: {event.reason}"
+        return [
+            SessionState(event.at, session.address, DOWN, reason)
+            for session in self.sessions.by_address.values()
+            if (peers is None or session.address in peers) and session.state not in (DOWN, IDLE)
+        ]
+
+    def tick(self, now: float) -> None:
+        """Advance the clock for time-based detectors."""
+        if self.consumer is not None:
+            self.consumer.tick(now)
+
+    def status(self, now: float) -> dict[str, Any]:
+        """Return the pipeline's counters for the status API."""
+        return {
+            "lines": self.lines,
+            "events": self.events,
+            "rejected": dict(self.errors),
+            "lost_lines": self.lost_lines,
+            "routes": sum(len(r) for r in self.rib.peers.values()),
+            "attribute_sets": len(self.pool),
+            "last_event_at": self.last_event_at,
+        }

@@ -1,0 +1,142 @@
+"""The relay never blocks ExaBGP: bounded buffer, drop-oldest with a count, reconnect, gap report."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import orjson
+
+from bgpwatch.collector.relay import Relay
+
+
+def lines(n, start=0):
+    return [orjson.dumps({"n": i, "pad": "x" * 40}) + b"\n" for i in range(start, start + n)]
+
+
+def test_buffer_is_bounded_and_drops_oldest_whole_lines():
+    relay = Relay("/nonexistent/relay.sock", buffer_bytes=1000)
+    for line in lines(100):
+        relay._enqueue(line)
+    kept = b"".join(relay.pending)
+    assert relay.pending_bytes == len(kept) <= 1000
+    assert kept.endswith(lines(1, 99)[0])  # the newest survive
+    assert relay.lost_lines == relay.lost_total == 100 - kept.count(b"\n")
+    assert kept.startswith(b'{"n":')  # whole lines only
+
+
+def test_partial_lines_are_joined_across_reads():
+    read_fd, write_fd = os.pipe()
+    relay = Relay("/nonexistent", stdin_fd=read_fd)
+    os.write(write_fd, b'{"a":1}\n{"b"')
+    relay._read_stdin()
+    os.write(write_fd, b":2}\n")
+    relay._read_stdin()
+    os.close(write_fd)
+    relay._read_stdin()
+    assert b"".join(relay.pending) == b'{"a":1}\n{"b":2}\n' and relay.eof
+    os.close(read_fd)
+
+
+def _serve(path):
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    server.settimeout(10)
+    return server
+
+
+def _read_lines(conn, count, timeout=10.0):
+    conn.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while data.count(b"\n") < count and time.monotonic() < deadline:
+        chunk = conn.recv(1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+def test_relay_process_buffers_until_daemon_appears_then_reports_loss(tmp_path):
+    path = str(tmp_path / "relay.sock")
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "bgpwatch", "relay", "--socket", path],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        # The daemon is down: ExaBGP's writes must still go through, whatever the volume.
+        started = time.monotonic()
+        for line in lines(2000):
+            relay.stdin.write(line)
+        relay.stdin.flush()
+        assert time.monotonic() - started < 5
+        server = _serve(path)
+        conn, _ = server.accept()
+        received = _read_lines(conn, 2001)
+        assert received[0]["bgpwatch-relay"]["hello"] == 0
+        assert [r["n"] for r in received[1:]] == list(range(2000))  # nothing lost within the bound
+        # The daemon goes away and comes back: lines in flight are either delivered or counted.
+        conn.close()
+        server.close()
+        os.unlink(path)
+        for line in lines(50, 2000):
+            relay.stdin.write(line)
+        relay.stdin.flush()
+        time.sleep(0.3)
+        server = _serve(path)
+        conn, _ = server.accept()
+        relay.stdin.close()
+        received = _read_lines(conn, 51)
+        numbers = [r["n"] for r in received if "n" in r]
+        control = [r["bgpwatch-relay"] for r in received if "bgpwatch-relay" in r]
+        lost = sum(c.get("lost", 0) for c in control)
+        assert control[0]["hello"] == 0
+        assert len(numbers) + lost == 50 and numbers == sorted(numbers)
+        conn.close()
+        server.close()
+        assert relay.wait(timeout=10) == 0
+    finally:
+        relay.kill()
+
+
+def test_relay_drops_and_counts_when_daemon_never_comes(tmp_path):
+    path = str(tmp_path / "relay.sock")
+    relay = subprocess.Popen(
+        [sys.executable, "-c", f"from bgpwatch.collector.relay import Relay; Relay({path!r}, buffer_bytes=4096).run(idle_exit=0.2)"],
+        stdin=subprocess.PIPE,
+    )
+    payload = b"".join(lines(5000))
+    started = time.monotonic()
+    relay.stdin.write(payload)  # ~330 KB into a 4 KB buffer: must never block the writer
+    relay.stdin.close()
+    assert relay.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5
+
+
+def test_relay_reports_loss_after_overflow(tmp_path):
+    path = str(tmp_path / "relay.sock")
+    read_fd, write_fd = os.pipe()
+    relay = Relay(path, buffer_bytes=2000, stdin_fd=read_fd)
+    os.write(write_fd, b"".join(lines(100)))
+    os.close(write_fd)
+    relay._read_stdin()
+    relay._read_stdin()
+    assert relay.eof and relay.lost_lines > 0
+    lost = relay.lost_lines
+    server = _serve(path)
+    relay._connect()
+    conn, _ = server.accept()
+    for _ in range(200):
+        relay._write_socket()
+    received = _read_lines(conn, 2 + relay.pending_bytes, timeout=1)
+    assert received[0]["bgpwatch-relay"]["hello"] == 0
+    assert received[1]["bgpwatch-relay"]["lost"] == lost
+    assert [r["n"] for r in received[2:]][-1] == 99
+    os.close(read_fd)
+    conn.close()
+    server.close()
