@@ -33,7 +33,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML configuration.")
+@click.option(
+    "--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML configuration."
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def run(config_path: str, log_level: str) -> None:
     """Run the daemon (systemd runs this)."""
@@ -60,7 +62,9 @@ def check_config(path: str) -> None:
 @main.command()
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False))
 @click.option("--worker", default=0, type=int, help="ExaBGP worker index (managed mode sets it).")
-@click.option("--socket", "socket_path", default=None, help="Daemon socket (default: <runtime_dir>/relay.sock).")
+@click.option(
+    "--socket", "socket_path", default=None, help="Daemon socket (default: <runtime_dir>/relay.sock)."
+)
 def relay(config_path: str, worker: int, socket_path: str | None) -> None:
     """ExaBGP's API process: forward ExaBGP's JSON lines on stdin to the daemon."""
     from bgpwatch.collector import relay as relay_module
@@ -88,7 +92,9 @@ def relay(config_path: str, worker: int, socket_path: str | None) -> None:
 
 def client_options(func):
     func = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")(func)
-    func = click.option("--api", "api_url", default=None, help="Daemon URL, e.g. http://127.0.0.1:9179.")(func)
+    func = click.option("--api", "api_url", default=None, help="Daemon URL, e.g. http://127.0.0.1:9179.")(
+        func
+    )
     func = click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False))(func)
     return func
 
@@ -114,7 +120,9 @@ def make_client(config_path: str | None, api_url: str | None):
     return Client(api_url, token=token)
 
 
-def fetch(config_path: str | None, api_url: str | None, path: str, params: dict | None = None, raw: bool = False):
+def fetch(
+    config_path: str | None, api_url: str | None, path: str, params: dict | None = None, raw: bool = False
+):
     from bgpwatch.api.client import ApiError, DaemonUnreachable
 
     try:
@@ -171,7 +179,9 @@ def status(config_path, api_url, as_json) -> None:
     )
     for w in data["workers"]:
         state = f"pid {w['pid']}" if w["up"] else f"DOWN ({w['last_exit']})"
-        click.echo(f"ExaBGP worker {w['worker']}: {state}, restarts {w['restarts']}, peers {', '.join(w['peers'])}")
+        click.echo(
+            f"ExaBGP worker {w['worker']}: {state}, restarts {w['restarts']}, peers {', '.join(w['peers'])}"
+        )
     if not data["config_reload_ok"]:
         click.echo("WARNING: the last configuration reload was refused; the previous one is running")
 

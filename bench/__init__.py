@@ -1,0 +1,1 @@
+"""Benchmarks (run by hand; a smoke size runs in the test suite so they never rot)."""

@@ -1,0 +1,982 @@
+"""Configuration: one YAML file turned into frozen, validated models.
+
+Every problem in a file is collected and reported at once, one line each, as
+``FILE: key.path: what was expected, got X``; nothing is ever reported as a traceback, and
+secrets (BGP MD5 passwords, tokens, webhook URLs and headers) never appear in a message or a repr.
+``check_config`` runs exactly the code the daemon runs, so ``bgpwatch check-config`` is the real test.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType, NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from bgpwatch.rib.prefix import format_prefix, parse_prefix
+
+__all__ = [
+    "AlertingConfig",
+    "AlertmanagerSink",
+    "ApiConfig",
+    "CollectorConfig",
+    "Config",
+    "ConfigError",
+    "LogSink",
+    "Peer",
+    "Service",
+    "Site",
+    "Sink",
+    "StorageConfig",
+    "WatchedPrefix",
+    "WebhookSink",
+    "check_config",
+    "load_config",
+    "load_config_text",
+]
+
+MAX_ASN = 4_294_967_295
+# Linux TCP_MD5SIG_MAXKEYLEN: the kernel refuses longer keys.
+MD5_MAX_BYTES = 80
+# Keys whose string values are never echoed back in an error message.
+_SECRET_KEYS = frozenset({"md5_password", "token", "headers", "url"})
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Field validators.  Each raises one of two custom errors that the reporter understands:
+# "bgpwatch_expected" (it appends ", got X", unless the key is a secret) and "bgpwatch_problem"
+# (a complete sentence, printed as is).  They check types themselves, so YAML's "65000" (a string)
+# is not silently taken for an AS number.
+
+
+def _expected(text: str) -> PydanticCustomError:
+    return PydanticCustomError("bgpwatch_expected", "{expected}", {"expected": text})
+
+
+def _problem(text: str) -> PydanticCustomError:
+    return PydanticCustomError("bgpwatch_problem", "{problem}", {"problem": text})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_check(lo: int, hi: int, expected: str) -> BeforeValidator:
+    def check(value: Any) -> int:
+        if not _is_int(value) or not lo <= value <= hi:
+            raise _expected(expected)
+        return value
+
+    return BeforeValidator(check)
+
+
+def _check_hold_time(value: Any) -> int:
+    if not _is_int(value) or not (value == 0 or 3 <= value <= 65535):
+        raise _expected("expected a hold time in seconds: 0 (no keepalives) or 3-65535")
+    return value
+
+
+def _check_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
+        raise _expected("expected a number of seconds (> 0, at most 86400)")
+    return float(value)
+
+
+def _check_text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _expected("expected a non-empty string")
+    return value
+
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def _check_name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+        raise _expected(
+            "expected a name of letters, digits, '-', '_' or '.' (starting with a letter or digit, "
+            "at most 63 characters)"
+        )
+    return value
+
+
+def _canonical_address(value: Any) -> str | None:
+    """Return the canonical text of an IP address, or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def _check_address(value: Any) -> str:
+    canonical = _canonical_address(value)
+    if canonical is not None:
+        return canonical
+    if isinstance(value, str) and "/" in value:
+        raise _expected("expected an IPv4 or IPv6 address (not a prefix)")
+    raise _expected("expected an IPv4 or IPv6 address")
+
+
+def _check_router_id(value: Any) -> str:
+    canonical = _canonical_address(value)
+    if canonical is None or ":" in canonical or canonical == "0.0.0.0":
+        raise _expected("expected a non-zero IPv4 address (the BGP identifier), such as 192.0.2.254")
+    return canonical
+
+
+def _canonical_prefix(value: Any) -> str:
+    """Return the canonical text of a prefix; raise a custom error when it is not one."""
+    expected = "expected a prefix such as 203.0.113.0/24 or 2001:db8::/32"
+    if not isinstance(value, str):
+        raise _expected(expected)
+    try:
+        family, key = parse_prefix(value)
+        # parse_prefix clears host bits as a router would; in a config they are a typo.
+        _, host_key = parse_prefix(value.partition("/")[0])
+    except ValueError:
+        raise _expected(expected) from None
+    canonical = format_prefix(family, key)
+    if host_key >> 8 != key >> 8:
+        raise _problem(f"{value} has host bits set; did you mean {canonical}?")
+    return canonical
+
+
+def _prefix_or_none(value: Any) -> str | None:
+    try:
+        return _canonical_prefix(value)
+    except PydanticCustomError:
+        return None
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
+_LISTEN_EXPECTED = "expected HOST:PORT or [IPV6]:PORT, such as 127.0.0.1:9179 or '[::1]:9179'"
+
+
+def _split_listen(text: str) -> tuple[str, int]:
+    """Split a canonical ``HOST:PORT`` or ``[V6]:PORT`` string."""
+    host, _, port = text.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _check_listen(value: Any) -> str:
+    if isinstance(value, list):
+        # An unquoted [::1]:9179 is YAML flow-list syntax.
+        raise _expected(f"{_LISTEN_EXPECTED} (quote a bracketed IPv6 form: YAML reads [...] as a list)")
+    if not isinstance(value, str):
+        raise _expected(_LISTEN_EXPECTED)
+    if value.startswith("["):
+        match = re.fullmatch(r"\[([^\]]+)\]:([0-9]+)", value)
+        if match is None:
+            raise _expected(_LISTEN_EXPECTED)
+        host_text, port_text = match.groups()
+        host = _canonical_address(host_text)
+        if host is None or ":" not in host:
+            raise _expected(f"{_LISTEN_EXPECTED} (brackets hold an IPv6 address)")
+        host = f"[{host}]"
+    else:
+        host_text, colon, port_text = value.rpartition(":")
+        if not colon or not host_text:
+            raise _expected(_LISTEN_EXPECTED)
+        if ":" in host_text:
+            raise _expected(f"{_LISTEN_EXPECTED} (put an IPv6 address in brackets)")
+        address = _canonical_address(host_text)
+        is_name = _HOSTNAME_RE.fullmatch(host_text) and not re.fullmatch(r"[0-9.]+", host_text)
+        if address is None and not is_name:
+            raise _expected(_LISTEN_EXPECTED)
+        host = address or host_text
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise _expected("expected a port 1-65535 after the last ':'")
+    return f"{host}:{int(port_text)}"
+
+
+def _check_url(value: Any) -> str:
+    # Webhook URLs often carry the secret in their path: say what is wrong, never echo it.
+    expected = "expected an http:// or https:// URL with a host"
+    if not isinstance(value, str):
+        raise _expected(expected)
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        raise _problem(f"{expected} (the URL does not parse)") from None
+    if parts.scheme not in ("http", "https"):
+        raise _problem(f"{expected}, got a URL with scheme {parts.scheme!r}" if parts.scheme else expected)
+    if not parts.hostname:
+        raise _problem(expected)
+    return value
+
+
+def _check_md5(value: Any) -> Any:
+    expected = (
+        f"expected a password of 1-{MD5_MAX_BYTES} printable ASCII characters, without quotes or backslashes"
+    )
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if not isinstance(value, str) or not 1 <= len(value) <= MD5_MAX_BYTES:
+        raise _problem(expected)
+    if any(not 0x20 <= ord(char) <= 0x7E or char in "\"'\\" for char in value):
+        raise _problem(expected)
+    return value
+
+
+def _check_secret(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value
+    if not isinstance(value, str) or not value:
+        raise _problem("expected a non-empty string")
+    return value
+
+
+def _check_headers(value: dict[str, str]) -> dict[str, str]:
+    for name, text in value.items():
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name) or any(c in text for c in "\r\n"):
+            raise _problem("expected HTTP header names (letters, digits, '-') and single-line values")
+    return value
+
+
+def _check_path(value: Any, info: ValidationInfo) -> Path:
+    if isinstance(value, Path):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise _expected("expected a file system path")
+    path = Path(value)
+    base = (info.context or {}).get("base_dir")
+    # A relative path means relative to the config file, wherever the daemon was started from.
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return path
+
+
+Asn = Annotated[int, _int_check(1, MAX_ASN, f"expected an AS number (1-{MAX_ASN})")]
+Port = Annotated[int, _int_check(1, 65535, "expected a TCP port (1-65535)")]
+HoldTime = Annotated[int, BeforeValidator(_check_hold_time)]
+Seconds = Annotated[float, BeforeValidator(_check_seconds)]
+QueueSize = Annotated[int, _int_check(1, 10_000_000, "expected a queue size (1-10000000)")]
+Name = Annotated[str, BeforeValidator(_check_name)]
+Text = Annotated[str, BeforeValidator(_check_text)]
+Address = Annotated[str, BeforeValidator(_check_address)]
+RouterId = Annotated[str, BeforeValidator(_check_router_id)]
+Prefix = Annotated[str, BeforeValidator(_canonical_prefix)]
+ListenAddress = Annotated[str, BeforeValidator(_check_listen)]
+Url = Annotated[str, BeforeValidator(_check_url)]
+Md5Password = Annotated[SecretStr, BeforeValidator(_check_md5)]
+Token = Annotated[SecretStr, BeforeValidator(_check_secret)]
+FilePath = Annotated[Path, BeforeValidator(_check_path)]
+Flag = Annotated[bool, Strict()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Models: defaults beside types.
+
+
+class _Model(BaseModel):
+    """Frozen, unknown keys rejected, inputs never shown by pydantic's own messages."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_section_means_default(cls, data: Any) -> Any:
+        # "services:" with every item commented out is YAML null: read it as "use the default".
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: value
+            for key, value in data.items()
+            if value is not None or not _is_optional_section(cls.model_fields.get(key))
+        }
+
+
+def _is_optional_section(field: Any) -> bool:
+    if field is None or field.is_required():
+        return False
+    annotation = field.annotation
+    if get_origin(annotation) in (list, dict):
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+class CollectorConfig(_Model):
+    local_as: Asn
+    router_id: RouterId
+    # managed: bgpwatch runs ExaBGP itself; external: an operator-run ExaBGP feeds `bgpwatch relay`.
+    exabgp: Literal["managed", "external"] = "managed"
+    runtime_dir: FilePath = Path("/run/bgpwatch")
+    exabgp_workers: (
+        Annotated[int, _int_check(1, 64, "expected a number of ExaBGP processes (1-64)")] | None
+    ) = None
+    exabgp_python: Text | None = None
+    hold_time: HoldTime = 90
+    listen_address: Address | None = None
+    listen_port: Port = 179
+    local_address: Address | None = None
+    # Bytes of ExaBGP output the relay keeps while the daemon is unreachable (~620 B per UPDATE line).
+    relay_buffer_bytes: Annotated[
+        int, _int_check(1 << 16, 1 << 34, "expected a number of bytes (65536-17179869184)")
+    ] = 64 << 20
+
+
+class Peer(_Model):
+    name: Name
+    address: Address
+    peer_as: Asn
+    local_as: Asn | None = None
+    local_address: Address | None = None
+    md5_password: Md5Password | None = None
+    passive: Flag = False
+    hold_time: HoldTime | None = None
+    port: Port = 179
+
+
+class Site(_Model):
+    name: Name
+    prefixes: list[Prefix]
+    peers: list[Peer] = []
+
+
+class Service(_Model):
+    name: Name
+    prefixes: list[Prefix] = Field(min_length=1)
+    required_from: list[Name] = Field(min_length=1)
+
+
+class ApiConfig(_Model):
+    listen: ListenAddress = "127.0.0.1:9179"
+    token: Token | None = None
+
+    @property
+    def host(self) -> str:
+        """Return the listening host, without IPv6 brackets."""
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """Return the listening TCP port."""
+        return _split_listen(self.listen)[1]
+
+
+class LogSink(_Model):
+    type: Literal["log"] = "log"
+    # None: log each alert at the level its severity suggests.
+    level: Literal["debug", "info", "warning", "error", "critical"] | None = None
+
+
+class AlertmanagerSink(_Model):
+    type: Literal["alertmanager"] = "alertmanager"
+    url: Url = Field(repr=False)  # may carry basic-auth credentials
+    timeout_seconds: Seconds = 5.0
+    # Alertmanager resolves an alert that is not re-sent: repeat firing alerts this often.
+    resend_seconds: Seconds = 60.0
+    queue_size: QueueSize = 1000
+
+
+class WebhookSink(_Model):
+    type: Literal["webhook"] = "webhook"
+    url: Url = Field(repr=False)  # chat webhooks carry their secret in the path
+    token: Token | None = None
+    headers: Annotated[dict[str, str], AfterValidator(_check_headers)] = Field(default={}, repr=False)
+    slack: Flag = False
+    timeout_seconds: Seconds = 5.0
+    queue_size: QueueSize = 1000
+
+
+Sink = Annotated[LogSink | AlertmanagerSink | WebhookSink, Field(discriminator="type")]
+
+
+class AlertingConfig(_Model):
+    sinks: list[Sink] = [LogSink()]
+
+
+class RecordingConfig(_Model):
+    # Directory for the recorded input stream (gzip JSON lines); None: do not record.
+    path: FilePath | None = None
+    rotate_megabytes: Annotated[int, _int_check(1, 1 << 20, "expected megabytes (1-1048576)")] = 64
+    keep: Annotated[int, _int_check(1, 100_000, "expected a number of files (1-100000)")] = 48
+
+
+class StorageConfig(_Model):
+    path: FilePath = Path("/var/lib/bgpwatch/bgpwatch.db")
+    # None: keep the history forever.
+    retention_days: Annotated[int, _int_check(1, 36500, "expected a number of days (1-36500)")] | None = 90
+
+
+class WatchedPrefix(_Model):
+    prefix: Prefix
+    origins: list[Asn] = Field(min_length=1)
+    allow_more_specifics: Flag = False
+
+
+class Config(_Model):
+    collector: CollectorConfig
+    sites: list[Site] = Field(min_length=1)
+    services: list[Service] = []
+    api: ApiConfig = ApiConfig()
+    alerting: AlertingConfig = AlertingConfig()
+    storage: StorageConfig = StorageConfig()
+    recording: RecordingConfig = RecordingConfig()
+    # Per-detector parameters, validated by bgpwatch.detect.
+    detectors: dict[str, dict[str, Any]] = {}
+    watched_prefixes: list[WatchedPrefix] = []
+
+    _source: Path | None = PrivateAttr(default=None)
+    _peers: tuple[Peer, ...] = PrivateAttr()
+    _peer_by_address: Mapping[str, Peer] = PrivateAttr()
+    _peer_by_name: Mapping[str, Peer] = PrivateAttr()
+    _site_of_address: Mapping[str, str] = PrivateAttr()
+    _site_by_name: Mapping[str, Site] = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Index peers and sites once; the config never changes after load."""
+        self._peers = tuple(peer for site in self.sites for peer in site.peers)
+        self._peer_by_address = MappingProxyType({peer.address: peer for peer in self._peers})
+        self._peer_by_name = MappingProxyType({peer.name: peer for peer in self._peers})
+        self._site_of_address = MappingProxyType(
+            {peer.address: site.name for site in self.sites for peer in site.peers}
+        )
+        self._site_by_name = MappingProxyType({site.name: site for site in self.sites})
+
+    @model_validator(mode="after")
+    def _check_cross_references(self, info: ValidationInfo) -> Config:
+        # load_config checks the raw document itself, so that these problems are reported
+        # together with field errors; this covers Config built directly from Python data.
+        if (info.context or {}).get("cross_checked"):
+            return self
+        problems = _cross_problems(self.model_dump(mode="python"))
+        if problems:
+            raise _problem("; ".join(f"{path}: {message}" for path, message in problems))
+        return self
+
+    @property
+    def source(self) -> Path | None:
+        """Return the file this configuration was loaded from."""
+        return self._source
+
+    @property
+    def peers(self) -> tuple[Peer, ...]:
+        """Return every peer of every site, in file order."""
+        return self._peers
+
+    @property
+    def peer_by_address(self) -> Mapping[str, Peer]:
+        """Map a canonical peer address (as ExaBGP's neighbor.address.peer) to its peer."""
+        return self._peer_by_address
+
+    @property
+    def peer_by_name(self) -> Mapping[str, Peer]:
+        """Map a peer name to its peer."""
+        return self._peer_by_name
+
+    @property
+    def site_of_address(self) -> Mapping[str, str]:
+        """Map a canonical peer address to the name of the site it belongs to."""
+        return self._site_of_address
+
+    @property
+    def site_by_name(self) -> Mapping[str, Site]:
+        """Map a site name to its site."""
+        return self._site_by_name
+
+    def local_as_for(self, peer: Peer) -> int:
+        """Return the local AS used towards ``peer`` (its own, else the collector's)."""
+        return peer.local_as if peer.local_as is not None else self.collector.local_as
+
+    def hold_time_for(self, peer: Peer) -> int:
+        """Return the hold time proposed to ``peer`` (its own, else the collector's)."""
+        return peer.hold_time if peer.hold_time is not None else self.collector.hold_time
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-reference checks, on the raw document so that they run even when fields are invalid.
+
+
+def _cross_problems(data: Any) -> list[tuple[str, str]]:
+    """Return (key path, message) for duplicates and dangling references; tolerate any garbage."""
+    problems: list[tuple[str, str]] = []
+    if not isinstance(data, dict):
+        return problems
+    sites = data.get("sites")
+    site_names: dict[str, int] = {}
+    # With a site unnamed or misnamed, "unknown site" in services would only echo that problem.
+    all_sites_named = isinstance(sites, list)
+    if isinstance(sites, list):
+        peer_names: dict[str, tuple[str, Any]] = {}
+        peer_addresses: dict[str, tuple[str, Any, Any]] = {}
+        for index, site in enumerate(sites):
+            if not isinstance(site, dict):
+                all_sites_named = False
+                continue
+            name = site.get("name")
+            site_path = f"sites[{index}]"
+            if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+                all_sites_named = False
+            elif name in site_names:
+                message = f"duplicate site name {name!r} (also sites[{site_names[name]}])"
+                problems.append((f"{site_path}.name", message))
+            else:
+                site_names[name] = index
+            problems += _duplicate_prefixes(site.get("prefixes"), f"{site_path}.prefixes")
+            peers = site.get("peers")
+            if not isinstance(peers, list):
+                continue
+            for position, peer in enumerate(peers):
+                if isinstance(peer, dict):
+                    path = f"{site_path}.peers[{position}]"
+                    problems += _check_peer(peer, path, name, peer_names, peer_addresses)
+    services = data.get("services")
+    if isinstance(services, list):
+        problems += _check_services(services, site_names if all_sites_named else None)
+    watched = data.get("watched_prefixes")
+    if isinstance(watched, list):
+        seen: dict[str, int] = {}
+        for index, item in enumerate(watched):
+            prefix = _prefix_or_none(item.get("prefix")) if isinstance(item, dict) else None
+            if prefix is None:
+                continue
+            if prefix in seen:
+                problems.append(
+                    (
+                        f"watched_prefixes[{index}].prefix",
+                        f"{prefix} is listed twice (also watched_prefixes[{seen[prefix]}])",
+                    )
+                )
+            else:
+                seen[prefix] = index
+    return problems
+
+
+def _duplicate_prefixes(prefixes: Any, path: str) -> list[tuple[str, str]]:
+    if not isinstance(prefixes, list):
+        return []
+    problems = []
+    seen: dict[str, int] = {}
+    for index, text in enumerate(prefixes):
+        prefix = _prefix_or_none(text)
+        if prefix is None:
+            continue
+        if prefix in seen:
+            problems.append((f"{path}[{index}]", f"{prefix} is listed twice (also {path}[{seen[prefix]}])"))
+        else:
+            seen[prefix] = index
+    return problems
+
+
+def _check_peer(
+    peer: dict[str, Any],
+    path: str,
+    site_name: Any,
+    peer_names: dict[str, tuple[str, Any]],
+    peer_addresses: dict[str, tuple[str, Any, Any]],
+) -> list[tuple[str, str]]:
+    problems = []
+    name = peer.get("name")
+    if isinstance(name, str):
+        if name in peer_names:
+            other_path, other_site = peer_names[name]
+            problems.append(
+                (
+                    f"{path}.name",
+                    f"duplicate peer name {name!r} (already used by {other_path} in site {other_site!r})",
+                )
+            )
+        else:
+            peer_names[name] = (path, site_name)
+    address = _canonical_address(peer.get("address"))
+    if address is not None:
+        if address in peer_addresses:
+            other_path, other_name, other_site = peer_addresses[address]
+            if other_site == site_name:
+                message = f"address {address} is already the address of peer {other_name!r} ({other_path})"
+            else:
+                message = (
+                    f"address {address} is in two sites, {other_site!r} (peer {other_name!r}, {other_path}) "
+                    f"and {site_name!r}: a peer belongs to one site"
+                )
+            problems.append((f"{path}.address", message))
+        else:
+            peer_addresses[address] = (path, name, site_name)
+        local = _canonical_address(peer.get("local_address"))
+        if local is not None and (":" in local) != (":" in address):
+            family = "IPv6" if ":" in address else "IPv4"
+            problems.append(
+                (
+                    f"{path}.local_address",
+                    f"expected an {family} address like the peer address {address}, got {local}",
+                )
+            )
+    return problems
+
+
+def _check_services(services: list[Any], site_names: dict[str, int] | None) -> list[tuple[str, str]]:
+    problems = []
+    seen_names: dict[str, int] = {}
+    for index, service in enumerate(services):
+        if not isinstance(service, dict):
+            continue
+        path = f"services[{index}]"
+        name = service.get("name")
+        if isinstance(name, str):
+            if name in seen_names:
+                problems.append(
+                    (f"{path}.name", f"duplicate service name {name!r} (also services[{seen_names[name]}])")
+                )
+            else:
+                seen_names[name] = index
+        problems += _duplicate_prefixes(service.get("prefixes"), f"{path}.prefixes")
+        required = service.get("required_from")
+        if not isinstance(required, list):
+            continue
+        listed: set[str] = set()
+        for position, site in enumerate(required):
+            if not isinstance(site, str):
+                continue
+            where = f"{path}.required_from[{position}]"
+            if site in listed:
+                problems.append((where, f"site {site!r} is listed twice"))
+            elif site_names is not None and site not in site_names:
+                known = ", ".join(site_names) or "none"
+                problems.append((where, f"unknown site {site!r} (sites: {known})"))
+            listed.add(site)
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Turning pydantic errors into "key.path: what was expected, got X".
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Annotated and Optional from a type annotation."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+            continue
+        if origin in (Union, UnionType):
+            members = [arg for arg in get_args(tp) if arg is not NoneType]
+            if len(members) == 1:
+                tp = members[0]
+                continue
+        return tp
+
+
+def _union_member(tp: Any, tag: str) -> Any:
+    """Return the member of a discriminated union whose ``type`` literal is ``tag``."""
+    if get_origin(tp) not in (Union, UnionType):
+        return None
+    for member in get_args(tp):
+        field = getattr(member, "model_fields", {}).get("type")
+        if field is not None and tag in get_args(field.annotation):
+            return member
+    return None
+
+
+def _union_tags(tp: Any) -> list[str]:
+    return [get_args(member.model_fields["type"].annotation)[0] for member in get_args(tp)]
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[list[str | int], Any]:
+    """Follow a pydantic error location through the models: the user's key path and the type there."""
+    tp: Any = Config
+    path: list[str | int] = []
+    for segment in loc:
+        tp = _unwrap(tp)
+        member = _union_member(tp, segment) if isinstance(segment, str) else None
+        if member is not None:
+            tp = member  # the discriminator's tag: not a key the user wrote
+            continue
+        origin = get_origin(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(segment))
+            tp = field.annotation if field is not None else None
+            path.append(str(segment))
+        elif origin is list and isinstance(segment, int):
+            tp = get_args(tp)[0]
+            path.append(segment)
+        elif origin is dict:
+            tp = get_args(tp)[1]
+            if segment != "[key]":
+                path.append(str(segment))
+        else:
+            tp = None
+            path.append(segment)
+    return path, _unwrap(tp)
+
+
+def _format_path(path: list[str | int]) -> str:
+    text = ""
+    for segment in path:
+        if isinstance(segment, int):
+            text += f"[{segment}]"
+        elif re.fullmatch(r"[A-Za-z0-9_-]+", segment):
+            text += f".{segment}" if text else segment
+        else:
+            text += f"[{segment!r}]"
+    return text
+
+
+def _render(value: Any) -> str:
+    """Describe an input value for a message; mappings and lists may hold secrets, so not shown."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}" if value else "an empty list"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 80 else repr(value[:77] + "...")
+    if isinstance(value, int | float):
+        return repr(value)
+    return f"a {type(value).__name__} ({str(value)[:40]})"
+
+
+_GENERIC_EXPECTED = {
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+    "path_type": "expected a file system path",
+}
+
+
+def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
+    """Return (key path, message) for one pydantic error."""
+    kind = error["type"]
+    loc = tuple(error["loc"])
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        parent_path, parent = _walk(loc[:-1])
+        key = str(loc[-1])
+        known = (
+            list(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
+        )
+        message = f"unknown key {key!r}"
+        if known:
+            message += f" (expected one of: {', '.join(known)})"
+            close = difflib.get_close_matches(key, known, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        return _format_path([*parent_path, key]), message
+    if kind == "invalid_key" or (loc and loc[-1] == "[key]"):
+        parent_path, _ = _walk(loc[:-1] if kind == "invalid_key" else loc[:-2])
+        return _format_path(
+            parent_path
+        ), f"expected text keys, got the key {_render(loc[-2 if loc[-1] == '[key]' else -1])}"
+    path, _ = _walk(loc)
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        _, union = _walk(loc)
+        tags = ", ".join(repr(tag) for tag in _union_tags(union))
+        if not isinstance(value, dict):
+            return _format_path(path), f"expected a mapping with a 'type' key, got {_render(value)}"
+        if kind == "union_tag_not_found":
+            return _format_path([*path, "type"]), f"required key is missing (expected one of: {tags})"
+        return _format_path([*path, "type"]), f"expected one of: {tags}, got {_render(value.get('type'))}"
+    if kind == "missing":
+        return _format_path(path), "required key is missing"
+    if kind == "bgpwatch_problem":
+        return _format_path(path), ctx["problem"]
+    if kind == "bgpwatch_expected":
+        expected = ctx["expected"]
+    elif kind == "literal_error":
+        expected = f"expected {ctx['expected']}"
+    elif kind == "too_short":
+        expected = f"expected at least {ctx['min_length']} item{'s' if ctx['min_length'] != 1 else ''}"
+    else:
+        expected = _GENERIC_EXPECTED.get(kind, f"invalid value ({error['msg']})")
+    if any(segment in _SECRET_KEYS for segment in path if isinstance(segment, str)):
+        return _format_path(path), expected
+    return _format_path(path), f"{expected}, got {_render(value)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML reading.
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that records duplicate mapping keys, which PyYAML silently lets override."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[yaml.Mark, str, yaml.Mark]] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            ident = (key_node.tag, key_node.value)
+            if ident in seen:
+                self.duplicates.append((key_node.start_mark, key_node.value, seen[ident]))
+            else:
+                seen[ident] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+_YAML_HINTS = {
+    "'\\t'": "indent with spaces, not tabs",
+    "<block end>": "check the indentation",
+    "found ':'": "quote values that contain ': ' or start with '[' or '{'",
+    "mapping values are not allowed here": "check the indentation, or quote a value that contains ': '",
+}
+
+
+def _yaml_hint(problem: str) -> str:
+    hints = [hint for marker, hint in _YAML_HINTS.items() if marker in problem]
+    return f"; {hints[0]}" if hints else ""
+
+
+def _yaml_problem(name: str, text: str, exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem and exc.context_mark is not None:
+            problem += f" ({exc.context} started at line {exc.context_mark.line + 1})"
+        problem += _yaml_hint(exc.problem or "")
+        if mark is not None:
+            return f"{name}:{mark.line + 1}:{mark.column + 1}: YAML syntax error: {problem}"
+        return f"{name}: YAML syntax error: {problem}"
+    if isinstance(exc, yaml.reader.ReaderError):
+        character = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return f"{name}:{line}:{column}: YAML syntax error: unacceptable character {character}"
+    return f"{name}: YAML syntax error: {exc}"
+
+
+def _parse(text: str, name: str, base_dir: Path | None) -> Config:
+    try:
+        loader = _Loader(text)  # the reader rejects control characters here already
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(name, text, exc)]) from None
+    problems = [
+        f"{name}:{mark.line + 1}:{mark.column + 1}: duplicate key {key!r} (first at line {first.line + 1}); "
+        "the second one would silently replace the first"
+        for mark, key, first in loader.duplicates
+    ]
+    if data is None:
+        raise ConfigError(
+            [f"{name}: no settings: the file is empty or holds only comments (expected collector and sites)"]
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [f"{name}: expected a mapping of top-level keys (collector, sites, ...), got {_render(data)}"]
+        )
+    cross = _cross_problems(data)
+    try:
+        config = Config.model_validate(data, context={"cross_checked": True, "base_dir": base_dir})
+    except ValidationError as exc:
+        # Not chained: pydantic's text could quote a secret if someone logged the traceback.
+        field_problems = [_describe(error) for error in exc.errors()]
+    else:
+        field_problems = []
+    # A value that is itself invalid is reported once, not again as a duplicate.
+    bad_paths = {path for path, _ in field_problems}
+    cross = [(path, message) for path, message in cross if not any(_within(path, bad) for bad in bad_paths)]
+    problems += [
+        f"{name}: {path}: {message}" if path else f"{name}: {message}"
+        for path, message in sorted(field_problems + cross, key=lambda item: _document_order(item[0]))
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+_SEGMENT_RE = re.compile(r"\[(\d+)\]|\[('[^']*'|\"[^\"]*\")\]|\.?([^.\[]+)")
+
+
+def _document_order(path: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key putting key paths in the order the file declares them (fields in model order)."""
+    key: list[tuple[int, int | str]] = []
+    tp: Any = Config
+    for index, quoted, name in _SEGMENT_RE.findall(path):
+        tp = _unwrap(tp)
+        if index:
+            key.append((0, int(index)))
+            tp = get_args(tp)[0] if get_origin(tp) is list else None
+            continue
+        name = name or quoted
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            fields = list(tp.model_fields)
+            key.append((0, fields.index(name)) if name in fields else (1, name))
+            tp = tp.model_fields[name].annotation if name in fields else None
+        else:
+            key.append((1, name))
+            tp = get_args(tp)[1] if get_origin(tp) is dict else None
+    return tuple(key)
+
+
+def _within(path: str, parent: str) -> bool:
+    return path == parent or path.startswith((f"{parent}.", f"{parent}["))
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate the YAML file ``path``; raise ConfigError listing every problem."""
+    source = Path(path)
+    name = str(path)
+    try:
+        text = source.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise ConfigError([f"{name}: cannot read the file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{name}: not UTF-8 text (invalid byte at offset {exc.start})"]) from None
+    config = _parse(text, name, source.absolute().parent)
+    config._source = source
+    return config
+
+
+def load_config_text(text: str, name: str = "<config>") -> Config:
+    """Validate configuration given as YAML text (tests, API); relative paths stay relative."""
+    return _parse(text, name, None)
+
+
+def check_config(path: str | Path) -> list[str]:
+    """Return every problem of the file ``path``, one line each; an empty list means valid."""
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        return exc.problems
+    return []

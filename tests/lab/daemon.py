@@ -1,0 +1,83 @@
+"""Run the real `bgpwatch run` inside a lab's collector namespace and talk to it through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .netlab import Lab
+
+BGPWATCH = [sys.executable, "-m", "bgpwatch"]
+
+
+class LabDaemon:
+    """A `bgpwatch run` process in the collector namespace of `lab`, with its log in `tmpdir`."""
+
+    def __init__(self, lab: Lab, tmpdir: Path, **config_overrides: Any) -> None:
+        self.lab = lab
+        self.tmpdir = Path(tmpdir)
+        self.config = lab.bgpwatch_config(self.tmpdir, **config_overrides)
+        self.log_path = self.tmpdir / "bgpwatch.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, log_level: str = "debug") -> LabDaemon:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.process = self.lab.collector_exec(
+            [*BGPWATCH, "run", "--config", str(self.config), "--log-level", log_level],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_for(lambda: self.try_cli("status") is not None, 30, "the daemon's API to answer")
+        return self
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        self.process.terminate()
+        return self.process.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def cli(self, *args: str, json_output: bool = True, check: bool = True) -> Any:
+        argv = [*BGPWATCH, *args, "--config", str(self.config)]
+        if json_output:
+            argv.append("--json")
+        proc = self.lab.collector_exec(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = proc.communicate(timeout=30)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"bgpwatch {' '.join(args)} exited {proc.returncode}: {err.decode()}")
+        if not json_output:
+            return proc.returncode, out.decode(), err.decode()
+        return json.loads(out) if proc.returncode == 0 else None
+
+    def try_cli(self, *args: str) -> Any:
+        return self.cli(*args, check=False)
+
+    def peers(self) -> dict[str, dict]:
+        return {p["name"]: p for p in self.cli("peers")}
+
+    def routes(self, **filters: str) -> list[dict]:
+        args = ["prefixes", "--limit", "100000"]
+        for key, value in filters.items():
+            args += [f"--{key}", value]
+        return self.cli(*args)
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(
+                    f"bgpwatch exited ({self.process.returncode}) waiting for {what}:\n{self.log()[-3000:]}"
+                )
+            result = predicate()
+            if result:
+                return result
+            time.sleep(0.2)
+        raise AssertionError(
+            f"timed out after {timeout} s waiting for {what}\n--- log tail ---\n{self.log()[-3000:]}"
+        )
