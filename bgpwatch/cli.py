@@ -243,3 +243,88 @@ def prefixes(config_path, api_url, as_json, peer, site, prefix, lookup, limit) -
     click.echo(table(rows, ["prefix", "site", "peer", "next hop", "as path", "origin", "communities"]))
     if len(data) >= limit:
         click.echo(f"(first {limit}; use --limit)", err=True)
+
+
+@main.command()
+@client_options
+@click.option("--all", "include_all", is_flag=True, help="Every transition, not only what is firing.")
+@click.option("--since", default=None, metavar="ISO-TIME", help="Only transitions at or after this time.")
+def alerts(config_path, api_url, as_json, include_all, since) -> None:
+    """Show firing alerts (or, with --all, every transition)."""
+    params = {"all": "true" if include_all else None, "since": since}
+    data = fetch(config_path, api_url, "/api/v1/alerts", params)
+    if as_json:
+        emit_json(data)
+        return
+    if not data:
+        click.echo("no alerts firing" if not include_all else "no alert transitions")
+        return
+    rows = [
+        [
+            a.get("at"),
+            a.get("state"),
+            a.get("severity"),
+            a.get("kind"),
+            " ".join(f"{k}={v}" for k, v in sorted(a.get("labels", {}).items())),
+            a.get("summary"),
+        ]
+        for a in data
+    ]
+    click.echo(table(rows, ["at", "state", "severity", "kind", "labels", "summary"]))
+
+
+@main.command()
+@client_options
+@click.option("--dot", is_flag=True, help="Graphviz DOT of the site graph.")
+def topology(config_path, api_url, as_json, dot) -> None:
+    """Show the sites, who sees whom (visibility matrix), the islands, stale and unconverged peers."""
+    if dot:
+        click.echo(fetch(config_path, api_url, "/api/v1/topology.dot", raw=True), nl=False)
+        return
+    data = fetch(config_path, api_url, "/api/v1/topology")
+    if as_json:
+        emit_json(data)
+        return
+    from bgpwatch.topology.render import render_text
+
+    click.echo(render_text(data))
+
+
+@main.group(invoke_without_command=True)
+@client_options
+@click.pass_context
+def incidents(ctx, config_path, api_url, as_json) -> None:
+    """List incidents (and `incidents show ID` for one timeline)."""
+    ctx.obj = (config_path, api_url)
+    if ctx.invoked_subcommand is not None:
+        return
+    data = fetch(config_path, api_url, "/api/v1/incidents")
+    if as_json:
+        emit_json(data)
+        return
+    if not data:
+        click.echo("no incidents")
+        return
+    rows = [
+        [i.get("id"), i.get("status"), i.get("opened_at"), i.get("closed_at") or "-", i.get("summary")] for i in data
+    ]
+    click.echo(table(rows, ["incident", "status", "opened", "closed", "summary"]))
+
+
+@incidents.command("show")
+@click.argument("incident_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--markdown", is_flag=True, help="A timeline to paste into a post-mortem.")
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False))
+@click.option("--api", "api_url", default=None)
+@click.pass_context
+def incidents_show(ctx, incident_id, as_json, markdown, config_path, api_url) -> None:
+    """Show one incident's timeline."""
+    parent_config, parent_api = ctx.obj or (None, None)
+    data = fetch(config_path or parent_config, api_url or parent_api, f"/api/v1/incidents/{incident_id}")
+    if as_json:
+        emit_json(data)
+        return
+    from bgpwatch.alerts.timeline import render_markdown, render_text
+
+    click.echo(render_markdown(data) if markdown else render_text(data))

@@ -24,7 +24,9 @@ from bgpwatch.api.metrics import DaemonCollector, build_registry
 from bgpwatch.api.server import build_app
 from bgpwatch.collector.supervisor import Supervisor
 from bgpwatch.config import Config, ConfigError, load_config
-from bgpwatch.pipeline import RELAY_TAG, Pipeline
+from bgpwatch.events import CollectorStatus
+from bgpwatch.ingest.recorder import Recorder
+from bgpwatch.pipeline import RELAY_TAG, Pipeline, collector_control_line
 
 log = logging.getLogger("bgpwatch")
 
@@ -85,6 +87,11 @@ class Daemon:
         self.registry = build_registry(self.collector)
         if self.engine is not None and hasattr(self.engine, "register_metrics"):
             self.engine.register_metrics(self.registry)
+        self.recorder: Recorder | None = None
+        if config.recording.path is not None:
+            self.recorder = Recorder(
+                config.recording.path, config.recording.rotate_megabytes << 20, config.recording.keep
+            )
         self.stop_event: asyncio.Event | None = None
         self.notify = Notifier()
         self._relay_server: asyncio.base_events.Server | None = None
@@ -105,7 +112,10 @@ class Daemon:
         del self.transitions[:-10_000]
         log.info("alert %s", orjson.dumps(transition).decode())
 
-    def _collector_status(self, event) -> None:
+    def _collector_status(self, event: CollectorStatus) -> None:
+        if self.recorder is not None:
+            # Recorded as a relay control line, so a replay sees ExaBGP die exactly as the daemon did.
+            self.recorder.write(collector_control_line(event))
         self.pipeline.feed_event(event)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -161,6 +171,8 @@ class Daemon:
                 relay_socket_path(self.config).unlink()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.recorder is not None:
+            self.recorder.close()
 
     async def _start_relay_server(self) -> None:
         path = relay_socket_path(self.config)
@@ -182,6 +194,7 @@ class Daemon:
             self._connections.add(task)
         worker: int | None = None
         feed = self.pipeline.feed_line
+        record = self.recorder.write if self.recorder is not None else None
         buffer = b""
         try:
             while True:
@@ -198,6 +211,8 @@ class Daemon:
                         worker = self._hello(line)
                         if worker is not None:
                             continue
+                    if record is not None:
+                        record(line)
                     try:
                         feed(line, "relay", worker)
                     except Exception:  # one bad line never stops the pipeline (STYLE habit 1)

@@ -29,6 +29,12 @@ RELAY_TAG = b'{"bgpwatch-relay"'
 SAMPLE_EVERY = 60.0  # log at most one rejected line per reason per minute
 
 
+def collector_control_line(event: CollectorStatus) -> bytes:
+    """Return the control line that records a supervisor event in an input recording."""
+    body = {"time": event.at, "worker": event.worker, "up": event.up, "reason": event.reason}
+    return orjson.dumps({"bgpwatch-relay": {"collector": body}})
+
+
 class Consumer(Protocol):
     """What the detection layer implements to receive the stream."""
 
@@ -87,7 +93,24 @@ class Pipeline:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             self.reject("bad_relay_control", line[:120].decode("utf-8", "replace"), "relay")
             return
-        lost = control.get("lost") if isinstance(control, dict) else None
+        if not isinstance(control, dict):
+            self.reject("bad_relay_control", line[:120].decode("utf-8", "replace"), "relay")
+            return
+        collector = control.get("collector")
+        if isinstance(collector, dict):
+            try:
+                event = CollectorStatus(
+                    float(collector["time"]),
+                    int(collector["worker"]),
+                    bool(collector["up"]),
+                    str(collector["reason"]),
+                )
+            except (KeyError, TypeError, ValueError):
+                self.reject("bad_relay_control", line[:120].decode("utf-8", "replace"), "relay")
+                return
+            self.feed_event(event)
+            return
+        lost = control.get("lost")
         if isinstance(lost, int) and lost > 0:
             self.lost_lines += lost
             log.error("the relay dropped %d lines while bgpwatch could not keep up or was down", lost)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -148,4 +149,4 @@ def test_sigterm_stops_exabgp_and_exits_zero(lab, daemon):
     pids = [w["pid"] for w in daemon.cli("status")["workers"]]
     assert daemon.stop() == 0
     for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        assert not os.path.exists(f"/proc/{pid}") or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"

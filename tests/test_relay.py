@@ -107,7 +107,11 @@ def test_relay_process_buffers_until_daemon_appears_then_reports_loss(tmp_path):
 def test_relay_drops_and_counts_when_daemon_never_comes(tmp_path):
     path = str(tmp_path / "relay.sock")
     relay = subprocess.Popen(
-        [sys.executable, "-c", f"from bgpwatch.collector.relay import Relay; Relay({path!r}, buffer_bytes=4096).run(idle_exit=0.2)"],
+        [
+            sys.executable,
+            "-c",
+            f"from bgpwatch.collector.relay import Relay; Relay({path!r}, buffer_bytes=4096).run(idle_exit=0.2)",
+        ],
         stdin=subprocess.PIPE,
     )
     payload = b"".join(lines(5000))

@@ -29,7 +29,9 @@ def test_prefix_round_trip(text, family, canonical):
     assert format_prefix(fam, key) == canonical
 
 
-@pytest.mark.parametrize("bad", ["203.0.113.0/33", "2001:db8::/129", "300.1.1.1/8", "1.2.3.4/-1", "x/8", "1.2.3.4/", ""])
+@pytest.mark.parametrize(
+    "bad", ["203.0.113.0/33", "2001:db8::/129", "300.1.1.1/8", "1.2.3.4/-1", "x/8", "1.2.3.4/", ""]
+)
 def test_bad_prefixes_raise(bad):
     with pytest.raises(ValueError):
         parse_prefix(bad)
@@ -99,7 +101,10 @@ def test_session_down_withdraws_everything_per_family():
     rib.apply(EndOfRib(1.1, "p", 4))
     assert rib.peers["p"].eor == {4}
     changes = rib.apply(SessionState(5.0, "p", DOWN, "notification received (6,2)"))
-    assert sorted((c.family, len(c.items), c.reason) for c in changes) == [(4, 2, "session_down"), (6, 1, "session_down")]
+    assert sorted((c.family, len(c.items), c.reason) for c in changes) == [
+        (4, 2, "session_down"),
+        (6, 1, "session_down"),
+    ]
     assert all(after is None for c in changes for _, _, after in c.items)
     assert len(rib.peers["p"]) == 0 and rib.peers["p"].eor == set() and len(pool) == 0
     assert rib.apply(SessionState(6.0, "p", DOWN)) == []

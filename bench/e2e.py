@@ -1,0 +1,124 @@
+"""End to end: a real BIRD router announces a big table to bgpwatch (managed ExaBGP) in a netns lab.
+
+Measures, in one run: prefixes/s from the session coming up to the whole table in bgpwatch's
+RIB, CPU seconds of ExaBGP vs the relay vs the bgpwatch daemon, and the daemon's RSS per route.
+
+    sudo .venv/bin/python -m bench.e2e --v4 200000 --v6 0 --group 4
+    sudo .venv/bin/python -m bench.e2e --v4 262143 --v6 737857 --group 0 --python pypy   # 1M
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from lab import Lab, lab_available  # noqa: E402
+from lab.daemon import LabDaemon  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def find_pids(needle: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def run(v4: int, v6: int, group: int, workers: int | None, python: str | None, timeout: float) -> dict:
+    overrides: dict = {"collector": {}}
+    if workers:
+        overrides["collector"]["exabgp_workers"] = workers
+    if python:
+        overrides["collector"]["exabgp_python"] = python
+    with Lab(2, extra_routes={"par1": (v4, v6, group)}) as lab, tempfile.TemporaryDirectory() as tmp:
+        lab.wait_established(60)
+        total = v4 + v6 + sum(len(lab.site_prefixes(s)) for s in lab.site_names)
+        daemon = LabDaemon(lab, Path(tmp), **overrides)
+        daemon_start = time.monotonic()
+        daemon.start(log_level="info")
+        daemon_pid = daemon.process.pid
+        rss_idle = rss_bytes(daemon_pid)
+        cpu_idle = cpu_seconds(daemon_pid)  # imports and start-up, not ingest
+
+        def loaded():
+            peer = daemon.peers()["par1-rr1"]
+            return peer if peer["routes"] >= total and len(peer["end_of_rib"]) == 2 else None
+
+        peer = daemon.wait_for(loaded, timeout, f"{total} routes from par1")
+        done = time.monotonic()
+        status = daemon.cli("status")
+        exabgp_pids = [w["pid"] for w in status["workers"] if w["pid"]]
+        relay_pids = [p for p in find_pids(f"relay --config {daemon.config}")]
+        first_up = peer["since"]
+        alerts = daemon.cli("alerts") or []
+        result = {
+            "routes": peer["routes"],
+            "v4": v4,
+            "v6": v6,
+            "group_size": group,
+            "exabgp_python": python or "cpython",
+            "workers": len(exabgp_pids),
+            "wall_seconds_from_daemon_start": round(done - daemon_start, 2),
+            "seconds_up_to_loaded": round(time.time() - first_up - (time.monotonic() - done), 2),
+            "cpu_seconds": {
+                "exabgp": round(sum(cpu_seconds(p) for p in exabgp_pids), 2),
+                "relay": round(sum(cpu_seconds(p) for p in relay_pids), 2),
+                "bgpwatch": round(cpu_seconds(daemon_pid) - cpu_idle, 2),
+            },
+            "bgpwatch_rss_bytes": rss_bytes(daemon_pid),
+            "bgpwatch_rss_idle_bytes": rss_idle,
+            "alerts_firing": len(alerts),
+        }
+        result["prefixes_per_second"] = round(peer["routes"] / max(result["seconds_up_to_loaded"], 1e-3))
+        result["rss_bytes_per_route"] = round((result["bgpwatch_rss_bytes"] - rss_idle) / peer["routes"], 1)
+        daemon.stop()
+        return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--v4", type=int, default=100_000)
+    parser.add_argument("--v6", type=int, default=0)
+    parser.add_argument("--group", type=int, default=4, help="routes per attribute set (0: all in one)")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--python", default=None, help="interpreter for ExaBGP (e.g. a PyPy venv's python)")
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args()
+    reason = lab_available()
+    if reason:
+        print(f"cannot run the lab: {reason}", file=sys.stderr)
+        return 2
+    print(json.dumps(run(args.v4, args.v6, args.group, args.workers, args.python, args.timeout)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
