@@ -1,0 +1,600 @@
+"""Turn ExaBGP's JSON API lines (5.x and 4.x schemas) into bgpwatch events.
+
+This is the edge: nothing past it knows the wire format.  One line in, a list of events out,
+or `IngestError` with a short ``reason`` (a metric label) and a ``detail`` for the log.
+
+Decisions, with the ExaBGP behaviour they answer (see lab NOTES.md section 2):
+
+* A line is accepted or rejected as a whole.  If any field the events need is invalid (one bad
+  prefix among a hundred good ones, a bad next hop, an AS path of strings...) the line raises
+  and yields nothing, so the RIB never holds half an UPDATE.
+* In one UPDATE the withdrawn routes are processed before the NLRI (RFC 4271 section 3.1), so
+  ``Withdraw`` events come before ``Announce`` events of the same line.
+* One ``Announce`` per (family, next hop): every prefix in it shares one interned attribute set.
+  A prefix appears in one ``Announce`` only: ExaBGP lists an IPv6 prefix under the global AND
+  the link-local next hop when the router sent both; the global one is kept.
+* Only ``ipv4 unicast`` and ``ipv6 unicast`` make events.  Other families (flow, vpn, evpn,
+  bgp-ls...) are counted in ``ignored["unsupported_family"]`` (and ``ignored_families``), not
+  errors.  So are the types open/keepalive/negotiated/fsm/signal/refresh/operational, UPDATEs
+  ExaBGP *sent* (``direction`` "send": our own announcements are not the peer's Adj-RIB-In)
+  and UPDATEs with neither announce nor withdraw.
+* ADD-PATH: an NLRI's ``path-information`` is dropped; bgpwatch keeps one route per prefix
+  and peer, so several paths for one prefix overwrite each other.
+* AS paths: 5.x ``{"0": {"element": "as-sequence", "value": [...]}}`` and 4.x flat lists with
+  ``as-set``; confederation segments are ignored (5.0.15 prints them as ``as-sequence``, which
+  cannot be told apart).  A missing ORIGIN reads as "incomplete".
+* Compact mode (``exabgp.api.compact``: NLRI as bare strings) and object NLRI both work.
+* ExaBGP 4.x wrote NOTIFICATION data raw into state reasons (invalid JSON); such a line is
+  accepted after escaping its control characters and counted in ``repaired``.
+* Details carry the field path and an excerpt of at most 120 characters of the line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from typing import Any
+
+import orjson
+
+from bgpwatch.events import (
+    CONNECTED,
+    DOWN,
+    UP,
+    Announce,
+    CollectorShutdown,
+    EndOfRib,
+    Event,
+    Notification,
+    SessionState,
+    Withdraw,
+)
+from bgpwatch.rib.attributes import AttributePool
+from bgpwatch.rib.prefix import parse_prefix
+
+# Every reason IngestError can carry, so a metric can export them all from zero.
+REASONS = (
+    "invalid_json",  # not JSON: truncated, garbage, empty line, not UTF-8
+    "line_too_long",  # longer than max_line_bytes (refused before decoding)
+    "not_an_object",  # JSON, but not an object
+    "missing_field",  # a required field is absent
+    "bad_field",  # an envelope field has the wrong type or value (time, neighbor, peer, state...)
+    "unknown_type",  # "type" is not an ExaBGP message type
+    "bad_prefix",  # an NLRI is not a prefix of its family
+    "bad_next_hop",  # a next hop is not an IP address
+    "bad_attribute",  # origin, as-path, med, local-preference or communities malformed
+)
+IGNORED_TYPES = frozenset({"open", "keepalive", "negotiated", "fsm", "signal", "refresh", "operational"})
+DEFAULT_MAX_LINE_BYTES = 4 << 20  # an extended (64 KiB) UPDATE prints well under 1 MiB
+EXCERPT_CHARS = 120
+
+_FAMILIES = {"ipv4 unicast": 4, "ipv6 unicast": 6}
+_EOR_FAMILIES = {("ipv4", "unicast"): 4, ("ipv6", "unicast"): 6}
+_OUTGOING = frozenset({"send", "out"})
+_DIRECTIONS = {"receive": "receive", "in": "receive", "send": "send", "out": "send"}
+_STATES = {"connected": CONNECTED, "up": UP, "down": DOWN}
+_ORIGINS = {"igp": "igp", "egp": "egp", "incomplete": "incomplete"}
+_CONFED_ELEMENTS = frozenset({"as-confed-sequence", "as-confed-set", "confed-sequence", "confed-set"})
+# Control characters JSON forbids inside strings (tab included; CR and LF end a line anyway).
+_CONTROL_TEXT = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f]")
+_CONTROL_BYTES = re.compile(rb"[\x00-\x09\x0b\x0c\x0e-\x1f]")
+_PEER_CACHE = 4096
+_NEXT_HOP_CACHE = 65536
+
+
+class IngestError(ValueError):
+    """A line that cannot be turned into events; ``reason`` is a metric label, ``detail`` a log text."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def excerpt(line: bytes | bytearray | memoryview | str, limit: int = EXCERPT_CHARS) -> str:
+    """Return a short printable excerpt of a line for error details and logs."""
+    text = line[:limit] if isinstance(line, str) else bytes(line[:limit]).decode("utf-8", "replace")
+    shown = repr(text.rstrip("\r\n"))
+    if len(line) > limit:
+        shown += f"... ({len(line)} {'chars' if isinstance(line, str) else 'bytes'})"
+    return shown
+
+
+def _missing(field: str) -> IngestError:
+    return IngestError("missing_field", f"{field} is missing")
+
+
+def _bad(reason: str, field: str, value: Any, expected: str) -> IngestError:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return IngestError(reason, f"{field}: {expected} expected, got {shown}")
+
+
+def _asns(value: Any, field: str) -> tuple[int, ...]:
+    if type(value) is not list:
+        raise _bad("bad_attribute", field, value, "a list of AS numbers")
+    for asn in value:
+        if type(asn) is not int or not 0 <= asn <= 0xFFFFFFFF:
+            raise _bad("bad_attribute", field, asn, "an AS number (0-4294967295)")
+    return tuple(value)
+
+
+def _segment_position(item: tuple[str, Any]) -> int:
+    try:
+        return int(item[0])
+    except ValueError as exc:
+        raise _bad("bad_attribute", "as-path", item[0], "a segment position") from exc
+
+
+def _as_path_5x(path: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Return (as_path, as_set) from 5.x segments ``{"0": {"element": ..., "value": [...]}}``."""
+    if len(path) == 1:  # the common case: one AS_SEQUENCE
+        segment = path.get("0")
+        if type(segment) is dict and segment.get("element") == "as-sequence":
+            return _asns(segment.get("value"), "as-path.0.value"), ()
+    sequence: tuple[int, ...] = ()
+    as_set: tuple[int, ...] = ()
+    for position, segment in sorted(path.items(), key=_segment_position):
+        field = f"as-path.{position}"
+        if type(segment) is not dict:
+            raise _bad("bad_attribute", field, segment, "a segment object")
+        asns = _asns(segment.get("value"), f"{field}.value")
+        element = segment.get("element")
+        if element == "as-sequence":
+            sequence += asns
+        elif element == "as-set":
+            as_set += asns
+        elif element not in _CONFED_ELEMENTS:
+            raise _bad("bad_attribute", f"{field}.element", element, "as-sequence or as-set")
+    return sequence, as_set
+
+
+def _communities(value: Any) -> tuple[tuple[int, int], ...]:
+    """Validate RFC 1997 communities ``[[asn, value], ...]`` and return them as tuples."""
+    try:
+        result = tuple([(high, low) for high, low in value])
+    except (TypeError, ValueError) as exc:
+        raise _bad("bad_attribute", "community", value, "a list of [asn, value]") from exc
+    for high, low in result:
+        if type(high) is not int or type(low) is not int or not (0 <= high <= 0xFFFF and 0 <= low <= 0xFFFF):
+            raise _bad("bad_attribute", "community", [high, low], "16-bit integers")
+    return result
+
+
+def _large_communities(value: Any) -> tuple[tuple[int, int, int], ...]:
+    """Validate RFC 8092 large communities ``[[asn, data1, data2], ...]`` and return them as tuples."""
+    try:
+        result = tuple([(asn, one, two) for asn, one, two in value])
+    except (TypeError, ValueError) as exc:
+        raise _bad("bad_attribute", "large-community", value, "a list of [asn, data1, data2]") from exc
+    for item in result:
+        for part in item:
+            if type(part) is not int or not 0 <= part <= 0xFFFFFFFF:
+                raise _bad("bad_attribute", "large-community", list(item), "32-bit integers")
+    return result
+
+
+def _decode_attributes(
+    attributes: Any,
+) -> tuple[str, tuple[int, ...], tuple[int, ...], int | None, int | None, tuple, tuple]:
+    """Return (origin, as_path, as_set, med, local_pref, communities, large) from an UPDATE's attributes."""
+    if attributes is None:
+        attributes = {}
+    elif type(attributes) is not dict:
+        raise _bad("bad_attribute", "attribute", attributes, "an object")
+    origin_text = attributes.get("origin", "incomplete")
+    origin = _ORIGINS.get(origin_text) if type(origin_text) is str else None
+    if origin is None:
+        raise _bad("bad_attribute", "origin", origin_text, "igp, egp or incomplete")
+    path = attributes.get("as-path")
+    as_path: tuple[int, ...] = ()
+    as_set: tuple[int, ...] = ()
+    if type(path) is dict:  # 5.x: segments by position
+        as_path, as_set = _as_path_5x(path)
+    elif type(path) is list:  # 4.x: flat list, the AS_SET apart
+        as_path = _asns(path, "as-path")
+        legacy_set = attributes.get("as-set")
+        if legacy_set is not None:
+            as_set = _asns(legacy_set, "as-set")
+    elif path is not None:
+        raise _bad("bad_attribute", "as-path", path, "segments (5.x) or a list (4.x)")
+    med = attributes.get("med")
+    if med is not None and (type(med) is not int or not 0 <= med <= 0xFFFFFFFF):
+        raise _bad("bad_attribute", "med", med, "an integer 0-4294967295")
+    local_pref = attributes.get("local-preference")
+    if local_pref is not None and (type(local_pref) is not int or not 0 <= local_pref <= 0xFFFFFFFF):
+        raise _bad("bad_attribute", "local-preference", local_pref, "an integer 0-4294967295")
+    communities = attributes.get("community")
+    large = attributes.get("large-community")
+    return (
+        origin,
+        as_path,
+        as_set,
+        med,
+        local_pref,
+        () if communities is None else _communities(communities),
+        () if large is None else _large_communities(large),
+    )
+
+
+class ExaBGPJsonParser:
+    """Parse ExaBGP JSON API lines into events, interning attributes in a shared pool.
+
+    Counters: ``lines`` (every call), ``errors`` (rejected lines by reason), ``ignored`` (lines
+    or family blocks that make no event: the ignored type name, "unsupported_family",
+    "update_sent", "empty_update"), ``ignored_families`` (by ExaBGP family name).
+    """
+
+    def __init__(self, pool: AttributePool, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        self.pool = pool
+        self.max_line_bytes = max_line_bytes
+        self.lines = 0
+        self.errors: Counter[str] = Counter()
+        self.ignored: Counter[str] = Counter()
+        self.ignored_families: Counter[str] = Counter()
+        self.repaired = 0  # lines accepted after escaping raw control characters (ExaBGP 4.x)
+        # Address text -> canonical form; ExaBGP repeats a handful of addresses in every line.
+        self._peers: dict[str, str] = {}
+        self._next_hops: dict[str, tuple[str, bool]] = {}
+
+    # -- entry point ----------------------------------------------------------------------------
+    def parse(self, line: bytes | str) -> list[Event]:
+        """Return the events of one JSON line; raise IngestError (counted in ``errors``) if it is invalid."""
+        self.lines += 1
+        try:
+            return self._parse(line)
+        except IngestError as exc:
+            self._reject(exc, line)
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A shape no check above anticipated: still one rejected line, never a dead pipeline.
+            error = IngestError("bad_field", f"unexpected shape ({type(exc).__name__}: {exc})")
+            self._reject(error, line)
+            raise error from exc
+
+    def _reject(self, exc: IngestError, line: bytes | str) -> None:
+        self.errors[exc.reason] += 1
+        exc.detail = f"{exc.detail}; line {excerpt(line)}"
+        exc.args = (f"{exc.reason}: {exc.detail}",)
+
+    def _parse(self, line: bytes | str) -> list[Event]:
+        if len(line) > self.max_line_bytes:
+            raise IngestError("line_too_long", f"{len(line)} > {self.max_line_bytes} allowed")
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            doc = _loads_repaired(line, exc)
+            events = self._dispatch(doc)
+            self.repaired += 1
+            return events
+        return self._dispatch(doc)
+
+    def _dispatch(self, doc: Any) -> list[Event]:
+        if type(doc) is not dict:
+            raise IngestError(
+                "not_an_object", f"top level is a JSON {type(doc).__name__}, an object expected"
+            )
+        kind = doc.get("type")
+        if kind == "update":
+            return self._update(doc)
+        if kind == "state":
+            return self._state(doc)
+        if kind == "notification":
+            return self._notification(doc)
+        if kind in IGNORED_TYPES:
+            self.ignored[kind] += 1
+            return []
+        if kind is None:
+            raise _missing("type")
+        raise _bad("unknown_type", "type", kind, "an ExaBGP message type")
+
+    # -- envelope -------------------------------------------------------------------------------
+    @staticmethod
+    def _time(doc: dict[str, Any]) -> float:
+        at = doc.get("time")
+        if type(at) is float:
+            return at
+        if type(at) is int:
+            return float(at)
+        if at is None:
+            raise _missing("time")
+        raise _bad("bad_field", "time", at, "a number")
+
+    def _neighbor(self, doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        neighbor = doc.get("neighbor")
+        if type(neighbor) is not dict:
+            if neighbor is None:
+                raise _missing("neighbor")
+            raise _bad("bad_field", "neighbor", neighbor, "an object")
+        address = neighbor.get("address")
+        raw = address.get("peer") if type(address) is dict else None
+        if type(raw) is str:
+            peer = self._peers.get(raw)
+            if peer is not None:
+                return neighbor, peer
+        return neighbor, self._canonical_peer(address, raw)
+
+    def _canonical_peer(self, address: Any, raw: Any) -> str:
+        if address is None:
+            raise _missing("neighbor.address")
+        if type(address) is not dict:
+            raise _bad("bad_field", "neighbor.address", address, "an object")
+        if raw is None:
+            raise _missing("neighbor.address.peer")
+        if type(raw) is not str:
+            raise _bad("bad_field", "neighbor.address.peer", raw, "an IP address string")
+        try:
+            peer = str(ipaddress.ip_address(raw))
+        except ValueError as exc:
+            raise _bad("bad_field", "neighbor.address.peer", raw, "an IP address") from exc
+        if len(self._peers) >= _PEER_CACHE:
+            self._peers.clear()
+        self._peers[raw] = peer
+        return peer
+
+    def _next_hop(self, raw: str, family_name: str) -> tuple[str, bool]:
+        """Return (canonical next hop, is IPv6 link-local)."""
+        known = self._next_hops.get(raw)
+        if known is not None:
+            return known
+        try:
+            address = ipaddress.ip_address(raw)
+        except ValueError as exc:
+            raise _bad("bad_next_hop", f"announce.{family_name} next hop", raw, "an IP address") from exc
+        known = (str(address), address.version == 6 and address.is_link_local)
+        if len(self._next_hops) >= _NEXT_HOP_CACHE:
+            self._next_hops.clear()
+        self._next_hops[raw] = known
+        return known
+
+    # -- message types --------------------------------------------------------------------------
+    def _state(self, doc: dict[str, Any]) -> list[Event]:
+        at = self._time(doc)
+        neighbor, peer = self._neighbor(doc)
+        state_text = neighbor.get("state")
+        state = _STATES.get(state_text) if type(state_text) is str else None
+        if state is None:
+            if state_text is None:
+                raise _missing("neighbor.state")
+            raise _bad("bad_field", "neighbor.state", state_text, "connected, up or down")
+        reason = neighbor.get("reason", "")
+        if type(reason) is not str:
+            raise _bad("bad_field", "neighbor.reason", reason, "a string")
+        peer_as = None
+        asn = neighbor.get("asn")
+        if type(asn) is dict:
+            peer_as = asn.get("peer")
+            if peer_as is not None and (type(peer_as) is not int or not 0 <= peer_as <= 0xFFFFFFFF):
+                raise _bad("bad_field", "neighbor.asn.peer", peer_as, "an AS number")
+        return [SessionState(at, peer, state, reason, peer_as)]
+
+    def _notification(self, doc: dict[str, Any]) -> list[Event]:
+        at = self._time(doc)
+        if doc.get("notification") == "shutdown" and "neighbor" not in doc:
+            return [CollectorShutdown(at)]
+        neighbor, peer = self._neighbor(doc)
+        body = neighbor.get("notification")
+        if type(body) is not dict:
+            if body is None:
+                raise _missing("neighbor.notification")
+            raise _bad("bad_field", "neighbor.notification", body, "an object")
+        direction_text = neighbor.get("direction", "receive")
+        direction = _DIRECTIONS.get(direction_text) if type(direction_text) is str else None
+        if direction is None:
+            raise _bad("bad_field", "neighbor.direction", direction_text, "receive or send")
+        code = body.get("code")
+        subcode = body.get("subcode")
+        for name, value in (("code", code), ("subcode", subcode)):
+            if type(value) is not int or value < 0 or value > 255:
+                if value is None:
+                    raise _missing(f"neighbor.notification.{name}")
+                raise _bad("bad_field", f"neighbor.notification.{name}", value, "an integer 0-255")
+        message = body.get("message", "")  # absent in 4.x
+        if type(message) is not str:
+            raise _bad("bad_field", "neighbor.notification.message", message, "a string")
+        return [Notification(at, peer, direction, code, subcode, message)]
+
+    def _update(self, doc: dict[str, Any]) -> list[Event]:
+        # The hot path: the checks of _time and _neighbor inlined for the usual valid line.
+        at = doc.get("time")
+        if type(at) is not float:
+            at = self._time(doc)
+        neighbor = doc.get("neighbor")
+        try:
+            peer = self._peers[neighbor["address"]["peer"]]
+        except (KeyError, TypeError):
+            neighbor, peer = self._neighbor(doc)
+        if neighbor.get("direction") in _OUTGOING:
+            self.ignored["update_sent"] += 1
+            return []
+        message = neighbor.get("message")
+        if type(message) is not dict:
+            if message is None:
+                raise _missing("neighbor.message")
+            raise _bad("bad_field", "neighbor.message", message, "an object")
+        update = message.get("update")
+        if update is None:
+            eor = message.get("eor")
+            if eor is None:
+                raise _missing("neighbor.message.update")
+            return self._eor(at, peer, eor)
+        if type(update) is not dict:
+            raise _bad("bad_field", "neighbor.message.update", update, "an object")
+        withdraw = update.get("withdraw")
+        announce = update.get("announce")
+        events: list[Event] = []
+        unsupported: list[str] = []
+        if withdraw is not None:
+            self._withdraw(at, peer, withdraw, events, unsupported)
+        if announce is not None:
+            self._announce(at, peer, announce, update, events, unsupported)
+        # Counted only now: a rejected line leaves every counter but `errors` untouched.
+        if unsupported:
+            self.ignored["unsupported_family"] += len(unsupported)
+            self.ignored_families.update(unsupported)
+        elif withdraw is None and announce is None:
+            self.ignored["empty_update"] += 1
+        return events
+
+    def _eor(self, at: float, peer: str, eor: Any) -> list[Event]:
+        if type(eor) is not dict:
+            raise _bad("bad_field", "neighbor.message.eor", eor, "an object")
+        afi = eor.get("afi")
+        safi = eor.get("safi")
+        if type(afi) is not str or type(safi) is not str:
+            raise _bad("bad_field", "neighbor.message.eor", eor, "afi and safi strings")
+        family = _EOR_FAMILIES.get((afi, safi))
+        if family is None:
+            self.ignored["unsupported_family"] += 1
+            self.ignored_families[f"{afi} {safi}"] += 1
+            return []
+        return [EndOfRib(at, peer, family)]
+
+    def _withdraw(
+        self, at: float, peer: str, withdraw: Any, events: list[Event], unsupported: list[str]
+    ) -> None:
+        if type(withdraw) is not dict:
+            raise _bad("bad_field", "neighbor.message.update.withdraw", withdraw, "an object")
+        for family_name, nlris in withdraw.items():
+            family = _FAMILIES.get(family_name)
+            if family is None:
+                unsupported.append(family_name)
+                continue
+            keys = _prefix_keys(nlris, family, "withdraw", family_name)
+            if keys:
+                events.append(
+                    Withdraw(at, peer, family, tuple(dict.fromkeys(keys)) if len(keys) > 1 else keys)
+                )
+
+    def _announce(
+        self,
+        at: float,
+        peer: str,
+        announce: Any,
+        update: dict[str, Any],
+        events: list[Event],
+        unsupported: list[str],
+    ) -> None:
+        if type(announce) is not dict:
+            raise _bad("bad_field", "neighbor.message.update.announce", announce, "an object")
+        # Validate everything first and intern last: a rejected line must not leave unused entries
+        # in the pool (the RIB frees an attribute set only when a route releases it).
+        routes: list[tuple[int, str, tuple[int, ...]]] = []
+        for family_name, by_next_hop in announce.items():
+            family = _FAMILIES.get(family_name)
+            if family is None:
+                unsupported.append(family_name)
+                continue
+            if type(by_next_hop) is not dict:
+                raise _bad(
+                    "bad_field", f"announce.{family_name}", by_next_hop, "an object {next hop: [nlri]}"
+                )
+            if len(by_next_hop) == 1:
+                ((raw_next_hop, nlris),) = by_next_hop.items()
+                next_hop = self._next_hop(raw_next_hop, family_name)[0]
+                keys = _prefix_keys(nlris, family, "announce", family_name, raw_next_hop)
+                if len(keys) > 1:
+                    keys = tuple(dict.fromkeys(keys))
+                if keys:
+                    routes.append((family, next_hop, keys))
+                continue
+            # Several next hops: global ones first, so that a prefix ExaBGP also lists under the
+            # link-local next hop keeps the global one; no prefix goes into two Announces.
+            groups = []
+            for raw_next_hop, nlris in by_next_hop.items():
+                next_hop, link_local = self._next_hop(raw_next_hop, family_name)
+                keys = _prefix_keys(nlris, family, "announce", family_name, raw_next_hop)
+                groups.append((link_local, next_hop, keys))
+            groups.sort(key=_link_local_last)
+            seen: set[int] = set()
+            for _, next_hop, keys in groups:
+                fresh = []
+                for key in keys:
+                    if key not in seen:
+                        seen.add(key)
+                        fresh.append(key)
+                if fresh:
+                    routes.append((family, next_hop, tuple(fresh)))
+        if not routes:
+            return
+        # Decoded once per message, and only when a supported family announces something.
+        origin, as_path, as_set, med, local_pref, communities, large = _decode_attributes(
+            update.get("attribute")
+        )
+        intern = self.pool.intern
+        for family, next_hop, keys in routes:
+            attributes = intern(origin, as_path, as_set, next_hop, med, local_pref, communities, large)
+            events.append(Announce(at, peer, family, keys, attributes))
+
+
+def _link_local_last(group: tuple[bool, str, tuple[int, ...]]) -> bool:
+    return group[0]
+
+
+def _prefix_keys(
+    nlris: Any, family: int, action: str, family_name: str, next_hop: str | None = None
+) -> tuple[int, ...]:
+    """Return the prefix keys of an NLRI list (bare strings in compact mode, else {"nlri": ...})."""
+    if type(nlris) is not list:
+        raise _bad("bad_field", _nlri_field(action, family_name, next_hop), nlris, "a list of NLRI")
+    keys = []
+    append = keys.append
+    for item in nlris:
+        text = item if type(item) is str else (item.get("nlri") if type(item) is dict else None)
+        try:
+            prefix_family, key = parse_prefix(text)  # type: ignore[arg-type]
+        except (ValueError, AttributeError) as exc:
+            field = _nlri_field(action, family_name, next_hop)
+            raise _bad("bad_prefix", field, item, f"an IPv{family} prefix") from exc
+        if prefix_family != family:
+            raise _bad(
+                "bad_prefix", _nlri_field(action, family_name, next_hop), text, f"an IPv{family} prefix"
+            )
+        append(key)
+    return tuple(keys)
+
+
+def _nlri_field(action: str, family_name: str, next_hop: str | None) -> str:
+    if next_hop is None:
+        return f"{action}.{family_name}"
+    return f"{action}.{family_name}.{next_hop}"
+
+
+def _loads_repaired(line: bytes | str, exc: orjson.JSONDecodeError) -> Any:
+    """Decode a line that failed only because of raw control characters inside strings.
+
+    ExaBGP 4.x printed NOTIFICATION data raw inside the "reason" of a state line (seen in the
+    exabgp_exporter fixture: ``... Unsupported Capability / \\x01\\x04...``); 5.x escapes it.
+    JSON forbids them unescaped, and only a string can hold them, so escaping them is lossless.
+    """
+    if isinstance(line, str):
+        repaired, count = _CONTROL_TEXT.subn(_escape_text, line)
+    else:
+        repaired, count = _CONTROL_BYTES.subn(_escape_byte, bytes(line))
+    if count:
+        try:
+            return orjson.loads(repaired)
+        except orjson.JSONDecodeError:
+            pass
+    raise IngestError("invalid_json", _json_problem(line, exc)) from exc
+
+
+def _escape_text(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _escape_byte(match: re.Match[bytes]) -> bytes:
+    return b"\\u%04x" % match.group()[0]
+
+
+def _json_problem(line: bytes | str, exc: orjson.JSONDecodeError) -> str:
+    if not (line.strip() if isinstance(line, str) else bytes(line).strip()):
+        return "empty line"
+    if not isinstance(line, str):
+        try:
+            bytes(line).decode("utf-8")
+        except UnicodeDecodeError as decode_exc:
+            return f"not valid UTF-8 at byte {decode_exc.start}"
+    return str(exc)
