@@ -84,7 +84,7 @@ def run(v4: int, v6: int, group: int, workers: int | None, python: str | None, t
             "v4": v4,
             "v6": v6,
             "group_size": group,
-            "exabgp_python": python or "cpython",
+            "exabgp_python": status["workers"][0].get("python"),
             "workers": len(exabgp_pids),
             "wall_seconds_from_daemon_start": round(done - daemon_start, 2),
             "seconds_up_to_loaded": round(time.time() - first_up - (time.monotonic() - done), 2),
