@@ -1,0 +1,1 @@
+"""Alerting: lifecycle (firing/resolved, incidents), embedded store, timelines, delivery sinks."""

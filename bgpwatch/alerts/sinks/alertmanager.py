@@ -1,0 +1,235 @@
+"""Alertmanager sink: POST /api/v2/alerts, with a re-sent firing set so alerts outlive no bgpwatch.
+
+Alertmanager forgets an alert at its endsAt.  Every firing alert is sent with
+endsAt = now + 3 * resend_seconds and re-sent every `resend_seconds` while it fires: if bgpwatch
+dies, Alertmanager resolves its alerts by itself after three missed re-sends.  A resolution is sent
+with endsAt = the resolution's event time.
+
+Labels (the alert's identity for Alertmanager; it de-duplicates identical label sets, which is how
+an HA pair of bgpwatch instances yields one notification):
+  the static `labels` param (default {source: bgpwatch}; same value on both members of an HA pair),
+  the transition's labels, then alertname = kind, severity, incident.
+The sending instance goes into the `instance` annotation, not a label, for that reason.
+Annotations: summary, description, the transition's annotations, started_at/duration on resolution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import orjson
+
+from bgpwatch.alerts.sinks.base import (
+    DeliveryError,
+    HttpSink,
+    Param,
+    Transition,
+    json_bytes,
+    register_sink,
+    transition_key,
+)
+
+log = logging.getLogger("bgpwatch.alerts.sinks")
+
+_LABEL_NAME = re.compile(r"[^a-zA-Z0-9_]")
+_RESERVED = ("alertname", "severity", "incident")
+
+
+def _label_name(name: str) -> str:
+    clean = _LABEL_NAME.sub("_", name)
+    return f"_{clean}" if clean[:1].isdigit() else clean
+
+
+def rfc3339(ts: float) -> str:
+    """Return an epoch time as RFC 3339 UTC with milliseconds (the contract's format)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def alert_identity(transition: Mapping[str, Any]) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """Return what makes two transitions the same alert: kind, incident and labels (not severity)."""
+    labels = tuple(sorted((str(k), str(v)) for k, v in (transition.get("labels") or {}).items()))
+    return (str(transition.get("kind")), str(transition.get("incident", "")), labels)
+
+
+@register_sink
+class AlertmanagerSink(HttpSink):
+    """Send transitions to Alertmanager's API v2 and keep the firing ones alive."""
+
+    type_name: ClassVar[str] = "alertmanager"
+    PARAMS: ClassVar[dict[str, Param]] = {
+        **HttpSink.PARAMS,
+        "url": Param("url", required=True, help="Alertmanager base URL, e.g. http://127.0.0.1:9093"),
+        "resend_seconds": Param("float", 60.0, help="re-send period of firing alerts"),
+        "labels": Param(
+            "labels", help="static labels added to every alert (like Prometheus external_labels)"
+        ),
+        "instance": Param(
+            "str", help="this instance's name in the `instance` annotation; default: host name"
+        ),
+        "generator_url": Param("url", help="link back to this bgpwatch (alert generatorURL)"),
+    }
+
+    def __init__(self, params: Mapping[str, Any], metrics: Any, **kwargs: Any) -> None:
+        super().__init__(params, metrics, **kwargs)
+        base = self.url.rstrip("/")
+        self.endpoint = base if base.endswith("/api/v2/alerts") else base + "/api/v2/alerts"
+        self.resend_seconds: float = params.get("resend_seconds", 60.0)
+        self.static_labels: dict[str, str] = {"source": "bgpwatch", **(params.get("labels") or {})}
+        self.instance: str = params.get("instance") or socket.gethostname()
+        self.generator_url: str | None = params.get("generator_url")
+        self.clock = time.time
+        # identity -> firing alert (labels, annotations, startsAt), re-sent until resolved
+        self.firing: dict[tuple, dict[str, Any]] = {}
+        # transition key -> old label set that transition ends (the severity changed): sent with it
+        self._retired: dict[str, dict[str, Any]] = {}
+        self._post_lock = asyncio.Lock()
+        self._resender: asyncio.Task[None] | None = None
+
+    # -- payloads --
+
+    def labels_for(self, transition: Transition) -> dict[str, str]:
+        """Return the Alertmanager label set of a transition."""
+        labels = {_label_name(k): str(v) for k, v in self.static_labels.items()}
+        for name, value in (transition.get("labels") or {}).items():
+            labels[_label_name(str(name))] = str(value)
+        labels["alertname"] = str(transition.get("kind", "bgpwatch"))
+        labels["severity"] = str(transition.get("severity", "warning"))
+        if transition.get("incident"):
+            labels["incident"] = str(transition["incident"])
+        # Alertmanager treats an empty value as an absent label: drop it rather than be rejected
+        return {k: v for k, v in labels.items() if v != ""}
+
+    def annotations_for(self, transition: Transition) -> dict[str, str]:
+        """Return the annotations of a transition (all strings, as the API requires)."""
+        notes: dict[str, str] = {}
+        for name, value in (transition.get("annotations") or {}).items():
+            notes[str(name)] = value if isinstance(value, str) else json_bytes(value).decode()
+        summary = str(transition.get("summary", ""))
+        notes.setdefault("summary", summary)
+        notes.setdefault("description", summary)
+        notes["instance"] = self.instance
+        if transition.get("state") == "resolved":
+            if "started_at" in transition:
+                notes["started_at"] = str(transition["started_at"])
+            if "duration_seconds" in transition:
+                notes["duration_seconds"] = f"{float(transition['duration_seconds']):.3f}"
+        return {k: v for k, v in notes.items() if v != ""}
+
+    def _alert(self, labels: dict[str, str], annotations: dict[str, str], starts: str, ends: str) -> dict:
+        alert = {"labels": labels, "annotations": annotations, "startsAt": starts, "endsAt": ends}
+        if self.generator_url:
+            alert["generatorURL"] = self.generator_url
+        return alert
+
+    def _alive_until(self) -> str:
+        return rfc3339(self.clock() + 3 * self.resend_seconds)
+
+    # -- state, updated synchronously at submit time so re-sends always see the latest --
+
+    def on_submit(self, transition: Transition) -> None:
+        """Track the firing set: add firing alerts, remove resolved ones."""
+        identity = alert_identity(transition)
+        labels = self.labels_for(transition)
+        if transition.get("state") == "firing":
+            previous = self.firing.get(identity)
+            if previous is not None and previous["labels"] != labels:
+                # e.g. the severity changed: the old label set is another Alertmanager alert, end it
+                self._retire(transition, previous)
+            self.firing[identity] = {
+                "labels": labels,
+                "annotations": self.annotations_for(transition),
+                "startsAt": str(transition.get("started_at") or transition.get("at")),
+            }
+            return
+        previous = self.firing.pop(identity, None)
+        if previous is not None and previous["labels"] != labels:
+            self._retire(transition, previous)
+
+    def resume(self, transition: Transition) -> None:
+        """Re-adopt an alert still firing at the last shutdown so it keeps being re-sent."""
+        if transition.get("state") == "firing":
+            self.on_submit(transition)
+
+    def _retire(self, transition: Transition, alert: dict[str, Any]) -> None:
+        # sent with (never before) the transition that replaces it, so queue order is kept; if that
+        # transition is dropped, Alertmanager expires the old alert at its last endsAt instead
+        if len(self._retired) >= 1000:
+            self._retired.pop(next(iter(self._retired)))
+        self._retired[transition_key(transition)] = {**alert, "endsAt": str(transition.get("at"))}
+
+    def payload_for(self, transition: Transition) -> list[dict]:
+        """Return the alerts to POST for one transition (plus any alert to end on the way)."""
+        labels = self.labels_for(transition)
+        annotations = self.annotations_for(transition)
+        starts = str(transition.get("started_at") or transition.get("at"))
+        ends = self._alive_until() if transition.get("state") == "firing" else str(transition.get("at"))
+        alerts = [self._alert(labels, annotations, starts, ends)]
+        old = self._retired.get(transition_key(transition))
+        if old is not None:
+            alerts.append(self._alert(old["labels"], old["annotations"], old["startsAt"], old["endsAt"]))
+        return alerts
+
+    # -- delivery --
+
+    async def _post(self, alerts: list[dict]) -> None:
+        await self.post_json(self.endpoint, orjson.dumps(alerts))
+
+    async def deliver(self, transition: Transition) -> None:
+        """POST the transition's alert."""
+        async with self._post_lock:
+            await self._post(self.payload_for(transition))
+        self._retired.pop(transition_key(transition), None)
+
+    async def resend(self) -> None:
+        """POST every firing alert once with a fresh endsAt (one attempt; the next period retries)."""
+        async with self._post_lock:
+            # snapshot under the lock: a resolution posted before us is never overtaken by a stale firing
+            alerts = [
+                self._alert(a["labels"], a["annotations"], a["startsAt"], self._alive_until())
+                for a in self.firing.values()
+            ]
+            if not alerts:
+                return
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._post(alerts)
+            except DeliveryError as exc:
+                self._failures.inc()
+                log.warning("sink %s: re-send of %d alert(s) failed: %s", self.name, len(alerts), exc.reason)
+                return
+            except TimeoutError:
+                self._failures.inc()
+                log.warning("sink %s: re-send got no answer within %g s", self.name, self.timeout)
+
+    async def _resend_loop(self, delay: float) -> None:
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.resend_seconds
+            try:
+                await self.resend()
+            except Exception:  # the loop must survive anything one round does
+                log.exception("sink %s: re-send round failed", self.name)
+
+    async def open(self) -> None:
+        """Open the session and start re-sending."""
+        await super().open()
+        # alerts resumed after a restart are refreshed at once: their last endsAt may be near
+        first = 0.0 if self.firing else self.resend_seconds
+        self._resender = asyncio.create_task(self._resend_loop(first), name=f"sink-{self.name}-resend")
+
+    async def release(self) -> None:
+        """Stop re-sending (Alertmanager expires the alerts if no one takes over) and close."""
+        if self._resender is not None:
+            self._resender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resender
+            self._resender = None
+        await super().release()

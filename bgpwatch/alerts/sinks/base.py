@@ -1,0 +1,598 @@
+"""Sink plug-in base: a bounded queue and a worker per sink, retries, metrics, and the sink registry.
+
+Every sink owns a bounded queue and one worker task, so a dead or slow endpoint only ever delays
+its own deliveries: `submit()` is synchronous, never awaits and never raises.
+
+Overflow policy: **drop-oldest**.  When a sink's queue is full, the oldest queued transition is
+discarded and counted in `bgpwatch_sink_dropped_total{sink}`.  During a long outage the newest
+transitions describe the network as it is now (a resolution is worth more than the firing it ends),
+and the Alertmanager sink re-sends its firing set anyway, so a dropped firing is repaired by the next
+re-send and a dropped resolution by Alertmanager's own expiry (endsAt).  The same counter also counts
+transitions given up after the last retry and transitions still queued when `close()` runs out of time.
+
+Metrics (one `SinkMetrics` per registry, shared by all sinks):
+- bgpwatch_sink_deliveries_total{sink}: transitions delivered;
+- bgpwatch_sink_failures_total{sink}: failed delivery attempts (each try, each failed re-send);
+- bgpwatch_sink_dropped_total{sink}: transitions abandoned (overflow, retries exhausted, shutdown);
+- bgpwatch_sink_queue_length{sink}: transitions waiting, read at scrape time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+log = logging.getLogger("bgpwatch.alerts.sinks")
+
+Transition = Mapping[str, Any]
+DeliveredCallback = Callable[[str, str], None]
+
+
+class SinkConfigError(ValueError):
+    """The alerting.sinks configuration is invalid; `.problems` lists every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class DeliveryError(Exception):
+    """One delivery attempt failed; `retry` says whether another attempt can help."""
+
+    def __init__(self, reason: str, *, retry: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry = retry
+
+
+def transition_key(transition: Transition) -> str:
+    """Return the stable identity of a transition (same in the store and in every sink)."""
+    ident = {
+        "kind": transition.get("kind"),
+        "state": transition.get("state"),
+        "at": transition.get("at"),
+        "incident": transition.get("incident"),
+        "labels": transition.get("labels") or {},
+    }
+    return hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def json_bytes(value: Any) -> bytes:
+    """Return JSON for a transition, tolerating sets, int keys and odd evidence values."""
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def redact_url(url: str) -> str:
+    """Return scheme://host[:port] only: paths (Slack hooks) and userinfo may hold secrets."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid url>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}"
+
+
+class SinkMetrics:
+    """The four per-sink metric families, registered once in the registry given."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.deliveries = Counter(
+            "bgpwatch_sink_deliveries_total",
+            "Alert transitions delivered by a sink.",
+            ["sink"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "bgpwatch_sink_failures_total", "Failed delivery attempts of a sink.", ["sink"], registry=registry
+        )
+        self.dropped = Counter(
+            "bgpwatch_sink_dropped_total",
+            "Alert transitions a sink abandoned: queue overflow, retries exhausted or shutdown.",
+            ["sink"],
+            registry=registry,
+        )
+        self.queue_length = Gauge(
+            "bgpwatch_sink_queue_length",
+            "Alert transitions waiting in a sink's queue.",
+            ["sink"],
+            registry=registry,
+        )
+
+
+# --- parameter validation --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One sink parameter: its kind, default and whether it must be given."""
+
+    kind: str  # str | url | float | int | bool | labels | secret | choice
+    default: Any = None
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+
+def _secret_value(value: Any) -> str:
+    getter = getattr(value, "get_secret_value", None)
+    return getter() if callable(getter) else str(value)
+
+
+class Secret:
+    """A string that never shows itself in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        """Return the secret (for the one place that must send it)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+def _check_param(name: str, spec: Param, value: Any) -> tuple[Any, str | None]:
+    """Return (normalised value, None) or (None, what was expected)."""
+    kind = spec.kind
+    if kind in ("str", "url"):
+        if not isinstance(value, str) or not value:
+            return None, "a non-empty string"
+        if kind == "url":
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                return None, "an http:// or https:// URL"
+        return value, None
+    if kind == "secret":
+        if hasattr(value, "get_secret_value"):
+            return Secret(value.get_secret_value()), None
+        if not isinstance(value, str) or not value:
+            return None, "a non-empty string"
+        return Secret(value), None
+    if kind == "bool":
+        if not isinstance(value, bool):
+            return None, "true or false"
+        return value, None
+    if kind in ("float", "int"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None, f"a positive {'integer' if kind == 'int' else 'number'}"
+        if kind == "int" and not isinstance(value, int):
+            return None, "a positive integer"
+        if value <= 0:
+            return None, f"a positive {'integer' if kind == 'int' else 'number'}"
+        return (int(value) if kind == "int" else float(value)), None
+    if kind == "choice":
+        if value not in spec.choices:
+            return None, "one of " + ", ".join(spec.choices)
+        return value, None
+    if kind == "labels":
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, str | int | float) and not isinstance(v, bool)
+            for k, v in value.items()
+        ):
+            return None, "a mapping of names to string values"
+        return {k: _secret_value(v) for k, v in value.items()}, None
+    raise AssertionError(f"unknown parameter kind {kind!r} for {name}")
+
+
+# --- the base class -----------------------------------------------------------------------------------
+
+
+class Sink:
+    """Deliver alert transitions to one destination, from a bounded queue, off the caller's path."""
+
+    type_name: ClassVar[str] = ""
+    PARAMS: ClassVar[dict[str, Param]] = {
+        "name": Param("str", help="distinct name of this sink (metrics label); default: the type"),
+        "queue_size": Param("int", 1000, help="transitions held while the destination is slow or down"),
+        "timeout_seconds": Param("float", 5.0, help="seconds per delivery attempt"),
+        "max_attempts": Param("int", 6, help="attempts per transition before it is dropped"),
+        "backoff_initial": Param("float", 0.5, help="seconds before the first retry"),
+        "backoff_max": Param("float", 30.0, help="longest wait between retries"),
+    }
+
+    def __init__(
+        self,
+        params: Mapping[str, Any],
+        metrics: SinkMetrics,
+        *,
+        on_delivered: DeliveredCallback | None = None,
+    ) -> None:
+        self.params = dict(params)
+        self.name: str = params.get("name") or self.type_name
+        self.timeout: float = params.get("timeout_seconds", 5.0)
+        self.max_attempts: int = params.get("max_attempts", 6)
+        self.backoff_initial: float = params.get("backoff_initial", 0.5)
+        self.backoff_max: float = params.get("backoff_max", 30.0)
+        self.on_delivered = on_delivered
+        self._queue: asyncio.Queue[Transition] = asyncio.Queue(maxsize=params.get("queue_size", 1000))
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+        self._in_flight = False
+        self._random = random.Random()
+        self._deliveries = metrics.deliveries.labels(self.name)
+        self._failures = metrics.failures.labels(self.name)
+        self._dropped = metrics.dropped.labels(self.name)
+        metrics.queue_length.labels(self.name).set_function(self._queue.qsize)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    @classmethod
+    def validate(cls, raw: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+        """Check raw config params against PARAMS; return (params with defaults, problems)."""
+        params: dict[str, Any] = {}
+        problems: list[str] = []
+        for key in raw:
+            if key != "type" and key not in cls.PARAMS:
+                known = ", ".join(sorted(cls.PARAMS))
+                problems.append(f"{where}.{key}: unknown key for a {cls.type_name} sink (known: {known})")
+        for key, spec in cls.PARAMS.items():
+            value = raw.get(key)
+            if value is None:
+                if spec.required:
+                    problems.append(f"{where}.{key}: required for a {cls.type_name} sink ({spec.help})")
+                elif spec.default is not None:
+                    params[key] = spec.default
+                continue
+            checked, expected = _check_param(key, spec, value)
+            if expected is not None:
+                problems.append(f"{where}.{key}: expected {expected}")
+                continue
+            params[key] = checked
+        if params.get("backoff_initial", 0) > params.get("backoff_max", float("inf")):
+            problems.append(f"{where}.backoff_initial: expected at most backoff_max")
+        return params, problems
+
+    # -- caller side (synchronous, never blocks) --
+
+    def submit(self, transition: Transition) -> bool:
+        """Queue a transition for delivery; return False when it was refused (sink closed)."""
+        if self._closed:
+            self._dropped.inc()
+            return False
+        try:
+            self.on_submit(transition)
+        except Exception:  # a sink's bookkeeping bug must not reach the detector loop
+            log.exception("sink %s: cannot account for a %s transition", self.name, transition.get("kind"))
+        if self._queue.full():
+            # drop-oldest: see the module docstring for why
+            self._queue.get_nowait()
+            self._queue.task_done()
+            self._dropped.inc()
+        self._queue.put_nowait(transition)
+        return True
+
+    def resume(self, transition: Transition) -> None:
+        """Take back an alert still firing at the last shutdown (state only, nothing is sent)."""
+
+    def on_submit(self, transition: Transition) -> None:
+        """Update the sink's own state synchronously when a transition is submitted."""
+
+    @property
+    def queue_length(self) -> int:
+        """Return the number of transitions waiting."""
+        return self._queue.qsize()
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        """Open the sink's resources and start its worker."""
+        if self._worker is not None:
+            return
+        await self.open()
+        self._worker = asyncio.create_task(self._run(), name=f"sink-{self.name}")
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting, deliver what is queued within `timeout` seconds, then release resources."""
+        self._closed = True
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            try:
+                await asyncio.wait_for(self._queue.join(), timeout)
+            except TimeoutError:
+                left = self._queue.qsize() + (1 if self._in_flight else 0)
+                log.warning("sink %s: %d transition(s) not delivered at shutdown", self.name, left)
+                self._dropped.inc(left)
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        else:
+            self._dropped.inc(self._queue.qsize())
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._queue.task_done()
+        await self.release()
+
+    async def open(self) -> None:
+        """Acquire resources (HTTP session, background tasks); called by start()."""
+
+    async def release(self) -> None:
+        """Release resources; called last by close()."""
+
+    # -- worker --
+
+    async def deliver(self, transition: Transition) -> None:
+        """Make one delivery attempt; raise DeliveryError on failure."""
+        raise NotImplementedError
+
+    def backoff(self, attempt: int) -> float:
+        """Return the wait before retry number `attempt` (1-based): exponential, capped, jittered."""
+        ceiling = min(self.backoff_max, self.backoff_initial * (2 ** (attempt - 1)))
+        # "equal jitter": never retry immediately, yet spread a fleet's retries apart
+        return ceiling / 2 + self._random.uniform(0, ceiling / 2)
+
+    async def _run(self) -> None:
+        while True:
+            transition = await self._queue.get()
+            self._in_flight = True
+            try:
+                await self._deliver_with_retry(transition)
+            except Exception:  # keep the worker alive whatever one transition does
+                log.exception("sink %s: unexpected error delivering a transition", self.name)
+                self._dropped.inc()
+            finally:
+                self._in_flight = False
+                self._queue.task_done()
+
+    async def _deliver_with_retry(self, transition: Transition) -> None:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self.deliver(transition)
+            except DeliveryError as exc:
+                reason, retry = exc.reason, exc.retry
+            except TimeoutError:
+                reason, retry = f"no answer within {self.timeout:g} s", True
+            else:
+                self._deliveries.inc()
+                self._notify_delivered(transition)
+                return
+            self._failures.inc()
+            if not retry or attempt == self.max_attempts:
+                log.error(
+                    "sink %s: dropping %s %s transition after %d attempt(s): %s",
+                    self.name,
+                    transition.get("kind"),
+                    transition.get("state"),
+                    attempt,
+                    reason,
+                )
+                self._dropped.inc()
+                return
+            delay = self.backoff(attempt)
+            log.warning(
+                "sink %s: attempt %d failed (%s); retrying in %.1f s", self.name, attempt, reason, delay
+            )
+            await asyncio.sleep(delay)
+
+    def _notify_delivered(self, transition: Transition) -> None:
+        if self.on_delivered is None:
+            return
+        try:
+            self.on_delivered(self.name, transition_key(transition))
+        except Exception:  # the store being unhappy must not undo a delivery
+            log.exception("sink %s: cannot record a delivery", self.name)
+
+
+class HttpSink(Sink):
+    """A sink that POSTs JSON through one aiohttp ClientSession."""
+
+    PARAMS: ClassVar[dict[str, Param]] = {
+        **Sink.PARAMS,
+        "url": Param("url", required=True, help="http(s) URL of the receiver"),
+        "token": Param("secret", help="bearer token sent in the Authorization header"),
+        "headers": Param("labels", help="extra HTTP headers"),
+    }
+
+    def __init__(self, params: Mapping[str, Any], metrics: SinkMetrics, **kwargs: Any) -> None:
+        super().__init__(params, metrics, **kwargs)
+        self.url: str = params["url"]
+        self._token: Secret | None = params.get("token")
+        self._extra_headers: dict[str, str] = dict(params.get("headers") or {})
+        # header values (API keys) and URLs (Slack paths, basic auth) are secrets: keep them out of reprs
+        self.params["url"] = redact_url(self.url)
+        self.params["headers"] = {name: "<redacted>" for name in self._extra_headers}
+        self._session: Any = None  # aiohttp.ClientSession, imported lazily
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {redact_url(self.url)}>"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "User-Agent": "bgpwatch"}
+        headers.update(self._extra_headers)
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+        return headers
+
+    async def open(self) -> None:
+        """Create the HTTP session."""
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+
+    async def release(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post_json(self, url: str, body: bytes) -> None:
+        """POST a JSON body once; raise DeliveryError saying whether a retry may help."""
+        import aiohttp
+
+        if self._session is None:
+            raise DeliveryError("sink not started", retry=False)
+        where = redact_url(url)
+        try:
+            async with self._session.post(url, data=body, headers=self._headers()) as resp:
+                if 200 <= resp.status < 300:
+                    await resp.read()
+                    return
+                # the receiver's own words help the operator; they never hold our headers
+                text = (await resp.text(errors="replace"))[:200].strip()
+                retry = resp.status >= 500 or resp.status in (408, 425, 429)
+                raise DeliveryError(f"HTTP {resp.status} from {where}: {text}", retry=retry)
+        except aiohttp.ClientConnectorError as exc:
+            raise DeliveryError(f"cannot connect to {where}: {exc.os_error.strerror or 'refused'}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            # str(exc) of some aiohttp errors embeds the full URL; name the class instead
+            raise DeliveryError(f"{type(exc).__name__} talking to {where}") from exc
+
+
+# --- registry and construction -------------------------------------------------------------------------
+
+SINK_TYPES: dict[str, type[Sink]] = {}
+
+
+def register_sink(cls: type[Sink]) -> type[Sink]:
+    """Register a Sink subclass under its type_name (class decorator)."""
+    if not cls.type_name:
+        raise ValueError(f"{cls.__name__} has no type_name")
+    if cls.type_name in SINK_TYPES and SINK_TYPES[cls.type_name] is not cls:
+        raise ValueError(f"sink type {cls.type_name!r} registered twice")
+    SINK_TYPES[cls.type_name] = cls
+    return cls
+
+
+def _entry_mapping(entry: Any) -> Mapping[str, Any] | None:
+    if isinstance(entry, Mapping):
+        return entry
+    dump = getattr(entry, "model_dump", None)
+    if callable(dump):
+        # pydantic: keep SecretStr objects (no mode="json"), drop unset optional keys
+        return {k: v for k, v in dump().items() if v is not None}
+    return None
+
+
+def check_sinks(entries: Iterable[Any], *, where: str = "alerting.sinks") -> list[str]:
+    """Return every problem in the sink entries (empty when they are valid)."""
+    _, problems = _validate_entries(entries, where)
+    return problems
+
+
+def _validate_entries(entries: Iterable[Any], where: str) -> tuple[list[tuple[type[Sink], dict]], list[str]]:
+    import bgpwatch.alerts.sinks  # noqa: F401  (registers the built-in types)
+
+    problems: list[str] = []
+    valid: list[tuple[type[Sink], dict]] = []
+    names: dict[str, str] = {}
+    entries = list(entries or ())
+    per_type: dict[str, int] = {}
+    for entry in entries:
+        raw = _entry_mapping(entry)
+        if raw is not None and isinstance(raw.get("type"), str) and not raw.get("name"):
+            per_type[raw["type"]] = per_type.get(raw["type"], 0) + 1
+    ordinal: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        path = f"{where}[{index}]"
+        raw = _entry_mapping(entry)
+        if raw is None:
+            problems.append(f"{path}: expected a mapping with a `type` key")
+            continue
+        kind = raw.get("type")
+        cls = SINK_TYPES.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            problems.append(f"{path}.type: expected one of {', '.join(sorted(SINK_TYPES))}, got {kind!r}")
+            continue
+        params, found = cls.validate(raw, path)
+        problems.extend(found)
+        if not params.get("name") and per_type.get(kind, 0) > 1:
+            # several unnamed sinks of one type: name them by position among that type (webhook-1, ...)
+            ordinal[kind] = ordinal.get(kind, 0) + 1
+            params["name"] = f"{kind}-{ordinal[kind]}"
+        name = params.get("name") or cls.type_name
+        if name in names:
+            problems.append(
+                f"{path}.name: sink name {name!r} already used by {names[name]}; give each sink a distinct `name`"
+            )
+        names.setdefault(name, path)
+        if not found:
+            valid.append((cls, params))
+    return valid, problems
+
+
+def build_sinks(
+    entries: Iterable[Any],
+    registry: CollectorRegistry,
+    *,
+    on_delivered: DeliveredCallback | None = None,
+    source: str | None = None,
+    metrics: SinkMetrics | None = None,
+) -> list[Sink]:
+    """Build the configured sinks (not started); raise SinkConfigError listing every problem."""
+    valid, problems = _validate_entries(entries, "alerting.sinks")
+    if problems:
+        prefix = f"{source}: " if source else ""
+        raise SinkConfigError([prefix + p for p in problems])
+    metrics = metrics or SinkMetrics(registry)
+    return [cls(params, metrics, on_delivered=on_delivered) for cls, params in valid]
+
+
+class SinkSet:
+    """Fan transitions out to several sinks; skip what a sink already delivered before a restart."""
+
+    def __init__(self, sinks: list[Sink], *, was_delivered: Callable[[str, str], bool] | None = None) -> None:
+        self.sinks = sinks
+        self._was_delivered = was_delivered
+
+    def submit(self, transition: Transition) -> None:
+        """Hand a transition to every sink (synchronous, never blocks)."""
+        key = transition_key(transition) if self._was_delivered else ""
+        for sink in self.sinks:
+            if self._was_delivered is not None and self._was_delivered(sink.name, key):
+                continue
+            sink.submit(transition)
+
+    def resume(self, active: Iterable[Transition]) -> None:
+        """Give every sink the alerts still firing at the last shutdown."""
+        for transition in active:
+            for sink in self.sinks:
+                sink.resume(transition)
+
+    def resubmit_undelivered(self, store: Any, since: float | str | None = None) -> int:
+        """Queue again what each sink had not delivered before the last shutdown; return how many."""
+        count = 0
+        for sink in self.sinks:
+            for transition in store.undelivered(sink.name, since):
+                sink.submit(transition)
+                count += 1
+        return count
+
+    async def start(self) -> None:
+        """Start every sink."""
+        for sink in self.sinks:
+            await sink.start()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Drain and close all sinks concurrently, within one shared `timeout`."""
+        started = time.monotonic()
+        results = await asyncio.gather(*(s.close(timeout) for s in self.sinks), return_exceptions=True)
+        for sink, result in zip(self.sinks, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("sink %s: error while closing: %s", sink.name, type(result).__name__)
+        log.debug("sinks closed in %.2f s", time.monotonic() - started)
