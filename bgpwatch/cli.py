@@ -306,7 +306,8 @@ def incidents(ctx, config_path, api_url, as_json) -> None:
         click.echo("no incidents")
         return
     rows = [
-        [i.get("id"), i.get("status"), i.get("opened_at"), i.get("closed_at") or "-", i.get("summary")] for i in data
+        [i.get("id"), i.get("status"), i.get("opened_at"), i.get("closed_at") or "-", i.get("summary")]
+        for i in data
     ]
     click.echo(table(rows, ["incident", "status", "opened", "closed", "summary"]))
 

@@ -388,13 +388,19 @@ class ApiConfig(_Model):
 
 class LogSink(_Model):
     type: Literal["log"] = "log"
+    # Names key the delivery bookkeeping (no duplicate notification after a restart); default: type-N.
+    name: Name | None = None
+    format: Literal["logfmt", "json"] = "logfmt"
     # None: log each alert at the level its severity suggests.
     level: Literal["debug", "info", "warning", "error", "critical"] | None = None
 
 
 class AlertmanagerSink(_Model):
     type: Literal["alertmanager"] = "alertmanager"
+    name: Name | None = None
     url: Url = Field(repr=False)  # may carry basic-auth credentials
+    # Static labels on every alert (default {source: bgpwatch}); keep them equal on both members of an HA pair.
+    labels: dict[str, str] = {}
     timeout_seconds: Seconds = 5.0
     # Alertmanager resolves an alert that is not re-sent: repeat firing alerts this often.
     resend_seconds: Seconds = 60.0
@@ -403,6 +409,7 @@ class AlertmanagerSink(_Model):
 
 class WebhookSink(_Model):
     type: Literal["webhook"] = "webhook"
+    name: Name | None = None
     url: Url = Field(repr=False)  # chat webhooks carry their secret in the path
     token: Token | None = None
     headers: Annotated[dict[str, str], AfterValidator(_check_headers)] = Field(default={}, repr=False)

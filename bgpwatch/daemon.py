@@ -20,6 +20,8 @@ import orjson
 from aiohttp import web
 
 from bgpwatch import __version__
+from bgpwatch.alerts.sinks import SinkSet, build_sinks
+from bgpwatch.alerts.store import Store
 from bgpwatch.api.metrics import DaemonCollector, build_registry
 from bgpwatch.api.server import build_app
 from bgpwatch.collector.supervisor import Supervisor
@@ -71,7 +73,6 @@ class Daemon:
         self.started_at = time.time()
         self.reload_ok = True
         self.reload_at = time.time()
-        self.transitions: list[dict[str, Any]] = []
         self.pipeline = Pipeline(config)
         self.engine = self._build_engine(config)
         self.pipeline.consumer = self.engine
@@ -85,6 +86,18 @@ class Daemon:
             self.pipeline, lambda: self.supervisor, lambda: (self.reload_ok, self.reload_at)
         )
         self.registry = build_registry(self.collector)
+        self.store = Store(config.storage.path)
+        self.sinks = SinkSet(
+            build_sinks(
+                config.alerting.sinks,
+                self.registry,
+                on_delivered=self.store.mark_delivered,
+                source=str(config.source),
+            ),
+            was_delivered=self.store.was_delivered,
+        )
+        # Alerts still firing when bgpwatch last stopped: Alertmanager keeps getting them re-sent.
+        self.sinks.resume(self.store.active_alerts())
         if self.engine is not None and hasattr(self.engine, "register_metrics"):
             self.engine.register_metrics(self.registry)
         self.recorder: Recorder | None = None
@@ -107,16 +120,22 @@ class Daemon:
         return DetectionEngine(config, self.pipeline.rib, self.emit)
 
     def emit(self, transition: dict[str, Any]) -> None:
-        """Take one alert transition from the detection layer."""
-        self.transitions.append(transition)
-        del self.transitions[:-10_000]
-        log.info("alert %s", orjson.dumps(transition).decode())
+        """Take one alert transition from the detection layer: store it, then hand it to the sinks."""
+        try:
+            self.store.record(transition)
+        except Exception:  # a full disk must not stop alerting
+            log.exception("cannot store an alert transition; delivering it anyway")
+        self.sinks.submit(transition)
 
     def _collector_status(self, event: CollectorStatus) -> None:
         if self.recorder is not None:
             # Recorded as a relay control line, so a replay sees ExaBGP die exactly as the daemon did.
             self.recorder.write(collector_control_line(event))
-        self.pipeline.feed_event(event)
+        try:
+            self.pipeline.feed_event(event)
+        except Exception:  # the supervisor must keep supervising whatever a detector does
+            log.exception("internal error handling %s", event)
+            self.pipeline.errors["internal_error"] += 1
 
     # -- lifecycle --------------------------------------------------------------------
     async def run(self) -> int:
@@ -133,6 +152,8 @@ class Daemon:
             log.error("cannot start: %s", exc)
             await self._shutdown()
             return 1
+        self.sinks.resubmit_undelivered(self.store, since=time.time() - 3600)
+        await self.sinks.start()
         if self.supervisor is not None:
             self.supervisor.start()
         ticker = asyncio.create_task(self._tick_loop(), name="tick")
@@ -173,6 +194,8 @@ class Daemon:
             await self._runner.cleanup()
         if self.recorder is not None:
             self.recorder.close()
+        await self.sinks.close(timeout=5.0)
+        self.store.close()
 
     async def _start_relay_server(self) -> None:
         path = relay_socket_path(self.config)
@@ -333,16 +356,16 @@ class Daemon:
 
     def alerts(self, include_all: bool = False, since: str | None = None) -> list[dict[str, Any]]:
         if include_all:
-            return [t for t in self.transitions if since is None or t.get("at", "") >= since]
-        if self.engine is None:
-            return []
-        return self.engine.active_alerts()
+            return self.store.alerts(since=since, include_resolved=True)
+        if self.engine is not None:
+            return self.engine.active_alerts()
+        return self.store.active_alerts()
 
     def incidents(self) -> list[dict[str, Any]]:
-        return []
+        return self.store.incidents(limit=200)
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
-        return None
+        return self.store.incident(incident_id)
 
 
 def run(config_path: str) -> int:

@@ -445,7 +445,7 @@ BAD = [
     pytest.param(
         _set(["alerting"], {"sinks": [{"type": "log", "colour": "red"}]}),
         "alerting.sinks[0].colour",
-        "unknown key 'colour' (expected one of: type, level)",
+        "unknown key 'colour' (expected one of: type, name, format, level)",
         id="sink-unknown-key",
     ),
     pytest.param(

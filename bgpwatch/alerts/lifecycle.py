@@ -1,0 +1,302 @@
+"""Alert lifecycle: pending -> firing -> resolved, de-bounced, grouped into incidents by root cause.
+
+A detector states what is true now (`AlertBook.sync` or `upsert`/`clear`); the book turns that
+into transitions:
+- a condition must hold for ``for_`` seconds (pending) before it fires, so transients such as
+  BGP path hunting (an announce via a longer path withdrawn ~15 ms later) never page;
+- a firing condition that clears must stay clear for ``keep`` seconds (hold-down) before it
+  resolves; if it comes back meanwhile nothing is sent (flap absorbed);
+- re-asserting a firing condition never sends it again (repeat suppression; Alertmanager
+  re-sends on its own schedule).
+Firing happens at the deadline itself (``since + for_``), even when the clock only advances
+later (a recording without ticks), so a replay and a live run give the same times.
+
+Incidents: an alert may name a ``cause`` (the key of another alert).  When it fires and its
+cause is firing, it joins the cause's incident; when its cause is still pending, it waits
+and fires right after the cause; otherwise it opens its own incident
+``<firing time to the second>Z-<subject>`` (subject: a site, a peer or "collector").
+
+Transition (the contract, plus extra keys):
+``{"kind", "state", "at", "severity", "labels", "summary", "incident", "annotations",
+"started_at"}`` and, when resolved, ``"ended_at"`` and ``"duration_seconds"`` (how long the
+condition held: for stale_routes, the stale-route window).  Times are ISO-8601 UTC with
+milliseconds and "Z", always from the event stream.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+PENDING = "pending"
+FIRING = "firing"
+RESOLVING = "resolving"  # firing, condition clear, within hold-down
+RESOLVED = "resolved"
+INFINITY = float("inf")
+
+AlertKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def alert_key(kind: str, labels: Mapping[str, str]) -> AlertKey:
+    """Return the identity of a condition: its kind and sorted labels."""
+    return kind, tuple(sorted(labels.items()))
+
+
+def iso_ms(ts: float) -> str:
+    """Return epoch seconds as ISO-8601 UTC with milliseconds and Z."""
+    millis = round(ts * 1000)
+    seconds, ms = divmod(millis, 1000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
+
+
+def iso_s(ts: float) -> str:
+    """Return epoch seconds as ISO-8601 UTC to the second, with Z."""
+    return datetime.fromtimestamp(int(round(ts * 1000)) // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class Finding:
+    """What a detector says is true now about one condition."""
+
+    kind: str
+    labels: dict[str, str]
+    severity: str
+    summary: str
+    subject: str  # what an incident opened by this alert is named after
+    annotations: dict[str, Any] = field(default_factory=dict)
+    cause: AlertKey | None = None
+    for_: float = 2.0
+    keep: float = 2.0
+    since: float | None = None  # when the condition began, if earlier than now
+
+    @property
+    def key(self) -> AlertKey:
+        """Return the condition's identity."""
+        return alert_key(self.kind, self.labels)
+
+
+@dataclass(slots=True)
+class Alert:
+    """One condition's lifecycle."""
+
+    finding: Finding
+    state: str
+    since: float
+    deadline: float
+    created: float = 0.0  # when the condition was first stated (it may have begun earlier)
+    fired_at: float | None = None
+    cleared_at: float | None = None
+    incident: str | None = None
+    waiting: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready view of the alert (state pending, firing or resolving)."""
+        f = self.finding
+        return {
+            "kind": f.kind,
+            "state": self.state,
+            "severity": f.severity,
+            "labels": dict(f.labels),
+            "summary": f.summary,
+            "incident": self.incident,
+            "annotations": dict(f.annotations),
+            "started_at": iso_ms(self.since),
+            "fired_at": iso_ms(self.fired_at) if self.fired_at is not None else None,
+        }
+
+
+class AlertBook:
+    """Conditions keyed by (kind, labels); emits firing/resolved transitions through ``emit``."""
+
+    def __init__(
+        self,
+        emit: Callable[[dict[str, Any]], None],
+        history_size: int = 1000,
+    ) -> None:
+        self.emit = emit
+        self.alerts: dict[AlertKey, Alert] = {}
+        self.history: deque[dict[str, Any]] = deque(maxlen=history_size)
+        self.incidents: dict[str, dict[str, Any]] = {}
+        self._incident_order: deque[str] = deque()
+        self._history_size = history_size
+        self._next = INFINITY
+        self.now: float | None = None
+
+    # -- detector side ----------------------------------------------------------------------
+    def upsert(self, finding: Finding, now: float) -> None:
+        """Say that a condition holds at ``now`` (creating, refreshing or re-arming it)."""
+        key = finding.key
+        alert = self.alerts.get(key)
+        if alert is None:
+            since = finding.since if finding.since is not None and finding.since <= now else now
+            alert = Alert(finding, PENDING, since, since + finding.for_, created=now)
+            self.alerts[key] = alert
+            self._next = min(self._next, alert.deadline)
+            return
+        alert.finding = finding
+        if alert.state == RESOLVING:
+            alert.state, alert.cleared_at = FIRING, None  # came back within the hold-down
+
+    def clear(self, key: AlertKey, now: float, ended_at: float | None = None) -> None:
+        """Say that a condition no longer holds (it ended at ``ended_at``, default ``now``)."""
+        alert = self.alerts.get(key)
+        if alert is None:
+            return
+        if alert.state == PENDING:
+            del self.alerts[key]  # never fired: a transient
+            return
+        if alert.state == FIRING:
+            end = ended_at if ended_at is not None else now
+            alert.state, alert.cleared_at = RESOLVING, end
+            alert.deadline = max(end + alert.finding.keep, now)
+            self._next = min(self._next, alert.deadline)
+
+    def sync(
+        self, kind: str, findings: Iterable[Finding], now: float, scope: Callable[[Alert], bool] | None = None
+    ) -> None:
+        """Make the findings of ``kind`` exactly the given ones: assert these, clear the others."""
+        present = set()
+        for finding in findings:
+            present.add(finding.key)
+            self.upsert(finding, now)
+        for key, alert in list(self.alerts.items()):
+            if key[0] == kind and key not in present and (scope is None or scope(alert)):
+                self.clear(key, now)
+
+    def get(self, kind: str, labels: Mapping[str, str]) -> Alert | None:
+        """Return the alert of a condition, if it is pending or firing."""
+        return self.alerts.get(alert_key(kind, labels))
+
+    def is_active(self, key: AlertKey | None) -> bool:
+        """Tell whether a condition is pending or firing."""
+        return key is not None and key in self.alerts
+
+    # -- clock ---------------------------------------------------------------------------------
+    def advance(self, now: float) -> None:
+        """Fire and resolve everything whose deadline is at or before ``now``, in time order."""
+        self.now = now
+        if now < self._next:
+            return
+        while True:
+            due = [
+                a
+                for a in self.alerts.values()
+                if a.deadline <= now and a.state in (PENDING, RESOLVING) and not a.waiting
+            ]
+            if not due:
+                break
+            due.sort(key=lambda a: (a.deadline, a.finding.cause is not None))
+            alert = due[0]
+            if alert.state == RESOLVING:
+                self._resolve(alert)
+                continue
+            # Never before the condition was stated: transitions stay in stream order.
+            self._fire(alert, max(alert.deadline, alert.created))
+        # Waiting alerts whose cause went away fire on their own now.
+        for alert in list(self.alerts.values()):
+            if alert.waiting and not self.is_active(alert.finding.cause):
+                alert.waiting = False
+                self._fire(alert, max(alert.deadline, now))
+        self._next = min(
+            (a.deadline for a in self.alerts.values() if a.state in (PENDING, RESOLVING) and not a.waiting),
+            default=INFINITY,
+        )
+
+    def _fire(self, alert: Alert, at: float) -> None:
+        cause = self.alerts.get(alert.finding.cause) if alert.finding.cause is not None else None
+        if cause is not None and cause.state == PENDING:
+            alert.waiting = True
+            return
+        alert.waiting = False
+        alert.state, alert.fired_at = FIRING, at
+        if cause is not None and cause.incident is not None:
+            alert.incident = cause.incident
+            self.incidents[cause.incident]["alerts"].append(self._describe_key(alert))
+        else:
+            alert.incident = self._open_incident(alert, at)
+        self._transition(alert, FIRING, at)
+        # Consequences that were waiting for this alert fire right after it, in its incident.
+        key = alert.finding.key
+        for other in sorted(self.alerts.values(), key=lambda a: a.deadline):
+            if other.waiting and other.finding.cause == key:
+                self._fire(other, at)
+
+    def _resolve(self, alert: Alert) -> None:
+        del self.alerts[alert.finding.key]
+        at = alert.deadline
+        self._transition(alert, RESOLVED, at)
+        incident = self.incidents.get(alert.incident or "")
+        if incident is not None and not any(a.incident == alert.incident for a in self.alerts.values()):
+            incident["closed_at"] = iso_ms(at)
+
+    def _open_incident(self, alert: Alert, at: float) -> str:
+        base = f"{iso_s(at)}-{alert.finding.subject}"
+        ident, n = base, 1
+        while ident in self.incidents:
+            n += 1
+            ident = f"{base}-{n}"
+        self.incidents[ident] = {
+            "id": ident,
+            "root": self._describe_key(alert),
+            "severity": alert.finding.severity,
+            "summary": alert.finding.summary,
+            "opened_at": iso_ms(at),
+            "closed_at": None,
+            "alerts": [self._describe_key(alert)],
+        }
+        self._incident_order.append(ident)
+        while len(self._incident_order) > self._history_size:
+            self.incidents.pop(self._incident_order.popleft(), None)
+        return ident
+
+    @staticmethod
+    def _describe_key(alert: Alert) -> dict[str, Any]:
+        return {"kind": alert.finding.kind, "labels": dict(alert.finding.labels)}
+
+    def _transition(self, alert: Alert, state: str, at: float) -> None:
+        f = alert.finding
+        transition: dict[str, Any] = {
+            "kind": f.kind,
+            "state": state,
+            "at": iso_ms(at),
+            "severity": f.severity,
+            "labels": dict(f.labels),
+            "summary": f.summary if state == FIRING else _resolved_summary(f, alert),
+            "incident": alert.incident,
+            "annotations": dict(f.annotations),
+            "started_at": iso_ms(alert.since),
+        }
+        if state == RESOLVED and alert.cleared_at is not None:
+            transition["ended_at"] = iso_ms(alert.cleared_at)
+            transition["duration_seconds"] = round(alert.cleared_at - alert.since, 3)
+        self.history.append(transition)
+        self.emit(transition)
+
+    # -- views -------------------------------------------------------------------------------
+    def active(self, include_pending: bool = False) -> list[dict[str, Any]]:
+        """Return the firing alerts (and pending ones if asked), oldest first."""
+        alerts = [a for a in self.alerts.values() if include_pending or a.state in (FIRING, RESOLVING)]
+        alerts.sort(key=lambda a: (a.fired_at if a.fired_at is not None else a.deadline, a.finding.kind))
+        return [a.to_dict() for a in alerts]
+
+    def firing_counts(self) -> dict[tuple[str, str], int]:
+        """Return the number of firing alerts per (kind, severity)."""
+        counts: dict[tuple[str, str], int] = {}
+        for alert in self.alerts.values():
+            if alert.state in (FIRING, RESOLVING):
+                key = (alert.finding.kind, alert.finding.severity)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def incident_list(self) -> list[dict[str, Any]]:
+        """Return the known incidents, newest first."""
+        return [dict(self.incidents[i]) for i in reversed(self._incident_order) if i in self.incidents]
+
+
+def _resolved_summary(finding: Finding, alert: Alert) -> str:
+    if alert.cleared_at is None:
+        return f"resolved: {finding.summary}"
+    return f"resolved after {alert.cleared_at - alert.since:.1f} s: {finding.summary}"

@@ -1,0 +1,214 @@
+"""Churn detectors, per vantage point, only after its End-of-RIB (the initial load is not churn).
+
+- mass_withdrawal: at least ``share`` of a peer's table withdrawn within ``window`` seconds,
+  for tables of at least ``min_routes`` routes (prefixes re-announced within the window do
+  not count).  Implicit withdrawals of a session going down are session_down's business.
+- update_storm: a peer's prefix updates in the current second exceed both ``floor`` and
+  ``factor`` times its baseline (an EWMA of its per-second rate, frozen while storming).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from bgpwatch.detect.base import Detector, Param, register
+from bgpwatch.events import Announce, Withdraw
+
+if TYPE_CHECKING:
+    from bgpwatch.alerts.lifecycle import AlertKey
+    from bgpwatch.events import Event
+    from bgpwatch.rib import RouteChanges
+
+
+@register
+class MassWithdrawalDetector(Detector):
+    """A large share of one peer's table withdrawn at once."""
+
+    name = "mass_withdrawal"
+    kind = "mass_withdrawal"
+    order = 30
+    params: ClassVar[dict[str, Param]] = {
+        "window": Param(float, 10.0, "seconds over which withdrawals are summed", 0.1, 3600),
+        "share": Param(float, 0.5, "share of the table withdrawn that fires", 0.01, 1),
+        "min_routes": Param(int, 100, "smallest table (routes) considered", 1, 100_000_000),
+    }
+
+    def __init__(self, engine: Any, params: Any = None) -> None:
+        super().__init__(engine, params)
+        self.withdrawn: dict[str, OrderedDict[tuple[int, int], float]] = {}
+        self.active: dict[str, float] = {}  # peer address -> when the condition began
+
+    def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
+        if not isinstance(event, Withdraw | Announce):
+            return
+        vp = self.engine.topology.vps.get(event.peer)
+        if vp is None or not vp.eor_complete:
+            return
+        recent = self.withdrawn.get(event.peer)
+        if recent is None:
+            if isinstance(event, Announce):
+                return  # nothing withdrawn lately: an announcement cannot matter
+            recent = self.withdrawn[event.peer] = OrderedDict()
+        for change in changes:
+            if change.reason != "update":
+                continue
+            family = change.family
+            for key, _before, after in change.items:
+                item = (family, key)
+                if after is None:
+                    recent[item] = now
+                    recent.move_to_end(item)
+                else:
+                    recent.pop(item, None)
+        self._check(event.peer, now)
+
+    def _check(self, address: str, now: float) -> None:
+        recent = self.withdrawn.get(address)
+        if recent is None:
+            return
+        window = self.p["window"]
+        ended = None
+        while recent:
+            item, at = next(iter(recent.items()))
+            if now - at < window:
+                break
+            del recent[item]
+            ended = at + window
+        adj = self.engine.rib.peers.get(address)
+        size = len(adj) if adj is not None else 0
+        count = len(recent)
+        total = count + size
+        vp = self.engine.topology.vps[address]
+        key = self._key(address)
+        if vp.state != "up" or total < self.p["min_routes"] or count < self.p["share"] * total:
+            if address in self.active:
+                del self.active[address]
+                self.engine.book.clear(key, now, ended_at=ended if vp.state == "up" else now)
+            if not recent:
+                self.withdrawn.pop(address, None)
+            return
+        since = self.active.setdefault(address, now)
+        info = vp.info
+        summary = f"mass withdrawal: {info.name} withdrew {count} of {total} routes ({count / total:.0%}) within {window:g} s"
+        annotations = {"withdrawn": count, "table": total, "share": round(count / total, 3)}
+        cause = self._cause(recent)
+        self.engine.book.upsert(
+            self.finding(
+                {"peer": info.name, "site": info.site}, summary, info.name, annotations, cause, since
+            ),
+            now,
+        )
+
+    def _key(self, address: str) -> AlertKey:
+        info = self.engine.topology.vps[address].info
+        return (self.kind, tuple(sorted({"peer": info.name, "site": info.site}.items())))
+
+    def _cause(self, recent: OrderedDict[tuple[int, int], float]) -> AlertKey | None:
+        model = self.engine.topology.model
+        owners: dict[str, int] = {}
+        for family, key in list(recent)[-1000:]:
+            site_key = model.site_prefix(family, key)
+            if site_key is not None:
+                owner = model.owner_of(family, site_key)
+                owners[owner] = owners.get(owner, 0) + 1
+        for owner in sorted(owners, key=owners.get, reverse=True):
+            cause = self.cause_if_active("site_down", {"site": owner})
+            if cause is not None:
+                return cause
+        for key in self.engine.book.alerts:
+            if key[0] in ("topology_split", "collector_degraded"):
+                return key
+        return None
+
+    def evaluate(self, now: float) -> None:
+        for address in list(self.withdrawn):
+            self._check(address, now)
+        for address in list(self.active):
+            if address not in self.withdrawn:
+                self._check(address, now)
+
+
+@register
+class UpdateStormDetector(Detector):
+    """A peer sends far more updates than its usual rate."""
+
+    name = "update_storm"
+    kind = "update_storm"
+    order = 31
+    params: ClassVar[dict[str, Param]] = {
+        "factor": Param(float, 10.0, "multiple of the baseline rate that is a storm", 1, 10_000),
+        "floor": Param(float, 1000.0, "updates per second below which nothing is a storm", 1, 100_000_000),
+        "alpha": Param(float, 0.05, "EWMA weight of each second in the baseline", 0.0001, 1),
+    }
+
+    def __init__(self, engine: Any, params: Any = None) -> None:
+        super().__init__(engine, params)
+        # peer -> [current second, count in it, count of the previous second, baseline]
+        self.rates: dict[str, list[float]] = {}
+        self.active: dict[str, float] = {}
+
+    def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
+        if not isinstance(event, Withdraw | Announce):
+            return
+        vp = self.engine.topology.vps.get(event.peer)
+        if vp is None or not vp.eor_complete:
+            return
+        rate = self._roll(event.peer, now)
+        rate[1] += len(event.prefixes)
+        self._check(event.peer, now)
+
+    def _roll(self, address: str, now: float) -> list[float]:
+        second = math.floor(now)
+        rate = self.rates.get(address)
+        if rate is None:
+            rate = self.rates[address] = [second, 0, 0, 0.0]
+            return rate
+        if second == rate[0]:
+            return rate
+        alpha = self.p["alpha"]
+        gap = second - rate[0]
+        storming = address in self.active
+        if not storming:
+            rate[3] += alpha * (rate[1] - rate[3])
+            if gap > 1:
+                rate[3] *= (1 - alpha) ** (gap - 1)
+        rate[2] = rate[1] if gap == 1 else 0
+        rate[0], rate[1] = second, 0
+        return rate
+
+    def _threshold(self, rate: list[float]) -> float:
+        return max(self.p["floor"], self.p["factor"] * rate[3])
+
+    def _check(self, address: str, now: float) -> None:
+        rate = self.rates[address]
+        threshold = self._threshold(rate)
+        current = max(rate[1], rate[2])
+        if current <= threshold and address not in self.active:
+            return  # the common case, kept cheap: it runs for every UPDATE
+        vp = self.engine.topology.vps[address]
+        info = vp.info
+        key = (self.kind, tuple(sorted({"peer": info.name, "site": info.site}.items())))
+        if current <= threshold or vp.state != "up":
+            if self.active.pop(address, None) is not None:
+                self.engine.book.clear(key, now)
+            return
+        since = self.active.setdefault(address, now)
+        summary = (
+            f"update storm: {info.name} sent {current:.0f} prefix updates/s "
+            f"(baseline {rate[3]:.1f}/s, threshold {threshold:.0f}/s)"
+        )
+        annotations = {"rate": current, "baseline": round(rate[3], 2), "threshold": threshold}
+        self.engine.book.upsert(
+            self.finding(
+                {"peer": info.name, "site": info.site}, summary, info.name, annotations, since=since
+            ),
+            now,
+        )
+
+    def evaluate(self, now: float) -> None:
+        for address in list(self.rates):
+            self._roll(address, now)
+            if address in self.active:
+                self._check(address, now)

@@ -1,0 +1,291 @@
+"""The detection engine: topology + detectors + alert lifecycle, fed by the pipeline.
+
+For every event the daemon (or `replay`) calls ``rib.apply(event)`` and then
+``engine.process(event, changes)``.  Time comes only from events (``event.at``) and from
+``tick(now)``: a live daemon ticks from a wall-clock timer, a replay needs nothing more than
+the recording (the engine ticks itself once per second of stream time, and conditions fire at
+their own deadline even when the clock advanced past it).  At the end of a replay, call
+``finish()`` to let pending conditions fire or resolve as they would have.
+
+Order per event: fire what was already due, let detectors count the event (collector
+classification first), update the topology, re-derive conditions when anything site-relevant
+changed, fire what is due now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from bgpwatch.alerts.lifecycle import AlertBook
+from bgpwatch.detect.base import (
+    REGISTRY,
+    Detector,
+    _ensure_loaded,
+    resolve_params,
+    validate_detector_params,
+)
+from bgpwatch.events import CollectorShutdown, CollectorStatus, FeedGap, SessionState, Tick
+from bgpwatch.topology import LIVE, SiteModel, Topology
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from bgpwatch.config import Config
+    from bgpwatch.events import Event
+    from bgpwatch.rib import Rib, RouteChanges
+
+_STATE_EVENTS = (SessionState, CollectorShutdown, CollectorStatus, FeedGap)
+SELF_TICK = 1.0  # seconds of stream time between the engine's own ticks
+
+
+class DetectorConfigError(ValueError):
+    """The detectors section is invalid; ``problems`` lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class DetectionEngine:
+    """Topology, detectors and the alert book; emits alert transitions through ``emit``."""
+
+    def __init__(
+        self,
+        config: Config,
+        rib: Rib,
+        emit: Callable[[dict[str, Any]], None],
+        registry: CollectorRegistry | None = None,
+        history_size: int = 1000,
+    ) -> None:
+        self.rib = rib
+        self.emit = emit
+        self.book = AlertBook(emit, history_size=history_size)
+        self.collector_lost: dict[str, float] = {}  # peer address -> when the collector lost it
+        self.now: float | None = None
+        self._last_tick: float | None = None
+        self._build(config, previous=None)
+        if registry is not None:
+            self.register_metrics(registry)
+
+    # -- construction ------------------------------------------------------------------------
+    def _build(self, config: Config, previous: Topology | None) -> None:
+        _ensure_loaded()
+        params: dict[str, Any] = dict(getattr(config, "detectors", None) or {})
+        source = getattr(config, "source", None)
+        problems = validate_detector_params(params, str(source) if source else None)
+        if problems:
+            raise DetectorConfigError(problems)
+        self.config = config
+        self.model = SiteModel(config)
+        settings = resolve_params(REGISTRY["topology"], params.get("topology") or {})
+        convergence = resolve_params(REGISTRY["not_converged"], params.get("not_converged") or {})
+        self.topology = Topology(
+            self.model,
+            threshold=settings["visibility_threshold"],
+            convergence_timeout=convergence["timeout"],
+            startup_grace=settings["startup_grace"],
+            rejoin_grace=settings["rejoin_grace"],
+        )
+        if previous is not None:
+            self._carry_over(previous)
+        detectors = []
+        for name, cls in sorted(REGISTRY.items(), key=lambda item: (item[1].order, item[0])):
+            if cls.params_only:
+                continue
+            detector = cls(self, params.get(name) or {})
+            if detector.enabled:
+                detectors.append(detector)
+        self.detectors: list[Detector] = detectors
+        # Only detectors that count events are called per event (the hot path).
+        self._event_detectors = [d for d in detectors if type(d).on_event is not Detector.on_event]
+
+    def _carry_over(self, previous: Topology) -> None:
+        """Keep session and site states across a reload, then count the RIB again."""
+        topology = self.topology
+        for address, vp in topology.vps.items():
+            old = previous.vps.get(address)
+            if old is None:
+                continue
+            for slot in (
+                "state",
+                "since",
+                "up_since",
+                "reason",
+                "eor",
+                "eor_complete",
+                "timed_out",
+                "ever_up",
+            ):
+                setattr(vp, slot, getattr(old, slot))
+        for name, view in topology.states.items():
+            old_view = previous.states.get(name)
+            if old_view is not None:
+                view.state, view.since, view.left_live_at = (
+                    old_view.state,
+                    old_view.since,
+                    old_view.left_live_at,
+                )
+        topology.started_at = previous.started_at
+        topology.grace_over = previous.grace_over
+        for vp in topology.vps.values():
+            if vp.active:
+                topology.active_count[vp.info.site] += 1
+        topology.load(self.rib, self.now if self.now is not None else 0.0)
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply a reloaded configuration: sites, services and parameters; alerts carry on."""
+        self._build(config, previous=self.topology)
+        if self.now is not None:
+            self._evaluate(self.now)
+            self.book.advance(self.now)
+
+    # -- stream ------------------------------------------------------------------------------
+    def process(self, event: Event, changes: list[RouteChanges]) -> None:
+        """Take one event after ``rib.apply(event)`` returned ``changes``."""
+        now = event.at
+        if isinstance(event, Tick):
+            self.tick(now)
+            return
+        if (
+            self._last_tick is None
+            or now - self._last_tick >= SELF_TICK
+            or self.topology.next_deadline <= now
+        ):
+            self.tick(now)
+        self.now = now
+        self.book.advance(now)
+        for detector in self._event_detectors:
+            detector.on_event(event, changes, now)
+        dirty = self.topology.apply(event, changes, now)
+        if dirty or isinstance(event, _STATE_EVENTS):
+            self._evaluate(now)
+        self.book.advance(now)
+
+    def tick(self, now: float) -> None:
+        """Advance the clock without an event (timeouts, windows, pending alerts)."""
+        if self.now is not None and now < self.now:
+            return  # time never goes back; an old tick is meaningless
+        # Time-based topology changes (convergence timeout, settling, start-up grace) happen at
+        # their own instant, whatever the tick rate: a replay and a live run agree.
+        for _ in range(1000):
+            deadline = self.topology.next_deadline
+            if deadline >= now or (self.now is not None and deadline < self.now):
+                break
+            self._tick_at(deadline)
+        self._tick_at(now)
+
+    def _tick_at(self, now: float) -> None:
+        self.now = self._last_tick = now
+        self.book.advance(now)
+        self.topology.tick(now)
+        if self.topology.dirty:
+            self.topology.evaluate(now)
+        for detector in self.detectors:
+            detector.on_tick(now)
+        self.book.advance(now)
+
+    def finish(self, now: float | None = None, horizon: float = 120.0) -> None:
+        """End of a recording: let the clock run ``horizon`` seconds so pending alerts settle."""
+        start = now if now is not None else (self.now or 0.0)
+        step = 1.0
+        t = start
+        while t < start + horizon:
+            t += step
+            self.tick(t)
+
+    def _evaluate(self, now: float) -> None:
+        if self.topology.dirty:
+            self.topology.evaluate(now)
+        for detector in self.detectors:
+            detector.evaluate(now)
+
+    # -- views ---------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Return the topology and the active alerts, JSON-ready."""
+        data = self.topology.snapshot(self.now)
+        data["alerts"] = self.book.active()
+        data["collector"] = {
+            "sessions_lost": sorted(self.topology.vps[a].info.name for a in self.collector_lost)
+        }
+        return data
+
+    def to_dot(self) -> str:
+        """Return the site graph in Graphviz syntax."""
+        return self.topology.to_dot()
+
+    def active_alerts(self, include_pending: bool = False) -> list[dict[str, Any]]:
+        """Return the firing alerts (pending ones too if asked)."""
+        return self.book.active(include_pending)
+
+    def incidents(self) -> list[dict[str, Any]]:
+        """Return the incidents opened since start, newest first."""
+        return self.book.incident_list()
+
+    def history(self) -> list[dict[str, Any]]:
+        """Return the last transitions emitted (bounded)."""
+        return list(self.book.history)
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Expose the detection layer's gauges in ``registry`` (computed at scrape time)."""
+        registry.register(DetectionCollector(self))
+
+
+class DetectionCollector(Collector):
+    """Site, visibility, island, service, stale-route and alert gauges, read at scrape time."""
+
+    def __init__(self, engine: DetectionEngine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        engine = self.engine
+        topology = engine.topology
+        model = topology.model
+        site_up = GaugeMetricFamily(
+            "bgpwatch_site_up", "1 when the site is live, 0 otherwise", labels=["site"]
+        )
+        for site in model.sites:
+            site_up.add_metric([site], 1.0 if topology.states[site].state == LIVE else 0.0)
+        yield site_up
+        ratio = GaugeMetricFamily(
+            "bgpwatch_site_visibility_ratio",
+            "Share of to_site's prefixes that from_site has a route to (only measured sites)",
+            labels=["from_site", "to_site"],
+        )
+        for s in model.sites:
+            for t in model.sites:
+                value = topology.visibility(s, t)
+                if value is not None:
+                    ratio.add_metric([s, t], value)
+        yield ratio
+        yield GaugeMetricFamily(
+            "bgpwatch_topology_islands",
+            "Connected components of the live sites (1 = whole, more = topology split)",
+            value=len(topology.islands),
+        )
+        reachable = GaugeMetricFamily(
+            "bgpwatch_service_reachable",
+            "1 when every prefix of the service is reachable from the site, 0 when not (absent: unknown)",
+            labels=["service", "site"],
+        )
+        for (service, site), ok in topology.service_reach.items():
+            if ok is not None:
+                reachable.add_metric([service, site], 1.0 if ok else 0.0)
+        yield reachable
+        stale = GaugeMetricFamily(
+            "bgpwatch_site_stale_routes",
+            "Routes to a down site's prefixes still held by established sessions",
+            labels=["site"],
+        )
+        for site in model.sites:
+            stale.add_metric([site], float(sum(topology.stale.get(site, {}).values())))
+        yield stale
+        firing = GaugeMetricFamily(
+            "bgpwatch_alerts_firing", "Alerts currently firing", labels=["kind", "severity"]
+        )
+        for (kind, severity), count in sorted(engine.book.firing_counts().items()):
+            firing.add_metric([kind, severity], float(count))
+        yield firing

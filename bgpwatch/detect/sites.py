@@ -1,0 +1,242 @@
+"""Site-level detectors, read from the topology's derived state.
+
+- site_down: the site is ``suspected`` (the other live sites withdrew its prefixes while
+  bgpwatch's own sessions to it are still up but frozen: a silent death before the hold
+  timer) or ``down`` (confirmed: no live session into it and its prefixes gone elsewhere);
+  the summary and the ``confirmation`` annotation say which.  Root of its incident.
+- stale_routes: the site is suspected or down but some established sessions still hold routes
+  to its prefixes (the hold-timer window of the 2025-03-03 post-mortem); resolves when they
+  are gone, with ``duration_seconds`` = the window.  Starts when the site left ``live``.
+- topology_split: the live sites form more than one island; labels {"islands": "par1 | par2,par3"}.
+  Root named after the first site of the smallest island, unless a site went down just before
+  (within ``correlation_window``): then it joins that site's incident.
+- visibility_loss: some of a site's prefixes are missing at a live site (including its own:
+  a site that stops originating shows as missing everywhere, not as down, because its sessions
+  are up and still updating).  One alert per site; the prefixes and where they are missing are
+  in the annotations.  Consequence of site_down or topology_split when one is active.
+- service_unreachable: a service's prefixes are not all reachable from a site that needs them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from bgpwatch.alerts.lifecycle import AlertKey, alert_key
+from bgpwatch.detect.base import Detector, Param, register
+from bgpwatch.rib.prefix import format_prefix
+from bgpwatch.topology import DOWN, SUSPECTED, UNKNOWN
+
+
+@register
+class TopologySettings(Detector):
+    """Settings of the topology model (not a detector)."""
+
+    name = "topology"
+    params_only = True
+    params: ClassVar[dict[str, Param]] = {
+        "visibility_threshold": Param(
+            float, 0.5, "share of a site's prefixes another site must see for an edge", 0.01, 1
+        ),
+        "startup_grace": Param(
+            float, 60.0, "seconds after start before sites never seen are judged", 0, 86400
+        ),
+        "rejoin_grace": Param(
+            float, 10.0, "seconds a site back from down does not count as a vantage point", 0, 3600
+        ),
+    }
+
+
+def _split_key(book: Any) -> AlertKey | None:
+    for key in book.alerts:
+        if key[0] == "topology_split":
+            return key
+    return None
+
+
+@register
+class SiteDownDetector(Detector):
+    """A site's routers are unreachable."""
+
+    name = "site_down"
+    kind = "site_down"
+    order = 20
+    defaults: ClassVar[dict[str, Any]] = {"severity": "critical"}
+
+    def evaluate(self, now: float) -> None:
+        topology = self.engine.topology
+        findings = []
+        for name, view in topology.states.items():
+            if view.state not in (SUSPECTED, DOWN):
+                continue
+            sessions = [
+                {"peer": vp.info.name, "state": vp.state, "since": vp.since}
+                for vp in topology.vps_of_site[name]
+            ]
+            lost_by = ", ".join(view.lost_by) or "the other sites"
+            if view.state == SUSPECTED:
+                summary = (
+                    f"site {name} down (suspected): {lost_by} withdrew its prefixes; bgpwatch's sessions to it "
+                    "are still up but frozen (its view still holds routes the others withdrew), "
+                    "the hold timer will confirm"
+                )
+            elif any(vp.state == "up" for vp in topology.vps_of_site[name]):
+                summary = (
+                    f"site {name} down (confirmed), sessions back up but not reachable from {lost_by} yet"
+                )
+            else:
+                summary = f"site {name} down (confirmed): its prefixes are gone from {lost_by} and its sessions are down"
+            annotations = {
+                "confirmation": view.confirmation,
+                "lost_by": list(view.lost_by),
+                "still_seen_by": list(view.seen_by),
+                "sessions": sessions,
+            }
+            findings.append(self.finding({"site": name}, summary, name, annotations, since=view.left_live_at))
+        self.sync(findings, now)
+
+
+@register
+class StaleRoutesDetector(Detector):
+    """A site is gone but routes to it linger in established sessions."""
+
+    name = "stale_routes"
+    kind = "stale_routes"
+    order = 21
+    defaults: ClassVar[dict[str, Any]] = {"severity": "critical"}
+
+    def evaluate(self, now: float) -> None:
+        topology = self.engine.topology
+        findings = []
+        for site, holders in sorted(topology.stale.items()):
+            view = topology.states[site]
+            held = ", ".join(f"{peer} ({n})" for peer, n in sorted(holders.items()))
+            summary = (
+                f"stale routes: site {site} is down ({view.confirmation}) but established sessions still hold "
+                f"routes to its prefixes: {held}"
+            )
+            annotations = {"holders": dict(holders), "confirmation": view.confirmation}
+            cause = self.cause_if_active("site_down", {"site": site})
+            findings.append(
+                self.finding({"site": site}, summary, site, annotations, cause, view.left_live_at)
+            )
+        self.sync(findings, now)
+
+
+@register
+class TopologySplitDetector(Detector):
+    """The live sites no longer form one connected network."""
+
+    name = "topology_split"
+    kind = "topology_split"
+    order = 22
+    defaults: ClassVar[dict[str, Any]] = {"severity": "critical"}
+    params: ClassVar[dict[str, Param]] = {
+        "correlation_window": Param(
+            float, 30.0, "a site down this many seconds before a split is taken as its cause", 0, 3600
+        ),
+    }
+
+    def evaluate(self, now: float) -> None:
+        topology = self.engine.topology
+        islands = topology.islands
+        if len(islands) < 2:
+            self.sync((), now)
+            return
+        label = " | ".join(",".join(island) for island in islands)
+        smallest = min(range(len(islands)), key=lambda i: (len(islands[i]), i))
+        subject = islands[smallest][0]
+        described = " and ".join("{" + ", ".join(island) + "}" for island in islands)
+        summary = f"live sites form {len(islands)} islands: {described}"
+        cause = None
+        window = self.p["correlation_window"]
+        for name, view in topology.states.items():
+            if (
+                view.state in (SUSPECTED, DOWN)
+                and view.left_live_at is not None
+                and now - view.left_live_at <= window
+            ):
+                cause = self.cause_if_active("site_down", {"site": name}) or cause
+        annotations = {
+            "islands": [list(island) for island in islands],
+            "down_sites": [n for n, v in topology.states.items() if v.state in (SUSPECTED, DOWN)],
+        }
+        self.sync([self.finding({"islands": label}, summary, subject, annotations, cause)], now)
+
+
+@register
+class VisibilityLossDetector(Detector):
+    """Some of a site's prefixes are missing at live sites."""
+
+    name = "visibility_loss"
+    kind = "visibility_loss"
+    order = 23
+
+    def evaluate(self, now: float) -> None:
+        topology = self.engine.topology
+        book = self.engine.book
+        findings = []
+        observers = topology.observers
+        for site, found in topology.missing.items():
+            view = topology.states[site]
+            if view.state == UNKNOWN:
+                continue
+            if view.settle_until is not None and not self.engine.book.is_active(
+                alert_key(self.kind, {"site": site})
+            ):
+                continue  # just back: the others are still learning its routes
+            expected = len(topology.model.expected[site])
+            where = sorted({s for sites in found.values() for s in sites})
+            everywhere = all(len(sites) == len(observers) for sites in found.values())
+            prefixes = {format_prefix(*p): list(sites) for p, sites in found.items()}
+            if everywhere:
+                summary = (
+                    f"{len(found)} of {expected} prefixes of {site} missing everywhere: {', '.join(prefixes)}"
+                )
+            else:
+                summary = f"{len(found)} of {expected} prefixes of {site} missing at {', '.join(where)}"
+            annotations = {"missing": prefixes, "everywhere": everywhere}
+            cause = self.cause_if_active("site_down", {"site": site}) or _split_key(book)
+            findings.append(self.finding({"site": site}, summary, site, annotations, cause))
+        self.sync(findings, now)
+
+
+@register
+class ServiceUnreachableDetector(Detector):
+    """A service is not reachable from a site that needs it."""
+
+    name = "service_unreachable"
+    kind = "service_unreachable"
+    order = 24
+    defaults: ClassVar[dict[str, Any]] = {"severity": "critical"}
+
+    def evaluate(self, now: float) -> None:
+        topology = self.engine.topology
+        model = topology.model
+        book = self.engine.book
+        services = {s.name: s for s in model.services}
+        findings = []
+        for (name, site), reachable in topology.service_reach.items():
+            if reachable is not False:
+                continue
+            service = services[name]
+            cover = topology.svc_cover[site]
+            missing = [p for p in service.prefixes if p not in cover]
+            owners = sorted({o for o in (self._owner(model, p) for p in missing) if o})
+            if any(topology.states[o].state == UNKNOWN for o in owners):
+                continue  # the owner has not been seen yet: start-up, not an incident
+            cause = None
+            for owner in owners:
+                cause = cause or self.cause_if_active("site_down", {"site": owner})
+            cause = cause or _split_key(book)
+            for owner in owners:
+                cause = cause or self.cause_if_active("visibility_loss", {"site": owner})
+            text = ", ".join(format_prefix(*p) for p in missing)
+            summary = f"service {name} unreachable from {site}: no route to {text}"
+            annotations = {"missing": [format_prefix(*p) for p in missing], "owners": owners}
+            findings.append(self.finding({"service": name, "site": site}, summary, site, annotations, cause))
+        self.sync(findings, now)
+
+    @staticmethod
+    def _owner(model: Any, prefix: tuple[int, int]) -> str | None:
+        site_key = model.site_prefix(*prefix)
+        return model.owner_of(prefix[0], site_key) if site_key is not None else None

@@ -1,0 +1,177 @@
+"""What the configuration says the network should look like: sites, their prefixes, vantage points.
+
+How a route counts toward a site
+--------------------------------
+Each site declares the prefixes it originates ("site prefixes").  A route held by a vantage
+point counts toward a site prefix P when its prefix is P itself or a more-specific inside P:
+a router that has 203.0.113.0/28 can reach part of 203.0.113.0/27, and a site announcing its
+/27 as two /28s is still visible.  When site prefixes nest (one site's /24 holds another
+site's /26), a route counts toward the longest site prefix containing it only.
+
+A covering aggregate does NOT count: a /16 aggregate (or a default route) proves nothing
+about the /26 inside it, which is exactly what disappears when a site dies behind an
+aggregating transit.  Visibility is therefore about the site's own announcements.
+
+Services are the exception, because they are about forwarding: a service prefix (often a
+/32) is reachable from a vantage point that holds a route equal to it, inside it, or
+covering it -- but a covering route counts only if it is at least as specific as the site
+prefix that contains the service (no aggregates, no default route).  A service prefix
+outside every site prefix accepts any covering route except a default route.
+
+Cost: mapping a route to its site prefix takes one dict lookup per distinct site-prefix
+length (usually one or two per family), so a full table of unrelated routes costs about a
+dict lookup per route and touches nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bgpwatch.rib.prefix import format_prefix, parse_prefix, supernet
+
+if TYPE_CHECKING:
+    from bgpwatch.config import Config
+
+PrefixId = tuple[int, int]  # (family, key)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """One configured vantage point (a BGP session into a site)."""
+
+    name: str
+    address: str
+    site: str
+    peer_as: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """A named set of prefixes that must be reachable from the listed sites."""
+
+    name: str
+    prefixes: tuple[PrefixId, ...]
+    required_from: tuple[str, ...]
+
+
+class SiteModel:
+    """Sites, expected prefixes, peers and services, indexed for the hot path."""
+
+    def __init__(self, config: Config) -> None:
+        self.sites: tuple[str, ...] = tuple(site.name for site in config.sites)
+        self.expected: dict[str, tuple[PrefixId, ...]] = {}
+        self.owner: dict[int, dict[int, str]] = {4: {}, 6: {}}
+        self.peers: dict[str, PeerInfo] = {}
+        self.peers_of_site: dict[str, tuple[str, ...]] = {}
+        self.site_as: dict[str, frozenset[int]] = {}
+        for site in config.sites:
+            expected = []
+            for text in site.prefixes:
+                family, key = parse_prefix(text)
+                # Duplicates across sites are refused by the config; keep the first if not.
+                self.owner[family].setdefault(key, site.name)
+                expected.append((family, key))
+            self.expected[site.name] = tuple(expected)
+            self.peers_of_site[site.name] = tuple(peer.address for peer in site.peers)
+            self.site_as[site.name] = frozenset(peer.peer_as for peer in site.peers)
+            for peer in site.peers:
+                self.peers[peer.address] = PeerInfo(peer.name, peer.address, site.name, peer.peer_as)
+        # Longest first, so the first hit is the most specific site prefix containing a route.
+        self.lengths: dict[int, tuple[int, ...]] = {
+            family: tuple(sorted({key & 0xFF for key in owner}, reverse=True))
+            for family, owner in self.owner.items()
+        }
+        self.families: frozenset[int] = frozenset(f for f, owner in self.owner.items() if owner)
+        self.sites_of_as: dict[int, tuple[str, ...]] = {}
+        for name, asns in self.site_as.items():
+            for asn in asns:
+                self.sites_of_as[asn] = (*self.sites_of_as.get(asn, ()), name)
+        self.services: tuple[ServiceInfo, ...] = tuple(
+            ServiceInfo(s.name, tuple(parse_prefix(p) for p in s.prefixes), tuple(s.required_from))
+            for s in getattr(config, "services", ())
+        )
+        self._build_service_index()
+
+    # -- site prefixes ----------------------------------------------------------------
+    def site_prefix(self, family: int, key: int) -> int | None:
+        """Return the site prefix a route counts toward (itself or the one containing it), or None."""
+        owner = self.owner[family]
+        if not owner:
+            return None
+        length = key & 0xFF
+        for site_len in self.lengths[family]:
+            if site_len > length:
+                continue
+            candidate = key if site_len == length else supernet(family, key, site_len)
+            if candidate in owner:
+                return candidate
+        return None
+
+    def owner_of(self, family: int, site_key: int) -> str:
+        """Return the site that declares a site prefix."""
+        return self.owner[family][site_key]
+
+    def all_site_prefixes(self) -> list[tuple[str, PrefixId]]:
+        """Return (site, prefix) for every declared site prefix, in config order."""
+        return [(site, prefix) for site in self.sites for prefix in self.expected[site]]
+
+    # -- services ---------------------------------------------------------------------
+    def _build_service_index(self) -> None:
+        # covering[family][route key] -> service prefixes that this exact route reaches
+        # (the service prefix itself and its allowed supernets); inside[family][service key]
+        # for routes more specific than a service prefix.
+        self.service_covering: dict[int, dict[int, tuple[int, ...]]] = {4: {}, 6: {}}
+        self.service_keys: dict[int, set[int]] = {4: set(), 6: set()}
+        for service in self.services:
+            for family, key in service.prefixes:
+                if key in self.service_keys[family]:
+                    continue
+                self.service_keys[family].add(key)
+                anchor = self.site_prefix(family, key)
+                floor = (anchor & 0xFF) if anchor is not None else 1
+                covering = self.service_covering[family]
+                for length in range(floor, (key & 0xFF) + 1):
+                    route = supernet(family, key, length)
+                    covering[route] = (*covering.get(route, ()), key)
+        self.service_lengths: dict[int, tuple[int, ...]] = {
+            family: tuple(sorted({key & 0xFF for key in keys})) for family, keys in self.service_keys.items()
+        }
+
+    def service_prefixes_reached(self, family: int, key: int) -> tuple[int, ...]:
+        """Return the service prefixes that a route to ``key`` makes reachable (usually none)."""
+        if not self.service_keys[family]:
+            return ()
+        found = self.service_covering[family].get(key, ())
+        length = key & 0xFF
+        keys = self.service_keys[family]
+        for service_len in self.service_lengths[family]:
+            if service_len >= length:
+                break
+            candidate = supernet(family, key, service_len)
+            if candidate in keys:
+                found = (*found, candidate)
+        return found
+
+    # -- views --------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Return a JSON-ready summary of the model."""
+        return {
+            "sites": [
+                {
+                    "name": site,
+                    "prefixes": [format_prefix(f, k) for f, k in self.expected[site]],
+                    "peers": [self.peers[a].name for a in self.peers_of_site[site]],
+                    "asns": sorted(self.site_as[site]),
+                }
+                for site in self.sites
+            ],
+            "services": [
+                {
+                    "name": s.name,
+                    "prefixes": [format_prefix(f, k) for f, k in s.prefixes],
+                    "required_from": list(s.required_from),
+                }
+                for s in self.services
+            ],
+        }
