@@ -87,6 +87,22 @@ def relay(config_path: str, worker: int, socket_path: str | None) -> None:
     sys.exit(relay_module.main(socket_path, worker, buffer_bytes))
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def detectors(as_json: bool) -> None:
+    """List the detectors and their parameters (the `detectors:` configuration section)."""
+    from bgpwatch.detect.base import describe_detectors
+
+    data = describe_detectors()
+    if as_json:
+        emit_json(data)
+        return
+    for detector in data:
+        click.echo(f"{detector['name']}  (alert kind: {detector['kind']})")
+        for param, info in detector["params"].items():
+            click.echo(f"    {param} = {info['default']!r}: {info['doc']}")
+
+
 # -- asking the running daemon -----------------------------------------------------------
 
 

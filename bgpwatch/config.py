@@ -913,6 +913,10 @@ def _parse(text: str, name: str, base_dir: Path | None) -> Config:
             [f"{name}: expected a mapping of top-level keys (collector, sites, ...), got {_render(data)}"]
         )
     cross = _cross_problems(data)
+    # Detector parameters are declared beside the detectors themselves (bgpwatch.detect).
+    from bgpwatch.detect.base import detector_param_problems
+
+    cross += detector_param_problems(data.get("detectors"))
     try:
         config = Config.model_validate(data, context={"cross_checked": True, "base_dir": base_dir})
     except ValidationError as exc:

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from bgpwatch import __version__
@@ -27,8 +26,9 @@ from bgpwatch.api.server import build_app
 from bgpwatch.collector.supervisor import Supervisor
 from bgpwatch.config import Config, ConfigError, load_config
 from bgpwatch.events import CollectorStatus
+from bgpwatch.ingest.control import RELAY_TAG, collector_control_line, hello_worker
 from bgpwatch.ingest.recorder import Recorder
-from bgpwatch.pipeline import RELAY_TAG, Pipeline, collector_control_line
+from bgpwatch.pipeline import Pipeline
 
 log = logging.getLogger("bgpwatch")
 
@@ -249,14 +249,10 @@ class Daemon:
                 self._connections.discard(task)
 
     def _hello(self, line: bytes) -> int | None:
-        try:
-            control = orjson.loads(line)["bgpwatch-relay"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            return None
-        if isinstance(control, dict) and isinstance(control.get("hello"), int):
-            log.info("relay of worker %d connected (pid %s)", control["hello"], control.get("pid"))
-            return control["hello"]
-        return None
+        worker = hello_worker(line)
+        if worker is not None:
+            log.info("relay of ExaBGP worker %d connected", worker)
+        return worker
 
     async def _tick_loop(self) -> None:
         interval = self.notify.watchdog_interval

@@ -13,9 +13,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
-
 from bgpwatch.events import DOWN, CollectorShutdown, CollectorStatus, Event, FeedGap, SessionState
+from bgpwatch.ingest.control import RELAY_TAG, parse_control
 from bgpwatch.ingest.exabgp_json import ExaBGPJsonParser, IngestError
 from bgpwatch.rib import AttributePool, Rib, RouteChanges
 from bgpwatch.sessions import IDLE, SessionTable
@@ -25,14 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bgpwatch.ingest")
 
-RELAY_TAG = b'{"bgpwatch-relay"'
 SAMPLE_EVERY = 60.0  # log at most one rejected line per reason per minute
-
-
-def collector_control_line(event: CollectorStatus) -> bytes:
-    """Return the control line that records a supervisor event in an input recording."""
-    body = {"time": event.at, "worker": event.worker, "up": event.up, "reason": event.reason}
-    return orjson.dumps({"bgpwatch-relay": {"collector": body}})
 
 
 class Consumer(Protocol):
@@ -89,33 +81,17 @@ class Pipeline:
 
     def _relay_control(self, line: bytes) -> None:
         try:
-            control = orjson.loads(line)["bgpwatch-relay"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            self.reject("bad_relay_control", line[:120].decode("utf-8", "replace"), "relay")
+            events = parse_control(line)
+        except IngestError as exc:
+            self.reject(exc.reason, exc.detail, "relay")
             return
-        if not isinstance(control, dict):
-            self.reject("bad_relay_control", line[:120].decode("utf-8", "replace"), "relay")
-            return
-        collector = control.get("collector")
-        if isinstance(collector, dict):
-            try:
-                event = CollectorStatus(
-                    float(collector["time"]),
-                    int(collector["worker"]),
-                    bool(collector["up"]),
-                    str(collector["reason"]),
+        for event in events:
+            if isinstance(event, FeedGap):
+                self.lost_lines += event.lost
+                log.error(
+                    "the relay dropped %d lines while bgpwatch could not keep up or was down", event.lost
                 )
-            except (KeyError, TypeError, ValueError):
-                self.reject("bad_relay_control", line[:120].decode("utf-8", "replace"), "relay")
-                return
             self.feed_event(event)
-            return
-        lost = control.get("lost")
-        if isinstance(lost, int) and lost > 0:
-            self.lost_lines += lost
-            log.error("the relay dropped %d lines while bgpwatch could not keep up or was down", lost)
-            at = control.get("time") if isinstance(control.get("time"), int | float) else time.time()
-            self.feed_event(FeedGap(float(at), lost, f"relay worker {control.get('worker')}"))
 
     def feed_event(self, event: Event, worker: int | None = None) -> None:
         """Apply one normalised event (`worker`: the ExaBGP worker it came through, if known)."""

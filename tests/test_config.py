@@ -85,7 +85,7 @@ def test_example_loads() -> None:
     assert config.site_of_address["2001:db8:1001::2"] == "par1"
     assert config.site_by_name["par3"].peers[0].passive is True
     assert [service.name for service in config.services] == ["metrics-api", "object-storage"]
-    assert config.detectors == {}
+    assert config.detectors["session_down"] == {"for": 2, "flap_count": 3}
     assert config.watched_prefixes[0].origins == [65001, 65002, 65003]
 
 
@@ -738,3 +738,12 @@ def test_secret_not_in_validation_error_from_python(in_tmp: Path) -> None:
     with pytest.raises(ValidationError) as caught:
         Config.model_validate(data)
     _assert_no_secret(str(caught.value))
+
+
+def test_detector_parameters_are_checked_with_the_rest(tmp_path):
+    example = (Path(__file__).parent.parent / "config" / "bgpwatch.example.yaml").read_text()
+    path = tmp_path / "bad.yaml"
+    path.write_text(example + "\ndetectors:\n  site_down: {for: -1}\n  no_such_detector: {}\n")
+    problems = check_config(path)
+    assert any("detectors.no_such_detector" in p and "unknown detector" in p for p in problems), problems
+    assert any(p.startswith(f"{path}: detectors.site_down.for") for p in problems), problems
