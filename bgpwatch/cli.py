@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -264,11 +265,15 @@ def prefixes(config_path, api_url, as_json, peer, site, prefix, lookup, limit) -
 @main.command()
 @client_options
 @click.option("--all", "include_all", is_flag=True, help="Every transition, not only what is firing.")
-@click.option("--since", default=None, metavar="ISO-TIME", help="Only transitions at or after this time.")
-def alerts(config_path, api_url, as_json, include_all, since) -> None:
-    """Show firing alerts (or, with --all, every transition)."""
-    params = {"all": "true" if include_all else None, "since": since}
-    data = fetch(config_path, api_url, "/api/v1/alerts", params)
+@click.option("--since", default=None, metavar="ISO-TIME", help="Only alerts resolved at or after this time.")
+@click.option("--transitions", is_flag=True, help="Every firing/resolved transition, in order.")
+def alerts(config_path, api_url, as_json, include_all, since, transitions) -> None:
+    """Show firing alerts (--all: also resolved ones; --transitions: every transition)."""
+    if transitions:
+        data = fetch(config_path, api_url, "/api/v1/transitions", {"since": since})
+    else:
+        params = {"all": "true" if include_all else None, "since": since}
+        data = fetch(config_path, api_url, "/api/v1/alerts", params)
     if as_json:
         emit_json(data)
         return
@@ -345,3 +350,86 @@ def incidents_show(ctx, incident_id, as_json, markdown, config_path, api_url) ->
     from bgpwatch.alerts.timeline import render_markdown, render_text
 
     click.echo(render_markdown(data) if markdown else render_text(data))
+
+
+# -- recorded input ----------------------------------------------------------------------
+
+
+def _load_or_exit(config_path: str):
+    from bgpwatch.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print every alert transition as one JSON line on stdout."
+)
+@click.option(
+    "--stats", "with_stats", is_flag=True, help="Print counts as one JSON object on stderr at the end."
+)
+@click.option(
+    "--pace", type=float, default=None, help="Play N seconds of recording per second (default: flat out)."
+)
+@click.option("--serve", is_flag=True, help="Serve the HTTP API (api.listen) while replaying.")
+@click.option(
+    "--settle", type=float, default=10.0, show_default=True, help="Stream seconds run after the last event."
+)
+@click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]))
+def replay(config_path, files, as_json, with_stats, pace, serve, settle, log_level) -> None:
+    """Feed recorded input (ExaBGP JSON lines, bgpwatch recordings, MRT) through the pipeline."""
+    import tempfile
+
+    from bgpwatch import playback
+
+    setup_logging(log_level)
+    config = _load_or_exit(config_path)
+    if pace is not None and pace <= 0:
+        raise click.BadParameter("expected a positive number", param_hint="--pace")
+
+    def on_transition(transition: dict) -> None:
+        if as_json:
+            click.echo(json.dumps(transition, separators=(",", ":")))
+        else:
+            labels = " ".join(f"{k}={v}" for k, v in sorted(transition.get("labels", {}).items()))
+            click.echo(
+                f"{transition['at']}  {transition['state']:8}  {transition['kind']:20} {labels}  {transition['summary']}"
+            )
+
+    if serve or pace:
+        with tempfile.TemporaryDirectory(prefix="bgpwatch-replay-") as tmp:
+            served = playback.replay_config(config, Path(tmp))
+            stats = _replay_served(served, files, pace, settle, on_transition)
+    else:
+        stats, _engine = playback.replay(
+            playback.replay_config(config, None), files, on_transition, settle=settle
+        )
+    if with_stats:
+        click.echo(json.dumps(stats.to_dict()), err=True)
+    sys.exit(EXIT_FAILURE if stats.errors.get("io") else EXIT_OK)
+
+
+def _replay_served(config, files, pace, settle, on_transition, linger: float = 0.0, after=None):
+    """Replay through a whole daemon (API, store, sinks) and return the stats."""
+    import asyncio
+
+    from bgpwatch import playback
+    from bgpwatch.daemon import Daemon
+
+    daemon = Daemon(config)
+    daemon.listeners.append(on_transition)
+
+    async def go():
+        stats = await playback.replay_serving(daemon, files, pace, settle=settle, linger=linger)
+        if after is not None:
+            after(daemon)
+        return stats
+
+    return asyncio.run(go())

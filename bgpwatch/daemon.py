@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ class Daemon:
         self.config = config
         self.started_at = time.time()
         self.reload_ok = True
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # e.g. `replay --json` printing
         self.reload_at = time.time()
         self.pipeline = Pipeline(config)
         self.engine = self._build_engine(config)
@@ -110,6 +112,7 @@ class Daemon:
         self._relay_server: asyncio.base_events.Server | None = None
         self._runner: web.AppRunner | None = None
         self._connections: set[asyncio.Task] = set()
+        self._ticker: asyncio.Task | None = None
 
     # -- wiring -----------------------------------------------------------------------
     def _build_engine(self, config: Config):
@@ -126,6 +129,8 @@ class Daemon:
         except Exception:  # a full disk must not stop alerting
             log.exception("cannot store an alert transition; delivering it anyway")
         self.sinks.submit(transition)
+        for listener in self.listeners:
+            listener(transition)
 
     def _collector_status(self, event: CollectorStatus) -> None:
         if self.recorder is not None:
@@ -138,25 +143,37 @@ class Daemon:
             self.pipeline.errors["internal_error"] += 1
 
     # -- lifecycle --------------------------------------------------------------------
-    async def run(self) -> int:
-        """Run until SIGTERM/SIGINT; return the exit code."""
+    async def start_services(self, live: bool = True) -> None:
+        """Start the API, alert delivery and (live) the relay socket, ExaBGP and the clock."""
         loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
         loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-        try:
+        if live:
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
             await self._start_relay_server()
-            await self._start_api()
-        except OSError as exc:
-            log.error("cannot start: %s", exc)
-            await self._shutdown()
-            return 1
+        await self._start_api()
         self.sinks.resubmit_undelivered(self.store, since=time.time() - 3600)
         await self.sinks.start()
-        if self.supervisor is not None:
-            self.supervisor.start()
-        ticker = asyncio.create_task(self._tick_loop(), name="tick")
+        if live:
+            if self.supervisor is not None:
+                self.supervisor.start()
+            self._ticker = asyncio.create_task(self._tick_loop(), name="tick")
+
+    async def stop_services(self) -> None:
+        """Stop inputs first, then drain and close what delivers and stores."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+        await self._shutdown()
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the exit code."""
+        try:
+            await self.start_services()
+        except OSError as exc:
+            log.error("cannot start: %s", exc)
+            await self.stop_services()
+            return 1
         self.notify("READY=1")
         self.notify(f"STATUS=bgpwatch {__version__}: {len(self.config.peers)} peers configured")
         log.info(
@@ -168,11 +185,11 @@ class Daemon:
             self.config.api.host,
             self.config.api.port,
         )
+        assert self.stop_event is not None
         await self.stop_event.wait()
         log.info("stopping")
         self.notify("STOPPING=1")
-        ticker.cancel()
-        await self._shutdown()
+        await self.stop_services()
         log.info("stopped")
         return 0
 
@@ -257,6 +274,7 @@ class Daemon:
     async def _tick_loop(self) -> None:
         interval = self.notify.watchdog_interval
         last_watchdog = 0.0
+        last_flush = 0.0
         while True:
             await asyncio.sleep(TICK_SECONDS)
             now = time.time()
@@ -264,6 +282,10 @@ class Daemon:
                 self.pipeline.tick(now)
             except Exception:
                 log.exception("internal error in a timer")
+            if self.recorder is not None and now - last_flush >= 1.0:
+                # A reader (or a crash) then finds at most a second of input missing.
+                self.recorder.flush()
+                last_flush = now
             if interval is not None and now - last_watchdog >= interval:
                 self.notify("WATCHDOG=1")
                 last_watchdog = now

@@ -419,6 +419,15 @@ class Store:
             rows = self._db.execute(query, args).fetchall()
         return [orjson.loads(body) for (body,) in rows]
 
+    def transitions(self, since: float | str | None = None, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Return every transition at or after `since`, in the order they were recorded."""
+        since_ts = float("-inf") if since is None else parse_time(since)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM transitions WHERE at_ts >= ? ORDER BY id LIMIT ?", (since_ts, limit)
+            ).fetchall()
+        return [orjson.loads(body) for (body,) in rows]
+
     def open_incidents(self) -> list[dict[str, Any]]:
         """Return the open incidents, oldest first."""
         with self._lock:

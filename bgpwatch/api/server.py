@@ -158,7 +158,20 @@ def build_app(daemon: Daemon) -> web.Application:
 
     async def alerts(request: web.Request) -> web.Response:
         include_all = request.query.get("all", "false").lower() in ("1", "true", "yes")
-        return _json(daemon.alerts(include_all=include_all, since=request.query.get("since")))
+        since = request.query.get("since")
+        try:
+            return _json(daemon.alerts(include_all=include_all, since=since))
+        except ValueError as exc:
+            raise BadRequest(f"since: expected an ISO-8601 time or epoch seconds, got {since!r}") from exc
+
+    async def transitions(request: web.Request) -> web.Response:
+        since: str | float | None = request.query.get("since")
+        if isinstance(since, str) and since.replace(".", "", 1).isdigit():
+            since = float(since)
+        try:
+            return _json(daemon.store.transitions(since=since))
+        except ValueError as exc:
+            raise BadRequest(f"since: expected an ISO-8601 time or epoch seconds, got {since!r}") from exc
 
     async def incidents(_request: web.Request) -> web.Response:
         return _json(daemon.incidents())
@@ -178,6 +191,7 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/v1/topology", topology)
     app.router.add_get("/api/v1/topology.dot", topology_dot)
     app.router.add_get("/api/v1/alerts", alerts)
+    app.router.add_get("/api/v1/transitions", transitions)
     app.router.add_get("/api/v1/incidents", incidents)
     app.router.add_get("/api/v1/incidents/{incident_id}", incident)
     return app
