@@ -426,10 +426,55 @@ def _replay_served(config, files, pace, settle, on_transition, linger: float = 0
     daemon = Daemon(config)
     daemon.listeners.append(on_transition)
 
-    async def go():
-        stats = await playback.replay_serving(daemon, files, pace, settle=settle, linger=linger)
-        if after is not None:
-            after(daemon)
-        return stats
+    return asyncio.run(
+        playback.replay_serving(daemon, files, pace, settle=settle, linger=linger, before_stop=after)
+    )
 
-    return asyncio.run(go())
+
+@main.command()
+@click.option("--pace", type=float, default=2.0, show_default=True, help="Seconds of recording played per second.")
+@click.option("--api", "api_listen", default="127.0.0.1:9179", show_default=True, help="Where the API listens.")
+@click.option("--linger", type=float, default=0.0, help="Keep the API up this many seconds after the replay.")
+def demo(pace: float, api_listen: str, linger: float) -> None:
+    """Replay the bundled Paris-like incident (a site's power cut, a split, recovery) through bgpwatch."""
+    import tempfile
+    from importlib import resources
+
+    from bgpwatch import playback
+    from bgpwatch.alerts.timeline import render_text
+    from bgpwatch.config import load_config
+
+    setup_logging("warning")
+    data = resources.files("bgpwatch") / "data"
+    with resources.as_file(data / "paris.yaml") as config_file, resources.as_file(data / "paris.jsonl.gz") as rec:
+        config = load_config(config_file)
+        config = config.model_copy(
+            update={
+                "api": config.api.model_copy(update={"listen": api_listen}),
+                "alerting": config.alerting.model_copy(update={"sinks": []}),  # printed here instead
+            }
+        )
+        host, port = config.api.host, config.api.port
+        click.echo("bgpwatch demo: 3 sites (par1, par2, par3) and their BIRD routers, recorded in bgpwatch's lab.")
+        click.echo("par2 loses power (silently: its routes linger until hold timers expire), then the par1-par3")
+        click.echo("link is cut while par2 is dark, so the survivors split; then everything recovers.")
+        click.echo(f"Meanwhile, in another terminal:  bgpwatch topology --api http://{host}:{port}")
+        click.echo(f"                                 bgpwatch peers --api http://{host}:{port}\n")
+
+        def show(t: dict) -> None:
+            mark = "FIRING  " if t["state"] == "firing" else "resolved"
+            click.echo(f"{t['at'][11:23]}  {mark}  {t['severity']:8}  {t['kind']:19}  {t['summary']}")
+
+        def timeline(daemon) -> None:
+            for incident in daemon.store.incidents(limit=10):
+                found = daemon.store.incident(incident["id"])
+                if found:
+                    click.echo("\n" + render_text(found))
+
+        with tempfile.TemporaryDirectory(prefix="bgpwatch-demo-") as tmp:
+            served = playback.replay_config(config, Path(tmp))
+            try:
+                _replay_served(served, [str(rec)], pace, 10.0, show, linger=linger, after=timeline)
+            except OSError as exc:
+                click.echo(f"cannot serve the API on {api_listen}: {exc} (use --api HOST:PORT)", err=True)
+                sys.exit(EXIT_FAILURE)

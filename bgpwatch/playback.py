@@ -66,6 +66,7 @@ async def replay_serving(
     pace: float | None,
     settle: float = DEFAULT_SETTLE,
     linger: float = 0.0,
+    before_stop: Callable[[Any], None] | None = None,
 ) -> ReplayStats:
     """Replay through a full `Daemon` (API, store, sinks up) at `pace` x real time."""
     stats = ReplayStats()
@@ -94,6 +95,8 @@ async def replay_serving(
             if pace:
                 await asyncio.sleep(min(settle / pace, 5.0))
             daemon.engine.finish(last_at, horizon=settle)
+        if before_stop is not None:
+            before_stop(daemon)
         if linger > 0:
             log.info("replay finished; API still up for %.0f s (Ctrl-C to stop)", linger)
             try:
