@@ -300,7 +300,7 @@ def alerts(config_path, api_url, as_json, include_all, since, transitions) -> No
 def topology(config_path, api_url, as_json, dot) -> None:
     """Show the sites, who sees whom (visibility matrix), the islands, stale and unconverged peers."""
     if dot:
-        click.echo(fetch(config_path, api_url, "/api/v1/topology.dot", raw=True), nl=False)
+        click.echo(fetch(config_path, api_url, "/api/v1/topology.dot", raw=True).rstrip("\n"))
         return
     data = fetch(config_path, api_url, "/api/v1/topology")
     if as_json:
@@ -432,8 +432,12 @@ def _replay_served(config, files, pace, settle, on_transition, linger: float = 0
 
 
 @main.command()
-@click.option("--pace", type=float, default=2.0, show_default=True, help="Seconds of recording played per second.")
-@click.option("--api", "api_listen", default="127.0.0.1:9179", show_default=True, help="Where the API listens.")
+@click.option(
+    "--pace", type=float, default=2.0, show_default=True, help="Seconds of recording played per second."
+)
+@click.option(
+    "--api", "api_listen", default="127.0.0.1:9179", show_default=True, help="Where the API listens."
+)
 @click.option("--linger", type=float, default=0.0, help="Keep the API up this many seconds after the replay.")
 def demo(pace: float, api_listen: str, linger: float) -> None:
     """Replay the bundled Paris-like incident (a site's power cut, a split, recovery) through bgpwatch."""
@@ -446,7 +450,10 @@ def demo(pace: float, api_listen: str, linger: float) -> None:
 
     setup_logging("warning")
     data = resources.files("bgpwatch") / "data"
-    with resources.as_file(data / "paris.yaml") as config_file, resources.as_file(data / "paris.jsonl.gz") as rec:
+    with (
+        resources.as_file(data / "paris.yaml") as config_file,
+        resources.as_file(data / "paris.jsonl.gz") as rec,
+    ):
         config = load_config(config_file)
         config = config.model_copy(
             update={
@@ -455,8 +462,12 @@ def demo(pace: float, api_listen: str, linger: float) -> None:
             }
         )
         host, port = config.api.host, config.api.port
-        click.echo("bgpwatch demo: 3 sites (par1, par2, par3) and their BIRD routers, recorded in bgpwatch's lab.")
-        click.echo("par2 loses power (silently: its routes linger until hold timers expire), then the par1-par3")
+        click.echo(
+            "bgpwatch demo: 3 sites (par1, par2, par3) and their BIRD routers, recorded in bgpwatch's lab."
+        )
+        click.echo(
+            "par2 loses power (silently: its routes linger until hold timers expire), then the par1-par3"
+        )
         click.echo("link is cut while par2 is dark, so the survivors split; then everything recovers.")
         click.echo(f"Meanwhile, in another terminal:  bgpwatch topology --api http://{host}:{port}")
         click.echo(f"                                 bgpwatch peers --api http://{host}:{port}\n")
