@@ -50,14 +50,18 @@ def test_paris_incident(tmp_path):
         start = time.time()
         lab.power_off("par2")
         daemon.wait_for(
-            lambda: any(t["kind"] == "stale_routes" and t["state"] == "resolved" for t in transitions(daemon, start)),
+            lambda: any(
+                t["kind"] == "stale_routes" and t["state"] == "resolved" for t in transitions(daemon, start)
+            ),
             40,
             "par2's stale routes gone (hold timer)",
         )
         time.sleep(2)
         lab.split("par1", "par3")
         daemon.wait_for(
-            lambda: any(t["kind"] == "topology_split" for t in transitions(daemon, start)), 30, "the topology split"
+            lambda: any(t["kind"] == "topology_split" for t in transitions(daemon, start)),
+            30,
+            "the topology split",
         )
         time.sleep(10)
         lab.heal("par1", "par3")
@@ -74,11 +78,15 @@ def test_paris_incident(tmp_path):
         seen = {(kind, lab_) for kind, _state, lab_ in map(brief, got)}
         assert EXPECTED <= seen <= EXPECTED | OPTIONAL, json.dumps(got, indent=1)
         for kind, lab_ in seen:  # each fired once and resolved once
-            states = [t["state"] for t in got if (t["kind"], tuple(sorted(t["labels"].items()))) == (kind, lab_)]
+            states = [
+                t["state"] for t in got if (t["kind"], tuple(sorted(t["labels"].items()))) == (kind, lab_)
+            ]
             assert states == ["firing", "resolved"], (kind, lab_, states)
         roots = {t["incident"] for t in got if t["kind"] == "site_down"}
         assert len(roots) == 1
-        assert {t["incident"] for t in got if t["kind"] in ("stale_routes", "session_down", "service_unreachable")} == roots
+        assert {
+            t["incident"] for t in got if t["kind"] in ("stale_routes", "session_down", "service_unreachable")
+        } == roots
         assert incidents and "par2" in timeline, timeline
         print("\n" + timeline)
         for t in got:

@@ -113,9 +113,11 @@ def withdraws_of(prefixes):
 
 
 def state_of(address, state):
-    return lambda doc: doc.get("type") == "state" and doc["neighbor"]["address"]["peer"] == address and doc[
-        "neighbor"
-    ]["state"] == state
+    return lambda doc: (
+        doc.get("type") == "state"
+        and doc["neighbor"]["address"]["peer"] == address
+        and doc["neighbor"]["state"] == state
+    )
 
 
 def settle(daemon, lab):
@@ -125,7 +127,9 @@ def settle(daemon, lab):
     time.sleep(1)
 
 
-def run_scenario(name, daemon, lab, act, recover, expected: set[tuple], trigger, timeout=40, optional=frozenset()):
+def run_scenario(
+    name, daemon, lab, act, recover, expected: set[tuple], trigger, timeout=40, optional=frozenset()
+):
     """Act, wait for the firing set, recover, wait for it resolved; check nothing else happened.
 
     `optional` transitions may or may not happen (timing of the routers' own recovery), but only

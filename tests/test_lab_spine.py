@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,8 @@ def lab():
 
 @pytest.fixture(scope="module")
 def daemon(lab, tmp_path_factory):
-    daemon = LabDaemon(lab, tmp_path_factory.mktemp("spine")).start()
+    # ExaBGP under CPython here (the other lab tests get PyPy when .ci/setup could build it).
+    daemon = LabDaemon(lab, tmp_path_factory.mktemp("spine"), collector={"exabgp_python": sys.executable}).start()
     yield daemon
     if daemon.process.poll() is None:
         assert daemon.stop() == 0, daemon.log()[-2000:]
@@ -137,6 +139,7 @@ def test_exabgp_killed_is_restarted(lab, daemon):
     )
     assert f'bgpwatch_exabgp_restarts_total{{worker="{victim["worker"]}"}} 1.0' in metrics
     assert "ExaBGP exited" in daemon.log()
+    assert all(w["python"] == sys.executable for w in daemon.cli("status")["workers"])
 
 
 def daemon_api(daemon):
