@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Histogram
 
 from bgpwatch import __version__
 from bgpwatch.alerts.sinks import SinkSet, build_sinks
@@ -88,6 +89,12 @@ class Daemon:
             self.pipeline, lambda: self.supervisor, lambda: (self.reload_ok, self.reload_at)
         )
         self.registry = build_registry(self.collector)
+        self.ingest_lag = Histogram(
+            "bgpwatch_ingest_lag_seconds",
+            "Seconds from ExaBGP stamping a message to bgpwatch having processed it (sampled per read)",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
         self.store = Store(config.storage.path)
         self.sinks = SinkSet(
             build_sinks(
@@ -258,6 +265,10 @@ class Daemon:
                     except Exception:  # one bad line never stops the pipeline (STYLE habit 1)
                         log.exception("internal error on an input line; line skipped")
                         self.pipeline.errors["internal_error"] += 1
+                # Once per chunk: how far behind ExaBGP's clock the pipeline is (queueing in
+                # ExaBGP, the relay and here). The last line of a chunk waited the longest.
+                if self.pipeline.last_event_at is not None:
+                    self.ingest_lag.observe(max(0.0, time.time() - self.pipeline.last_event_at))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

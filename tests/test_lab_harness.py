@@ -157,8 +157,18 @@ def test_three_sites_split_isolate_power() -> None:
 
 @pytest.mark.lab
 @needs_lab
+def test_bulk_routes_stay_local_unless_shared() -> None:
+    with Lab(sites=2, extra_routes={"par1": (50, 0, 0)}) as lab:
+        lab.wait_established(30)
+        lab.wait_route("par2", "203.0.113.0/27", timeout=10)  # the site's own prefixes do go out
+        assert lab.route_count("par1", "bulk4") == 50
+        assert lab.birdc("par2", "show", "route", "198.18.0.10/32", check=False).count("198.18.0.10/32") == 0
+
+
+@pytest.mark.lab
+@needs_lab
 def test_bulk_routes_reach_the_other_sites() -> None:
-    with Lab(sites=2, extra_routes={"par1": (2000, 0, 0)}) as lab:
+    with Lab(sites=2, extra_routes={"par1": (2000, 0, 0)}, share_bulk=True) as lab:
         assert lab.route_count("par1", "bulk4") == 2000
         lab.wait_established(30)
         lab.wait_route("par2", "198.18.7.207/32", as_path=(65001,), timeout=10)

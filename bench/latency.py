@@ -1,0 +1,141 @@
+"""Alert latency under load: par1 loads a big table while par3 stops originating its prefixes.
+
+Real BIRD routers in a netns lab, ExaBGP managed by `bgpwatch run`.  Reports, in one run:
+* from `birdc disable` on par3 (the router sends its withdrawals right after) to the alert;
+* from ExaBGP's time stamp of the first withdrawal line to the alert's time;
+* the p50/p99 of bgpwatch_ingest_lag_seconds (ExaBGP stamp -> processed) during the load;
+* that the big table's load itself raised nothing.
+
+    sudo .venv/bin/python -m bench.latency --v4 262143 --v6 200000 --group 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from lab import Lab, lab_available  # noqa: E402
+from lab.daemon import LabDaemon  # noqa: E402
+
+
+def ts(at: str) -> float:
+    return dt.datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Upper bound of the bucket holding the q-quantile of a cumulative histogram."""
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+    for bound, count in buckets:
+        if count >= q * total:
+            return bound
+    return float("inf")
+
+
+def lag_buckets(metrics: str) -> list[tuple[float, float]]:
+    out = []
+    for line in metrics.splitlines():
+        if line.startswith("bgpwatch_ingest_lag_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            out.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    return out
+
+
+def first_withdraw_time(recording: Path, prefixes: set[str], since: float) -> float | None:
+    for part in sorted(recording.glob("exabgp-*.jsonl.gz")):
+        try:
+            with gzip.open(part, "rt") as stream:
+                for line in stream:
+                    if '"withdraw"' not in line:
+                        continue
+                    doc = json.loads(line)
+                    if doc.get("time", 0) < since:
+                        continue
+                    update = doc["neighbor"]["message"]["update"]
+                    for nlris in update["withdraw"].values():
+                        if any((n["nlri"] if isinstance(n, dict) else n) in prefixes for n in nlris):
+                            return doc["time"]
+        except (EOFError, OSError):
+            continue
+    return None
+
+
+def run(v4: int, v6: int, group: int, timeout: float) -> dict:
+    with Lab(3, extra_routes={"par1": (v4, v6, group)}) as lab, tempfile.TemporaryDirectory() as tmp:
+        lab.wait_established(60)
+        daemon = LabDaemon(lab, Path(tmp), recording={"path": str(Path(tmp) / "recording")})
+        listen = yaml.safe_load(daemon.config.read_text())["api"]["listen"]
+        total = v4 + v6 + len(lab.site_prefixes("par1"))
+        daemon.start(log_level="info")
+        daemon.wait_for(lambda: daemon.peers()["par1-rr1"]["routes"] > total * 0.1, timeout, "par1's load to start")
+        routes_at_trigger = daemon.peers()["par1-rr1"]["routes"]
+        trigger = time.time()
+        lab.withdraw_statics("par3")
+        alert = daemon.wait_for(
+            lambda: next(
+                (t for t in daemon.cli("alerts", "--transitions") if t["kind"] == "visibility_loss"), None
+            ),
+            60,
+            "the visibility_loss alert",
+        )
+        seen_at = time.time()
+        loaded_at_alert = daemon.peers()["par1-rr1"]["routes"]
+        daemon.wait_for(
+            lambda: (p := daemon.peers()["par1-rr1"])["routes"] >= total and len(p["end_of_rib"]) == 2,
+            timeout,
+            "par1's full table",
+        )
+        metrics = daemon.lab.collector_exec(
+            ["python3", "-c", f"import urllib.request as u; print(u.urlopen('http://{listen}/metrics').read().decode())"],
+            stdout=-1,
+        ).communicate(timeout=30)[0].decode()
+        lab.restore_statics("par3")
+        daemon.wait_for(lambda: daemon.cli("alerts") == [], 60, "the alert resolved")
+        others = [t for t in daemon.cli("alerts", "--transitions") if t["kind"] != "visibility_loss"]
+        stamped = first_withdraw_time(Path(tmp) / "recording", set(lab.site_prefixes("par3")), trigger)
+        buckets = lag_buckets(metrics)
+        daemon.stop()
+        return {
+            "table": {"v4": v4, "v6": v6, "group_size": group},
+            "routes_loaded_when_triggered": routes_at_trigger,
+            "routes_loaded_when_alert_seen": loaded_at_alert,
+            "seconds_birdc_to_alert_at": round(ts(alert["at"]) - trigger, 3),
+            "seconds_birdc_to_alert_visible_in_api": round(seen_at - trigger, 3),
+            "seconds_exabgp_stamp_to_alert_at": None if stamped is None else round(ts(alert["at"]) - stamped, 3),
+            "debounce_seconds": 0.5,
+            "ingest_lag_p50_seconds_upper_bound": quantile(buckets, 0.5),
+            "ingest_lag_p99_seconds_upper_bound": quantile(buckets, 0.99),
+            "ingest_lag_samples": buckets[-1][1] if buckets else 0,
+            "other_alerts_during_load": [f"{t['kind']} {t['state']} {t['labels']}" for t in others],
+        }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--v4", type=int, default=100_000)
+    parser.add_argument("--v6", type=int, default=0)
+    parser.add_argument("--group", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args()
+    reason = lab_available()
+    if reason:
+        print(f"cannot run the lab: {reason}", file=sys.stderr)
+        return 2
+    print(json.dumps(run(args.v4, args.v6, args.group, args.timeout)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
