@@ -366,9 +366,67 @@ def _load_or_exit(config_path: str):
         sys.exit(EXIT_USAGE)
 
 
+def _epoch(text: str | None, name: str) -> float | None:
+    """Return epoch seconds from ISO-8601 (naive = UTC) or epoch text; a usage error otherwise."""
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: ISO-8601 (2024-10-01T00:55:00Z) or epoch seconds expected", param_hint=name
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _check_replay_input(files, bgpstream, collectors, start, end, prefixes, record_type) -> None:
+    """Refuse contradictory or incomplete input options with a usage error (exit 2)."""
+    if bgpstream and files:
+        raise click.UsageError("FILE arguments and --bgpstream are mutually exclusive")
+    if not bgpstream:
+        if not files:
+            raise click.UsageError(
+                "give FILE... to replay, or --bgpstream with --collector, --start and --end"
+            )
+        used = [
+            name
+            for name, value in (
+                ("--collector", collectors),
+                ("--start", start),
+                ("--end", end),
+                ("--prefix", prefixes),
+                ("--type", record_type),
+            )
+            if value
+        ]
+        if used:
+            raise click.UsageError(f"{', '.join(used)} only go with --bgpstream")
+        return
+    missing = [
+        name for name, value in (("--collector", collectors), ("--start", start), ("--end", end)) if not value
+    ]
+    if missing:
+        raise click.UsageError(f"--bgpstream needs {', '.join(missing)}")
+    from bgpwatch.rib.prefix import parse_prefix
+
+    for prefix in prefixes:
+        try:
+            parse_prefix(prefix)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--prefix") from None
+
+
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("files", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--json", "as_json", is_flag=True, help="Print every alert transition as one JSON line on stdout."
 )
@@ -383,18 +441,86 @@ def _load_or_exit(config_path: str):
     "--settle", type=float, default=10.0, show_default=True, help="Stream seconds run after the last event."
 )
 @click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]))
-def replay(config_path, files, as_json, with_stats, pace, serve, settle, log_level) -> None:
-    """Feed recorded input (ExaBGP JSON lines, bgpwatch recordings, MRT) through the pipeline."""
+@click.option(
+    "--bgpstream",
+    is_flag=True,
+    help="Read public collectors through CAIDA BGPStream (needs pybgpstream) instead of FILEs.",
+)
+@click.option(
+    "--collector", "collectors", multiple=True, help="BGPStream collector, e.g. rrc00 (repeatable)."
+)
+@click.option("--start", help="BGPStream window start: ISO-8601 (UTC if no offset) or epoch seconds.")
+@click.option("--end", help="BGPStream window end: ISO-8601 (UTC if no offset) or epoch seconds.")
+@click.option(
+    "--prefix", "prefixes", multiple=True, help="Only this prefix and its more-specifics (repeatable)."
+)
+@click.option(
+    "--type", "record_type", type=click.Choice(["updates", "ribs"]), help="BGPStream data [default: updates]."
+)
+@click.option("--no-progress", is_flag=True, help="No progress line on the terminal (stderr).")
+def replay(
+    config_path,
+    files,
+    as_json,
+    with_stats,
+    pace,
+    serve,
+    settle,
+    log_level,
+    bgpstream,
+    collectors,
+    start,
+    end,
+    prefixes,
+    record_type,
+    no_progress,
+) -> None:
+    """Feed recorded input (ExaBGP JSON lines, bgpwatch recordings, RIS Live, MRT) through the pipeline.
+
+    With --bgpstream, the input is public collectors' data (RIPE RIS, RouteViews) read through CAIDA
+    BGPStream for --collector(s) between --start and --end, optionally only about --prefix(es).
+    A progress line is drawn on stderr while FILEs are read, only when stderr is a terminal.
+    """
     import tempfile
 
     from bgpwatch import playback
 
+    _check_replay_input(files, bgpstream, collectors, start, end, prefixes, record_type)
+    start_at, end_at = _epoch(start, "--start"), _epoch(end, "--end")
+    if start_at is not None and end_at is not None and end_at < start_at:
+        raise click.BadParameter("the window ends before it starts", param_hint="--end")
     setup_logging(log_level)
-    config = _load_or_exit(config_path)
     if pace is not None and pace <= 0:
         raise click.BadParameter("expected a positive number", param_hint="--pace")
+    progress = None
+    if bgpstream:
+        from bgpwatch.ingest.bgpstream import BGPStreamUnavailable, bgpstream_events, require_pybgpstream
+
+        try:
+            require_pybgpstream()
+        except BGPStreamUnavailable as exc:
+            click.echo(f"bgpwatch replay: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+
+        def source(pool, stats):
+            return bgpstream_events(
+                collectors, start_at, end_at, prefixes, record_type or "updates", pool=pool, stats=stats
+            )
+
+    elif not no_progress and sys.stderr.isatty():
+        # Only on a terminal: pipes, files and tests get nothing.  The line is erased before each
+        # transition is printed (stdout is often the same terminal) and at the end.
+        progress = playback.ReplayProgress(sys.stderr)
+        source = progress.wrap(files)
+    else:
+        source = playback.files_source(files)
+    config = _load_or_exit(config_path)
+
+    clear_first = progress is not None and sys.stdout.isatty()
 
     def on_transition(transition: dict) -> None:
+        if clear_first:
+            progress.clear()  # stdout is a terminal too: never print over the progress line
         if as_json:
             click.echo(json.dumps(transition, separators=(",", ":")))
         else:
@@ -406,17 +532,17 @@ def replay(config_path, files, as_json, with_stats, pace, serve, settle, log_lev
     if serve or pace:
         with tempfile.TemporaryDirectory(prefix="bgpwatch-replay-") as tmp:
             served = playback.replay_config(config, Path(tmp))
-            stats = _replay_served(served, files, pace, settle, on_transition)
+            stats = _replay_served(served, files, pace, settle, on_transition, source=source)
     else:
         stats, _engine = playback.replay(
-            playback.replay_config(config, None), files, on_transition, settle=settle
+            playback.replay_config(config, None), files, on_transition, settle=settle, source=source
         )
     if with_stats:
         click.echo(json.dumps(stats.to_dict()), err=True)
     sys.exit(EXIT_FAILURE if stats.errors.get("io") else EXIT_OK)
 
 
-def _replay_served(config, files, pace, settle, on_transition, linger: float = 0.0, after=None):
+def _replay_served(config, files, pace, settle, on_transition, linger: float = 0.0, after=None, source=None):
     """Replay through a whole daemon (API, store, sinks) and return the stats."""
     import asyncio
 
@@ -427,7 +553,9 @@ def _replay_served(config, files, pace, settle, on_transition, linger: float = 0
     daemon.listeners.append(on_transition)
 
     return asyncio.run(
-        playback.replay_serving(daemon, files, pace, settle=settle, linger=linger, before_stop=after)
+        playback.replay_serving(
+            daemon, files, pace, settle=settle, linger=linger, before_stop=after, source=source
+        )
     )
 
 

@@ -3,6 +3,10 @@
 Nothing downstream of `bgpwatch.ingest` knows which wire format an event came from.
 Prefixes travel as compact integer keys (see `bgpwatch.rib.prefix`); attributes are
 interned `PathAttributes`, decoded once per UPDATE and shared by every prefix in it.
+
+Events are values: never modify one after creating it.  They are not frozen dataclasses
+because creating a frozen one costs ~4x more (every field goes through ``object.__setattr__``),
+and one is created per UPDATE on the hot path; they stay hashable and comparable by value.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ UP = "up"
 DOWN = "down"
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SessionState:
     """A BGP session changed state (connected, up or down, with ExaBGP's reason)."""
 
@@ -31,7 +35,7 @@ class SessionState:
     peer_as: int | None = None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Announce:
     """One UPDATE's announced prefixes, all sharing one interned attribute set."""
 
@@ -42,7 +46,7 @@ class Announce:
     attributes: PathAttributes
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Withdraw:
     """Prefixes withdrawn by a peer for one address family."""
 
@@ -52,7 +56,7 @@ class Withdraw:
     prefixes: tuple[int, ...]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class EndOfRib:
     """The peer finished sending its initial table for one family."""
 
@@ -61,7 +65,7 @@ class EndOfRib:
     family: int
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Notification:
     """A BGP NOTIFICATION sent to or received from a peer."""
 
@@ -73,7 +77,7 @@ class Notification:
     message: str = ""
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class CollectorShutdown:
     """The ExaBGP process announced its own shutdown."""
 
@@ -81,7 +85,7 @@ class CollectorShutdown:
     reason: str = "shutdown"
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class CollectorStatus:
     """An ExaBGP worker process started, stopped or died (from the supervisor, not from BGP)."""
 
@@ -91,7 +95,7 @@ class CollectorStatus:
     reason: str = ""
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class FeedGap:
     """Input was lost between ExaBGP and bgpwatch (the relay dropped lines)."""
 
@@ -100,7 +104,7 @@ class FeedGap:
     source: str = "relay"
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Tick:
     """The clock advanced without a BGP message (live: timer; replay: stream time)."""
 

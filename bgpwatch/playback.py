@@ -5,23 +5,133 @@ it, so a replay fires the same alerts at the same (stream) times as the live run
 Without `pace` the replay runs as fast as the machine allows; with `pace` = N it sleeps so
 that N seconds of recording take one second, which lets the API (and `bgpwatch topology`)
 be watched while it runs.
+
+The input is files (`replay_files`) or any other event source (``source``: a function of the
+pipeline's attribute pool and the stats, e.g. `bgpwatch.ingest.bgpstream.bgpstream_events`).
+`ReplayProgress` draws a one-line progress display on a terminal (the CLI's choice).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bgpwatch.config import Config
+from bgpwatch.events import Event
 from bgpwatch.ingest.replay import ReplayStats, replay_files
+from bgpwatch.rib.attributes import AttributePool
 
 log = logging.getLogger("bgpwatch.replay")
 
 DEFAULT_SETTLE = 10.0  # stream seconds run after the last event, so pending alerts fire or resolve
+PROGRESS_INTERVAL = 0.25  # seconds between two redraws of the progress line
+_PROGRESS_EVERY = 256  # events between two looks at the clock
+
+# Where a replay's events come from: called with the pipeline's pool and the stats to fill.
+EventSource = Callable[[AttributePool, ReplayStats], Iterable[Event]]
+
+
+def files_source(files: Iterable[str | Path]) -> EventSource:
+    """Return the event source that reads recordings (ExaBGP JSON, RIS Live, MRT) in turn."""
+    paths = list(files)
+
+    def source(pool: AttributePool, stats: ReplayStats) -> Iterable[Event]:
+        return replay_files(paths, pool, stats)
+
+    return source
+
+
+class ReplayProgress:
+    """One self-overwriting status line on a terminal: file i/n, its name, the share of it read.
+
+    The share is the compressed bytes read of the current file over its size on disk (what
+    ``stats.input_bytes`` counts).  Redrawn at most every ``interval`` seconds; ``clear`` erases
+    the line (before other output is printed on the same terminal, and at the end).
+    """
+
+    def __init__(
+        self,
+        stream: IO[str],
+        interval: float = PROGRESS_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.interval = interval
+        self.clock = clock
+        self.draws = 0
+        self._shown = False
+        self._next = 0.0
+        self._label = ""
+        self._size = 0
+        self._base = 0
+
+    def wrap(self, files: Iterable[str | Path]) -> EventSource:
+        """Return an event source reading ``files`` like `files_source`, drawing the progress line."""
+        paths = list(files)
+
+        def source(pool: AttributePool, stats: ReplayStats) -> Iterator[Event]:
+            try:
+                for index, path in enumerate(paths, 1):
+                    self.start_file(path, index, len(paths), stats)
+                    for count, event in enumerate(replay_files([path], pool, stats), 1):
+                        yield event
+                        if count % _PROGRESS_EVERY == 0:
+                            self.update(stats)
+                    self.update(stats, force=True)
+            finally:
+                self.clear()
+
+        return source
+
+    def start_file(self, path: str | Path, index: int, count: int, stats: ReplayStats) -> None:
+        """Begin showing a new file (index of count)."""
+        try:
+            self._size = os.path.getsize(path)
+        except OSError:
+            self._size = 0
+        self._base = stats.input_bytes
+        self._label = f"[{index}/{count}] {os.path.basename(os.fspath(path))}"
+        self.update(stats, force=True)
+
+    def update(self, stats: ReplayStats, force: bool = False) -> None:
+        """Redraw the line if ``interval`` has passed (or ``force``)."""
+        now = self.clock()
+        if not force and now < self._next:
+            return
+        self._next = now + self.interval
+        done = max(0, stats.input_bytes - self._base)
+        share = min(1.0, done / self._size) if self._size else 1.0
+        width = 20
+        filled = int(share * width)
+        bar = "#" * filled + "-" * (width - filled)
+        line = f"\r\x1b[K{self._label} [{bar}] {share * 100:5.1f}%  {_human(done)}/{_human(self._size)}"
+        line += f"  {stats.events} events"
+        self.stream.write(line)
+        self.stream.flush()
+        self._shown = True
+        self.draws += 1
+
+    def clear(self) -> None:
+        """Erase the progress line if it is shown (the next update draws it again)."""
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+            self._next = 0.0
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
 
 
 def replay_config(config: Config, storage_dir: Path | None) -> Config:
@@ -41,8 +151,9 @@ def replay(
     files: Iterable[str | Path],
     on_transition: Callable[[dict[str, Any]], None],
     settle: float = DEFAULT_SETTLE,
+    source: EventSource | None = None,
 ) -> tuple[ReplayStats, Any]:
-    """Replay files as fast as possible; return the stats and the engine (for its final views)."""
+    """Replay files (or ``source``) as fast as possible; return the stats and the engine (for its final views)."""
     from bgpwatch.detect.engine import DetectionEngine
     from bgpwatch.pipeline import Pipeline
 
@@ -52,7 +163,9 @@ def replay(
     stats = ReplayStats()
     feed = pipeline.feed_event
     last_at: float | None = None
-    for event in replay_files(files, pipeline.pool, stats):
+    if source is None:
+        source = files_source(files)
+    for event in source(pipeline.pool, stats):
         feed(event)
         last_at = event.at
     if last_at is not None:
@@ -67,8 +180,9 @@ async def replay_serving(
     settle: float = DEFAULT_SETTLE,
     linger: float = 0.0,
     before_stop: Callable[[Any], None] | None = None,
+    source: EventSource | None = None,
 ) -> ReplayStats:
-    """Replay through a full `Daemon` (API, store, sinks up) at `pace` x real time."""
+    """Replay files (or ``source``) through a full `Daemon` (API, store, sinks up) at `pace` x real time."""
     stats = ReplayStats()
     await daemon.start_services()
     feed = daemon.pipeline.feed_event
@@ -77,7 +191,9 @@ async def replay_serving(
     wall_start = time.monotonic()
     since_yield = 0
     try:
-        for event in replay_files(files, daemon.pipeline.pool, stats):
+        if source is None:
+            source = files_source(files)
+        for event in source(daemon.pipeline.pool, stats):
             if first_at is None:
                 first_at = event.at
             if pace:

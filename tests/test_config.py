@@ -85,7 +85,7 @@ def test_example_loads() -> None:
     assert config.site_of_address["2001:db8:1001::2"] == "par1"
     assert config.site_by_name["par3"].peers[0].passive is True
     assert [service.name for service in config.services] == ["metrics-api", "object-storage"]
-    assert config.detectors["session_down"] == {"for": 2, "flap_count": 3}
+    assert config.detectors["session_down"] == {"for": 0.5, "flap_count": 3}
     assert config.watched_prefixes[0].origins == [65001, 65002, 65003]
 
 

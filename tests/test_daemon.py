@@ -43,7 +43,9 @@ def setup(tmp_path):
     path = tmp_path / "bgpwatch.yaml"
     path.write_text(yaml.safe_dump(config))
     log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([*BGPWATCH, "run", "--config", str(path), "--log-level", "debug"], stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [*BGPWATCH, "run", "--config", str(path), "--log-level", "debug"], stdout=log, stderr=log
+    )
     base = f"http://{config['api']['listen']}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -59,7 +61,9 @@ def setup(tmp_path):
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*BGPWATCH, *args, "--config", str(config)], capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [*BGPWATCH, *args, "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
 
 
 def get(url: str):
@@ -87,11 +91,15 @@ def wait(predicate, timeout=20):
 def test_external_mode_relay_api_cli_and_clean_stop(setup):
     config, proc, base, tmp = setup
     feed_recording(config)
-    peers = wait(lambda: (p := json.loads(cli(config, "peers", "--json").stdout)) and all(x["routes"] for x in p) and p)
+    peers = wait(
+        lambda: (p := json.loads(cli(config, "peers", "--json").stdout)) and all(x["routes"] for x in p) and p
+    )
     assert {p["name"]: p["state"] for p in peers} == {"par1-rr1": "up", "par2-rr1": "up", "par3-rr1": "up"}
     assert all({"name", "address", "site", "state", "routes"} <= set(p) for p in peers)
     routes = json.loads(cli(config, "prefixes", "--json", "--site", "par2").stdout)
-    assert routes and all(isinstance(r["as_path"], list) and r["next_hop"] and r["site"] == "par2" for r in routes)
+    assert routes and all(
+        isinstance(r["as_path"], list) and r["next_hop"] and r["site"] == "par2" for r in routes
+    )
     lookup = json.loads(cli(config, "prefixes", "--json", "--lookup", "203.0.113.70").stdout)
     assert {r["prefix"] for r in lookup} == {"203.0.113.64/27"} and len(lookup) == 3  # one per vantage point
     # The alerts of the recording were raised, stored and can be told as a timeline.
@@ -116,7 +124,9 @@ def test_external_mode_relay_api_cli_and_clean_stop(setup):
     assert 'bgpwatch_peer_up{address="192.0.2.6",peer="par2-rr1",site="par2"} 1.0' in metrics
     assert "bgpwatch_topology_islands 1.0" in metrics
     if shutil.which("promtool"):
-        check = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True)
+        check = subprocess.run(
+            ["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True
+        )
         assert check.returncode == 0, check.stdout + check.stderr
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
@@ -143,13 +153,17 @@ def test_sighup_reload_keeps_the_old_config_when_the_new_one_is_bad(setup):
 
 def test_cli_says_plainly_when_the_daemon_is_not_running(tmp_path):
     port = free_port()
-    result = subprocess.run([*BGPWATCH, "status", "--api", f"http://127.0.0.1:{port}"], capture_output=True, text=True)
+    result = subprocess.run(
+        [*BGPWATCH, "status", "--api", f"http://127.0.0.1:{port}"], capture_output=True, text=True
+    )
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "not running" in result.stderr
 
 
 def test_check_config_exit_codes(tmp_path):
-    ok = subprocess.run([*BGPWATCH, "check-config", str(ROOT / "config" / "bgpwatch.example.yaml")], capture_output=True)
+    ok = subprocess.run(
+        [*BGPWATCH, "check-config", str(ROOT / "config" / "bgpwatch.example.yaml")], capture_output=True
+    )
     assert ok.returncode == 0
     bad = tmp_path / "bad.yaml"
     bad.write_text("collector: {local_as: 0}\nsites: []\n")

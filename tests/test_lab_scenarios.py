@@ -233,7 +233,11 @@ def test_site_isolated_from_the_others_is_a_split(daemon, lab):
         ("topology_split", "firing", labels(islands="par1,par2 | par3")),
         ("topology_split", "resolved", labels(islands="par1,par2 | par3")),
     }
-    run_scenario(
+    # Consequences of the split, in its incident: each island misses the other's prefixes, and par3
+    # (cut off from par2, which hosts metrics-api) cannot reach the service.
+    consequences = {("visibility_loss", labels(site=site)) for site in ("par1", "par2", "par3")}
+    consequences.add(("service_unreachable", labels(service="metrics-api", site="par3")))
+    got, incidents = run_scenario(
         "isolate_par3",
         daemon,
         lab,
@@ -241,7 +245,9 @@ def test_site_isolated_from_the_others_is_a_split(daemon, lab):
         lambda: lab.unisolate("par3"),
         expected,
         withdraws_of(set(lab.site_prefixes("par3"))),
+        optional={(kind, state, lab_) for kind, lab_ in consequences for state in ("firing", "resolved")},
     )
+    assert len(incidents) == 1, "the consequences belong to the split's incident"
 
 
 def test_link_cut_with_detour_raises_nothing(daemon, lab):

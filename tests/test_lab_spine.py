@@ -29,7 +29,9 @@ def lab():
 @pytest.fixture(scope="module")
 def daemon(lab, tmp_path_factory):
     # ExaBGP under CPython here (the other lab tests get PyPy when .ci/setup could build it).
-    daemon = LabDaemon(lab, tmp_path_factory.mktemp("spine"), collector={"exabgp_python": sys.executable}).start()
+    daemon = LabDaemon(
+        lab, tmp_path_factory.mktemp("spine"), collector={"exabgp_python": sys.executable}
+    ).start()
     yield daemon
     if daemon.process.poll() is None:
         assert daemon.stop() == 0, daemon.log()[-2000:]

@@ -68,7 +68,7 @@ class Finding:
     subject: str  # what an incident opened by this alert is named after
     annotations: dict[str, Any] = field(default_factory=dict)
     cause: AlertKey | None = None
-    for_: float = 2.0
+    for_: float = 0.5  # the detectors' defaults (bgpwatch.detect.base.COMMON_PARAMS)
     keep: float = 2.0
     since: float | None = None  # when the condition began, if earlier than now
 

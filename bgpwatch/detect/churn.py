@@ -3,6 +3,11 @@
 - mass_withdrawal: at least ``share`` of a peer's table withdrawn within ``window`` seconds,
   for tables of at least ``min_routes`` routes (prefixes re-announced within the window do
   not count).  Implicit withdrawals of a session going down are session_down's business.
+  Peers without a configured session (MRT replays) are watched too, labelled by address, once
+  loaded (see `DetectionEngine.peer_loaded`).  For a peer that joined mid-session (an MRT update
+  file) only the routes seen since the input started are known: withdrawals of older routes
+  change nothing in the RIB and are not counted, since the share of an unknown table cannot be
+  judged (counting them fired on ordinary DFZ churn in rrc01 2010-08-27).
 - update_storm: a peer's prefix updates in the current second exceed both ``floor`` and
   ``factor`` times its baseline (an EWMA of its per-second rate, frozen while storming).
 """
@@ -44,7 +49,7 @@ class MassWithdrawalDetector(Detector):
         if not isinstance(event, Withdraw | Announce):
             return
         vp = self.engine.topology.vps.get(event.peer)
-        if vp is None or not vp.eor_complete:
+        if not (vp.eor_complete if vp is not None else self.engine.peer_loaded(event.peer)):
             return
         recent = self.withdrawn.get(event.peer)
         if recent is None:
@@ -80,30 +85,33 @@ class MassWithdrawalDetector(Detector):
         size = len(adj) if adj is not None else 0
         count = len(recent)
         total = count + size
-        vp = self.engine.topology.vps[address]
+        up = self.engine.peer_up(address)
         key = self._key(address)
-        if vp.state != "up" or total < self.p["min_routes"] or count < self.p["share"] * total:
+        if not up or total < self.p["min_routes"] or count < self.p["share"] * total:
             if address in self.active:
                 del self.active[address]
-                self.engine.book.clear(key, now, ended_at=ended if vp.state == "up" else now)
+                self.engine.book.clear(key, now, ended_at=ended if up else now)
             if not recent:
                 self.withdrawn.pop(address, None)
             return
         since = self.active.setdefault(address, now)
-        info = vp.info
-        summary = f"mass withdrawal: {info.name} withdrew {count} of {total} routes ({count / total:.0%}) within {window:g} s"
+        name = self.engine.peer_identity(address)[0]
+        summary = f"mass withdrawal: {name} withdrew {count} of {total} routes ({count / total:.0%}) within {window:g} s"
+        if address in self.engine.mid_session:
+            summary += " (of the routes seen since the input started: its earlier table is unknown)"
         annotations = {"withdrawn": count, "table": total, "share": round(count / total, 3)}
         cause = self._cause(recent)
         self.engine.book.upsert(
-            self.finding(
-                {"peer": info.name, "site": info.site}, summary, info.name, annotations, cause, since
-            ),
+            self.finding(self._labels(address), summary, name, annotations, cause, since),
             now,
         )
 
+    def _labels(self, address: str) -> dict[str, str]:
+        name, site, _ = self.engine.peer_identity(address)
+        return {"peer": name, "site": site} if site is not None else {"peer": name}
+
     def _key(self, address: str) -> AlertKey:
-        info = self.engine.topology.vps[address].info
-        return (self.kind, tuple(sorted({"peer": info.name, "site": info.site}.items())))
+        return (self.kind, tuple(sorted(self._labels(address).items())))
 
     def _cause(self, recent: OrderedDict[tuple[int, int], float]) -> AlertKey | None:
         model = self.engine.topology.model

@@ -7,9 +7,19 @@ the recording (the engine ticks itself once per second of stream time, and condi
 their own deadline even when the clock advanced past it).  At the end of a replay, call
 ``finish()`` to let pending conditions fire or resolve as they would have.
 
-Order per event: fire what was already due, let detectors count the event (collector
-classification first), update the topology, re-derive conditions when anything site-relevant
-changed, fire what is due now.
+Order per event: fire what was already due, note the peer's table-load state, let detectors
+count the event (collector classification first), update the topology, re-derive conditions
+when anything site-relevant changed, fire what is due now.
+
+Table load ("loaded", `DetectionEngine.peer_loaded`): route-level detectors judge a peer's
+routes only once its initial table is in.  A configured session is loaded when it is up with
+End-of-RIB for every family the sites use, or when the convergence timeout passed (the
+topology's ``active``).  A peer that is not configured (the peers of an MRT file) is loaded at
+its first End-of-RIB after ``up``, or ``not_converged.timeout`` seconds after ``up``.  A peer
+whose routes arrive without any ``up`` before them joined mid-session (MRT update files carry
+no End-of-RIB and start in the middle of every session): it is loaded at once, a configured
+one counted as up and converged by the topology (`Topology.join_mid_session`).  Live, ExaBGP
+always says ``up`` first, so the live gating is unchanged.
 """
 
 from __future__ import annotations
@@ -28,7 +38,17 @@ from bgpwatch.detect.base import (
     resolve_params,
     validate_detector_params,
 )
-from bgpwatch.events import CollectorShutdown, CollectorStatus, FeedGap, SessionState, Tick
+from bgpwatch.events import (
+    UP,
+    Announce,
+    CollectorShutdown,
+    CollectorStatus,
+    EndOfRib,
+    FeedGap,
+    SessionState,
+    Tick,
+    Withdraw,
+)
 from bgpwatch.topology import LIVE, SiteModel, Topology
 
 if TYPE_CHECKING:
@@ -65,6 +85,11 @@ class DetectionEngine:
         self.emit = emit
         self.book = AlertBook(emit, history_size=history_size)
         self.collector_lost: dict[str, float] = {}  # peer address -> when the collector lost it
+        # Peers without a configured session (MRT replays): table-load state, see peer_loaded.
+        self._loading: dict[str, float] = {}  # address -> when it came up (no End-of-RIB yet)
+        self._stranger_as: dict[str, int] = {}  # address -> peer AS its last state change gave
+        self._session_seen: set[str] = set()  # peers whose session start was seen (state change)
+        self.mid_session: set[str] = set()  # peers whose routes came before any 'up': table unknown
         self.now: float | None = None
         self._last_tick: float | None = None
         self._build(config, previous=None)
@@ -158,12 +183,64 @@ class DetectionEngine:
             self.tick(now)
         self.now = now
         self.book.advance(now)
+        self._observe_load(event, now)
         for detector in self._event_detectors:
             detector.on_event(event, changes, now)
         dirty = self.topology.apply(event, changes, now)
         if dirty or isinstance(event, _STATE_EVENTS):
             self._evaluate(now)
         self.book.advance(now)
+
+    def _observe_load(self, event: Event, now: float) -> None:
+        peer = getattr(event, "peer", None)
+        if peer is None:
+            return
+        if isinstance(event, Announce | Withdraw):
+            if peer not in self._session_seen:
+                self.mid_session.add(peer)
+        elif isinstance(event, SessionState):
+            self._session_seen.add(peer)
+            if event.state == UP:
+                self.mid_session.discard(peer)  # a new session: its table load is seen from the start
+        vp = self.topology.vps.get(peer)
+        if vp is not None:
+            if vp.state == "idle" and isinstance(event, Announce | Withdraw):
+                self.topology.join_mid_session(vp, now)
+            return
+        if isinstance(event, SessionState):
+            if event.peer_as is not None:
+                self._stranger_as[peer] = event.peer_as
+            if event.state == UP:
+                self._loading[peer] = now
+            else:
+                self._loading.pop(peer, None)
+        elif isinstance(event, EndOfRib):
+            self._loading.pop(peer, None)
+
+    def peer_loaded(self, address: str) -> bool:
+        """Tell whether a peer's initial table is in, so its routes may be judged (see the module doc)."""
+        vp = self.topology.vps.get(address)
+        if vp is not None:
+            return vp.active
+        since = self._loading.get(address)
+        if since is None:
+            return True
+        if self.now is not None and self.now - since >= self.topology.convergence_timeout:
+            del self._loading[address]
+            return True
+        return False
+
+    def peer_up(self, address: str) -> bool:
+        """Tell whether a peer's session is up (peers without a configured session: unless told down)."""
+        vp = self.topology.vps.get(address)
+        return vp.state == UP if vp is not None else True
+
+    def peer_identity(self, address: str) -> tuple[str, str | None, int | None]:
+        """Return a peer's name (its address when not configured), site and AS, if known."""
+        vp = self.topology.vps.get(address)
+        if vp is not None:
+            return vp.info.name, vp.info.site, vp.info.peer_as
+        return address, None, self._stranger_as.get(address)
 
     def tick(self, now: float) -> None:
         """Advance the clock without an event (timeouts, windows, pending alerts)."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -81,6 +82,12 @@ _CONTROL_TEXT = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f]")
 _CONTROL_BYTES = re.compile(rb"[\x00-\x09\x0b\x0c\x0e-\x1f]")
 _PEER_CACHE = 4096
 _NEXT_HOP_CACHE = 65536
+# Prefix text -> key, per family.  Every peer sends the same prefixes (full tables overlap), so
+# after the first table a prefix costs one dict lookup instead of a parse, and all peers' tables
+# share one int object per prefix.  Bounded: it starts over when full (~2 full tables of texts).
+PREFIX_CACHE = 1 << 21
+_NLRI = itemgetter("nlri")
+VALUE_CACHE = 65536  # distinct community lists remembered
 
 
 class IngestError(ValueError):
@@ -177,9 +184,12 @@ def _large_communities(value: Any) -> tuple[tuple[int, int, int], ...]:
 
 
 def _decode_attributes(
-    attributes: Any,
+    attributes: Any, caches: dict[str, dict[bytes, tuple]] | None = None
 ) -> tuple[str, tuple[int, ...], tuple[int, ...], int | None, int | None, tuple, tuple]:
-    """Return (origin, as_path, as_set, med, local_pref, communities, large) from an UPDATE's attributes."""
+    """Return (origin, as_path, as_set, med, local_pref, communities, large) from an UPDATE's attributes.
+
+    ``caches`` (by attribute name) keep the validated communities by their exact JSON.
+    """
     if attributes is None:
         attributes = {}
     elif type(attributes) is not dict:
@@ -207,16 +217,27 @@ def _decode_attributes(
     if local_pref is not None and (type(local_pref) is not int or not 0 <= local_pref <= 0xFFFFFFFF):
         raise _bad("bad_attribute", "local-preference", local_pref, "an integer 0-4294967295")
     communities = attributes.get("community")
+    if communities is not None:
+        communities = _cached(communities, _communities, caches, "community")
     large = attributes.get("large-community")
-    return (
-        origin,
-        as_path,
-        as_set,
-        med,
-        local_pref,
-        () if communities is None else _communities(communities),
-        () if large is None else _large_communities(large),
-    )
+    if large is not None:
+        large = _cached(large, _large_communities, caches, "large-community")
+    return (origin, as_path, as_set, med, local_pref, communities or (), large or ())
+
+
+def _cached(value: Any, decode: Any, caches: dict[str, dict[bytes, tuple]] | None, name: str) -> tuple:
+    """Return ``decode(value)``, from the cache when the same JSON was decoded before."""
+    if caches is None or type(value) is not list:
+        return decode(value)
+    cache = caches[name]
+    exact = orjson.dumps(value)
+    found = cache.get(exact)
+    if found is None:
+        found = decode(value)
+        if len(cache) >= VALUE_CACHE:
+            cache.clear()
+        cache[exact] = found
+    return found
 
 
 class ExaBGPJsonParser:
@@ -238,6 +259,13 @@ class ExaBGPJsonParser:
         # Address text -> canonical form; ExaBGP repeats a handful of addresses in every line.
         self._peers: dict[str, str] = {}
         self._next_hops: dict[str, tuple[str, bool]] = {}
+        self._prefix_cache: dict[int, dict[str, int]] = {4: {}, 6: {}}
+        # Per peer: the last UPDATE's attribute object, its JSON (once needed), its decoding and
+        # the sets interned from it by next hop.  A router that does not pack sends runs of
+        # UPDATEs with the same attributes.
+        self._last_attributes: dict[str, list[Any]] = {}
+        # Exact JSON of a community list -> its validated tuples (networks reuse a few lists).
+        self._value_caches: dict[str, dict[bytes, tuple]] = {"community": {}, "large-community": {}}
 
     # -- entry point ----------------------------------------------------------------------------
     def parse(self, line: bytes | str) -> list[Event]:
@@ -462,7 +490,7 @@ class ExaBGPJsonParser:
             if family is None:
                 unsupported.append(family_name)
                 continue
-            keys = _prefix_keys(nlris, family, "withdraw", family_name)
+            keys = self._prefix_keys(nlris, family, "withdraw", family_name)
             if keys:
                 events.append(
                     Withdraw(at, peer, family, tuple(dict.fromkeys(keys)) if len(keys) > 1 else keys)
@@ -494,7 +522,7 @@ class ExaBGPJsonParser:
             if len(by_next_hop) == 1:
                 ((raw_next_hop, nlris),) = by_next_hop.items()
                 next_hop = self._next_hop(raw_next_hop, family_name)[0]
-                keys = _prefix_keys(nlris, family, "announce", family_name, raw_next_hop)
+                keys = self._prefix_keys(nlris, family, "announce", family_name, raw_next_hop)
                 if len(keys) > 1:
                     keys = tuple(dict.fromkeys(keys))
                 if keys:
@@ -505,7 +533,7 @@ class ExaBGPJsonParser:
             groups = []
             for raw_next_hop, nlris in by_next_hop.items():
                 next_hop, link_local = self._next_hop(raw_next_hop, family_name)
-                keys = _prefix_keys(nlris, family, "announce", family_name, raw_next_hop)
+                keys = self._prefix_keys(nlris, family, "announce", family_name, raw_next_hop)
                 groups.append((link_local, next_hop, keys))
             groups.sort(key=_link_local_last)
             seen: set[int] = set()
@@ -519,41 +547,77 @@ class ExaBGPJsonParser:
                     routes.append((family, next_hop, tuple(fresh)))
         if not routes:
             return
-        # Decoded once per message, and only when a supported family announces something.
-        origin, as_path, as_set, med, local_pref, communities, large = _decode_attributes(
-            update.get("attribute")
-        )
+        # Decoded once per message, and only when a supported family announces something; a
+        # run of UPDATEs with the same attributes (a router that does not pack) reuses the
+        # decoding and the interned sets of the previous one.
+        attributes = update.get("attribute")
+        last = self._last_attributes.get(peer)
+        if last is not None and attributes == last[0] and self._same_json(last, attributes):
+            decoded, made = last[2], last[3]
+        else:
+            decoded = _decode_attributes(attributes, self._value_caches)
+            made = {}
+            if type(attributes) is dict:
+                self._last_attributes[peer] = [attributes, None, decoded, made]
         intern = self.pool.intern
         for family, next_hop, keys in routes:
-            attributes = intern(origin, as_path, as_set, next_hop, med, local_pref, communities, large)
-            events.append(Announce(at, peer, family, keys, attributes))
+            attrs = made.get(next_hop)
+            if attrs is None or attrs.refs <= 0:  # not in a table: the pool may have dropped it
+                attrs = made[next_hop] = intern(*decoded[:3], next_hop, *decoded[3:])
+            events.append(Announce(at, peer, family, keys, attrs))
 
+    @staticmethod
+    def _same_json(last: list[Any], attributes: dict[str, Any]) -> bool:
+        """Tell whether equal attribute objects are the same JSON (``==`` takes 100.0 and true for ints)."""
+        if last[1] is None:
+            last[1] = orjson.dumps(last[0])
+        return orjson.dumps(attributes) == last[1]
 
-def _link_local_last(group: tuple[bool, str, tuple[int, ...]]) -> bool:
-    return group[0]
-
-
-def _prefix_keys(
-    nlris: Any, family: int, action: str, family_name: str, next_hop: str | None = None
-) -> tuple[int, ...]:
-    """Return the prefix keys of an NLRI list (bare strings in compact mode, else {"nlri": ...})."""
-    if type(nlris) is not list:
-        raise _bad("bad_field", _nlri_field(action, family_name, next_hop), nlris, "a list of NLRI")
-    keys = []
-    append = keys.append
-    for item in nlris:
-        text = item if type(item) is str else (item.get("nlri") if type(item) is dict else None)
+    def _prefix_keys(
+        self, nlris: Any, family: int, action: str, family_name: str, next_hop: str | None = None
+    ) -> tuple[int, ...]:
+        """Return the prefix keys of an NLRI list (bare strings in compact mode, else {"nlri": ...})."""
+        if type(nlris) is not list:
+            raise _bad("bad_field", _nlri_field(action, family_name, next_hop), nlris, "a list of NLRI")
+        cache = self._prefix_cache[family]
         try:
-            prefix_family, key = parse_prefix(text)  # type: ignore[arg-type]
-        except (ValueError, AttributeError) as exc:
+            texts = list(map(_NLRI, nlris))
+            keys = list(map(cache.get, texts))
+        except (TypeError, KeyError, IndexError):  # compact mode (bare strings), or a bad item
+            texts = [
+                item if type(item) is str else (item.get("nlri") if type(item) is dict else None)
+                for item in nlris
+            ]
+            keys = [cache.get(text) if type(text) is str else None for text in texts]
+        if None in keys:
+            for index, key in enumerate(keys):
+                if key is None:
+                    keys[index] = self._new_prefix(
+                        nlris[index], texts[index], family, action, family_name, next_hop
+                    )
+        return tuple(keys)
+
+    def _new_prefix(
+        self, item: Any, text: Any, family: int, action: str, family_name: str, next_hop: str | None
+    ) -> int:
+        try:
+            prefix_family, key = parse_prefix(text)
+        except (ValueError, AttributeError, TypeError) as exc:
             field = _nlri_field(action, family_name, next_hop)
             raise _bad("bad_prefix", field, item, f"an IPv{family} prefix") from exc
         if prefix_family != family:
             raise _bad(
                 "bad_prefix", _nlri_field(action, family_name, next_hop), text, f"an IPv{family} prefix"
             )
-        append(key)
-    return tuple(keys)
+        cache = self._prefix_cache[family]
+        if len(cache) >= PREFIX_CACHE:
+            cache.clear()
+        cache[text] = key
+        return key
+
+
+def _link_local_last(group: tuple[bool, str, tuple[int, ...]]) -> bool:
+    return group[0]
 
 
 def _nlri_field(action: str, family_name: str, next_hop: str | None) -> str:

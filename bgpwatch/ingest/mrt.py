@@ -212,12 +212,14 @@ class MrtStats:
     ``announcements``, ``withdrawals``, ``state_changes`` and ``rib_entries`` are the numbers of
     ``A``, ``W``, ``STATE`` and ``B`` lines ``bgpdump -m`` prints for the same input (multicast and
     collector-sent messages included).  ``not_emitted`` counts those elements that made no event,
-    by reason.  ``records_by_type`` is keyed "TYPE/SUBTYPE".
+    by reason.  ``records_by_type`` is keyed "TYPE/SUBTYPE".  ``input_bytes`` counts the bytes read
+    from the files as stored (compressed), for a progress display; it is not in `to_dict`.
     """
 
     files: int = 0
     records: int = 0
     bytes: int = 0
+    input_bytes: int = 0
     announcements: int = 0
     withdrawals: int = 0
     state_changes: int = 0
@@ -331,6 +333,7 @@ def _chunks(path: str, stats: MrtStats, state: list[int]) -> Iterator[bytes]:
         if kind == "plain":
             while data:
                 stats.bytes += len(data)
+                stats.input_bytes += len(data)
                 yield data
                 data = raw.read(_CHUNK)
             return
@@ -339,6 +342,7 @@ def _chunks(path: str, stats: MrtStats, state: list[int]) -> Iterator[bytes]:
             # zlib can snapshot its state: on corrupt data, redo the step in small pieces so that
             # everything before the damage is still decoded (bzip2/xz lose at most one step).
             snapshot = engine.copy() if kind == "gzip" else None
+            stats.input_bytes += len(data)
             try:
                 out = engine.decompress(data)
                 if engine.eof:

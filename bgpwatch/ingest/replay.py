@@ -1,7 +1,9 @@
 """Input side of ``bgpwatch replay``: open recordings (ExaBGP JSON lines or MRT) as event streams.
 
 The format is found from the content, never from the file name: after undoing gzip, bzip2 or
-xz (magic bytes), a file whose first non-blank byte is ``{`` is ExaBGP JSON lines (parsed by
+xz (magic bytes), a file whose first non-blank line is a RIS Live frame (``{"type": "ris_message"``
+or another ``ris_`` frame type) is a RIS Live recording (`bgpwatch.ingest.rislive`), another file
+whose first non-blank byte is ``{`` is ExaBGP JSON lines (parsed by
 `bgpwatch.ingest.exabgp_json.ExaBGPJsonParser`), anything else is MRT (`bgpwatch.ingest.mrt`).
 
 `ReplayStats` is what ``replay --stats`` prints.  ``announcements``, ``withdrawals`` and
@@ -10,20 +12,25 @@ xz (magic bytes), a file whose first non-blank byte is ``{`` is ExaBGP JSON line
 (``bgpdump -m`` ``B`` lines, from TABLE_DUMP / TABLE_DUMP_V2) are counted apart in
 ``rib_entries``, not in ``announcements``, so the updates of a file compare to bgpdump's A lines
 whether or not a RIB was replayed with them.  A bad line or record is counted in ``errors`` by
-reason and skipped; a file that breaks off (truncated, corrupt compression) is counted, the
+reason (with the file and line number in ``error_samples``) and skipped; a file that breaks off (truncated, corrupt compression) is counted, the
 events before the break are kept, and replay goes on with the next file.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import logging
 import lzma
 import os
+import re
 import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
+
+import orjson
 
 from bgpwatch.events import Announce, Event, SessionState, Withdraw
 from bgpwatch.ingest.mrt import MrtError, MrtReader, MrtStats, compression_of, open_decompressed
@@ -32,7 +39,12 @@ from bgpwatch.rib.attributes import AttributePool
 log = logging.getLogger(__name__)
 
 EXABGP_JSON = "exabgp-json"
+RIS_LIVE = "ris-live"
 MRT = "mrt"
+# A RIS Live frame, when the first line is too long to be decoded whole from the sniffed bytes.
+_RIS_FRAME = re.compile(rb'^\{\s*"type"\s*:\s*"ris_')
+_RIS_FRAME_TYPES = frozenset({"ris_message", "ris_error", "ris_subscribe_ok", "pong", "ris_rrc_list"})
+_PROGRESS_LINES = 256  # JSON lines between two updates of ``input_bytes``
 _SNIFF_BYTES = 4096
 _WHITESPACE = b" \t\r\n"
 # What reading a damaged or cut gzip/bzip2/xz stream raises.
@@ -62,7 +74,7 @@ class ReplayStats(MrtStats):
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """Return EXABGP_JSON or MRT for a recording, looking at its (decompressed) first bytes."""
+    """Return EXABGP_JSON, RIS_LIVE or MRT for a recording, looking at its (decompressed) first bytes."""
     with open_decompressed(path) as stream:
         try:
             head = stream.read(_SNIFF_BYTES)
@@ -70,15 +82,23 @@ def detect_format(path: str | os.PathLike[str]) -> str:
             head = b""  # a compressed file cut or damaged early: let the MRT reader say where
     text = head.lstrip(_WHITESPACE)
     # An MRT file starts with a 4-byte timestamp: "{" there would be the year 2035.
-    if text[:1] == b"{":
-        return EXABGP_JSON
-    return MRT
+    if text[:1] != b"{":
+        return MRT
+    first, newline, _ = text.partition(b"\n")
+    if newline:
+        try:
+            doc = orjson.loads(first)
+        except orjson.JSONDecodeError:
+            doc = None
+        if type(doc) is dict:
+            return RIS_LIVE if doc.get("type") in _RIS_FRAME_TYPES else EXABGP_JSON
+    return RIS_LIVE if _RIS_FRAME.match(text) else EXABGP_JSON
 
 
 def open_recording(
     path: str | os.PathLike[str], pool: AttributePool | None = None, stats: ReplayStats | None = None
 ) -> Iterator[Event]:
-    """Yield the events of one recording (ExaBGP JSON lines or MRT, maybe compressed).
+    """Yield the events of one recording (ExaBGP JSON lines, RIS Live frames or MRT, maybe compressed).
 
     Raises MrtError when an MRT file breaks off (after yielding everything before the break) and
     OSError when the file cannot be opened; bad JSON lines are counted in ``stats.errors`` only.
@@ -88,7 +108,10 @@ def open_recording(
     kind = detect_format(path)
     stats.formats[kind] = stats.formats.get(kind, 0) + 1
     if kind == EXABGP_JSON:
-        yield from _exabgp_json(path, pool, stats)
+        yield from _json_lines(path, pool, stats, kind)
+        return
+    if kind == RIS_LIVE:
+        yield from _json_lines(path, pool, stats, kind)
         return
     yield from MrtReader(pool, stats).read(path)
 
@@ -115,18 +138,51 @@ def replay_files(
         stats.seconds += time.perf_counter() - start
 
 
-def _exabgp_json(path: str | os.PathLike[str], pool: AttributePool, stats: ReplayStats) -> Iterator[Event]:
-    # Imported here: the JSON parser is only needed when a JSON recording is replayed.
-    from bgpwatch.ingest.control import is_control, parse_control
-    from bgpwatch.ingest.exabgp_json import ExaBGPJsonParser, IngestError
+def _open_counted(path: str | os.PathLike[str]) -> tuple[IO[bytes], IO[bytes]]:
+    """Return (raw file, decompressed stream): ``raw.tell()`` is how far the compressed file was read."""
+    raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    try:
+        compression = compression_of(raw.read(6))
+        raw.seek(0)
+        if compression == "gzip":
+            return raw, gzip.GzipFile(fileobj=raw, mode="rb")
+        if compression == "bzip2":
+            return raw, bz2.BZ2File(raw, "rb")
+        if compression == "xz":
+            return raw, lzma.LZMAFile(raw, "rb")
+        return raw, raw
+    except BaseException:
+        raw.close()
+        raise
 
-    parser = ExaBGPJsonParser(pool)
+
+def _json_lines(
+    path: str | os.PathLike[str], pool: AttributePool, stats: ReplayStats, kind: str
+) -> Iterator[Event]:
+    """Yield the events of a file of JSON lines: ExaBGP's API output (with bgpwatch's control lines) or RIS Live."""
+    # Imported here: the JSON parsers are only needed when a JSON recording is replayed.
+    from bgpwatch.ingest.exabgp_json import IngestError
+
+    if kind == RIS_LIVE:
+        from bgpwatch.ingest.rislive import RisLiveParser
+
+        parser: Any = RisLiveParser(pool)
+        is_control = parse_control = None
+        ignored_prefix = "ris_live"
+    else:
+        from bgpwatch.ingest.control import is_control, parse_control
+        from bgpwatch.ingest.exabgp_json import ExaBGPJsonParser
+
+        parser = ExaBGPJsonParser(pool)
+        ignored_prefix = "exabgp"
     stats.files += 1
     name = os.fspath(path)
     with open(path, "rb") as probe:
         compression = compression_of(probe.read(6))
     number = 0
-    with open_decompressed(path) as stream:
+    start_bytes = stats.input_bytes
+    raw, stream = _open_counted(path)
+    with raw, stream:
         lines = iter(stream)
         while True:
             try:
@@ -139,25 +195,31 @@ def _exabgp_json(path: str | os.PathLike[str], pool: AttributePool, stats: Repla
                 break
             number += 1
             stats.bytes += len(line)
+            if number % _PROGRESS_LINES == 0:
+                stats.input_bytes = start_bytes + raw.tell()
             if not line.strip():
                 continue
             stats.lines += 1
             stats.records += 1
             try:
                 # Recordings made by `bgpwatch run` also hold the relay's and supervisor's control lines.
-                events = parse_control(line) if is_control(line) else parser.parse(line)
+                if is_control is not None and is_control(line):
+                    events = parse_control(line)
+                else:
+                    events = parser.parse(line)
             except IngestError as exc:
                 stats.error(exc.reason, f"{name}: line {number}: {exc}")
                 continue
             for event in events:
-                kind = type(event)
-                if kind is Announce:
+                kind_of = type(event)
+                if kind_of is Announce:
                     stats.announcements += len(event.prefixes)
-                elif kind is Withdraw:
+                elif kind_of is Withdraw:
                     stats.withdrawals += len(event.prefixes)
-                elif kind is SessionState:
+                elif kind_of is SessionState:
                     stats.state_changes += 1
                 stats.events += 1
                 yield event
+        stats.input_bytes = start_bytes + raw.tell()
     for reason, count in parser.ignored.items():
-        stats.not_emitted[f"exabgp_{reason}"] += count
+        stats.not_emitted[f"{ignored_prefix}_{reason}"] += count

@@ -4,6 +4,14 @@ One UPDATE's attributes are decoded once and shared by every prefix it carries; 
 attribute sets from different UPDATEs or peers are the same object.  The RIB counts the
 routes that use each object and drops it from the pool when the last one goes, so the pool
 tracks the live table instead of growing forever.
+
+Memory (a full table is ~1M routes per peer, ~200k attribute sets): an attribute set holds
+no key of its own.  The pool indexes each set by the hash of its fields (an int), and checks
+the fields on a hit.  The parts many sets have in common are shared, not copied: AS numbers,
+MED and LOCAL_PREF values, next hops, and whole community lists (a network tags thousands of
+paths with the same few communities) are canonicalised through small value tables when a
+set is created.  Those tables only make equal values one object: they are bounded, and
+clearing them changes nothing but sharing.
 """
 
 from __future__ import annotations
@@ -11,10 +19,15 @@ from __future__ import annotations
 from typing import Any
 
 ORIGINS = ("igp", "egp", "incomplete")
+_ORIGIN = {name: name for name in ORIGINS}
+VALUE_TABLE_LIMIT = 1 << 18  # distinct shared values kept per table before it starts over
 
 
 class PathAttributes:
-    """One distinct path: what must be equal for two routes to share an UPDATE."""
+    """One distinct path: what must be equal for two routes to share an UPDATE.
+
+    Identity is equality: the pool hands out one object per distinct set, so ``is`` compares.
+    """
 
     __slots__ = (
         "origin",
@@ -26,7 +39,6 @@ class PathAttributes:
         "communities",
         "large_communities",
         "refs",
-        "_key",
     )
 
     def __init__(
@@ -39,7 +51,6 @@ class PathAttributes:
         local_pref: int | None,
         communities: tuple[tuple[int, int], ...],
         large_communities: tuple[tuple[int, int, int], ...],
-        key: tuple,
     ) -> None:
         self.origin = origin
         self.as_path = as_path
@@ -50,7 +61,6 @@ class PathAttributes:
         self.communities = communities
         self.large_communities = large_communities
         self.refs = 0
-        self._key = key
 
     @property
     def origin_as(self) -> int | None:
@@ -58,6 +68,19 @@ class PathAttributes:
         if self.as_set or not self.as_path:
             return None
         return self.as_path[-1]
+
+    def fields(self) -> tuple[Any, ...]:
+        """Return the fields in `AttributePool.intern` order (what makes two sets equal)."""
+        return (
+            self.origin,
+            self.as_path,
+            self.as_set,
+            self.next_hop,
+            self.med,
+            self.local_pref,
+            self.communities,
+            self.large_communities,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready view (for the API and CLI)."""
@@ -85,10 +108,16 @@ class PathAttributes:
 class AttributePool:
     """The intern table: equal attribute sets map to one shared `PathAttributes`."""
 
-    __slots__ = ("_pool",)
+    __slots__ = ("_pool", "_count", "_ints", "_texts", "_lists", "_items")
 
     def __init__(self) -> None:
-        self._pool: dict[tuple, PathAttributes] = {}
+        # hash of the fields -> the set, or a list of sets in the (rare) case of a hash collision
+        self._pool: dict[int, PathAttributes | list[PathAttributes]] = {}
+        self._count = 0
+        self._ints: dict[int, int] = {}  # AS numbers, MED, LOCAL_PREF
+        self._texts: dict[str, str] = {}  # next hops
+        self._lists: dict[tuple, tuple] = {}  # whole community lists
+        self._items: dict[tuple, tuple] = {}  # single communities
 
     def intern(
         self,
@@ -102,22 +131,128 @@ class AttributePool:
         large_communities: tuple[tuple[int, int, int], ...] = (),
     ) -> PathAttributes:
         """Return the shared object for these attributes, creating it on first use."""
-        key = (origin, as_path, as_set, next_hop, med, local_pref, communities, large_communities)
-        attrs = self._pool.get(key)
-        if attrs is None:
-            attrs = PathAttributes(
-                origin, as_path, as_set, next_hop, med, local_pref, communities, large_communities, key
-            )
-            self._pool[key] = attrs
+        digest = hash((origin, as_path, as_set, next_hop, med, local_pref, communities, large_communities))
+        found = self._pool.get(digest)
+        if found is not None:
+            candidates = (found,) if type(found) is PathAttributes else found
+            for attrs in candidates:
+                if (
+                    attrs.as_path == as_path
+                    and attrs.next_hop == next_hop
+                    and attrs.communities == communities
+                    and attrs.med == med
+                    and attrs.local_pref == local_pref
+                    and attrs.origin == origin
+                    and attrs.as_set == as_set
+                    and attrs.large_communities == large_communities
+                ):
+                    return attrs
+        attrs = self._create(
+            origin, as_path, as_set, next_hop, med, local_pref, communities, large_communities
+        )
+        if found is None:
+            self._pool[digest] = attrs
+        elif type(found) is PathAttributes:
+            self._pool[digest] = [found, attrs]
+        else:
+            found.append(attrs)
+        self._count += 1
         return attrs
+
+    def _create(
+        self,
+        origin: str,
+        as_path: tuple[int, ...],
+        as_set: tuple[int, ...],
+        next_hop: str,
+        med: int | None,
+        local_pref: int | None,
+        communities: tuple[tuple[int, int], ...],
+        large_communities: tuple[tuple[int, int, int], ...],
+    ) -> PathAttributes:
+        ints = self._ints
+        if len(ints) > VALUE_TABLE_LIMIT:
+            self._reset_values()
+            ints = self._ints
+        share = ints.setdefault
+        if type(as_path) is tuple and as_path:
+            as_path = tuple(map(share, as_path, as_path))
+        elif not as_path:
+            as_path = ()
+        if as_set:
+            if type(as_set) is tuple:
+                as_set = tuple(map(share, as_set, as_set))
+        else:
+            as_set = ()
+        if type(med) is int:
+            med = share(med, med)
+        if type(local_pref) is int:
+            local_pref = share(local_pref, local_pref)
+        if type(next_hop) is str:
+            next_hop = self._texts.setdefault(next_hop, next_hop)
+        return PathAttributes(
+            _ORIGIN.get(origin, origin) if type(origin) is str else origin,
+            as_path,
+            as_set,
+            next_hop,
+            med,
+            local_pref,
+            self._shared_list(communities),
+            self._shared_list(large_communities),
+        )
+
+    def _shared_list(self, value: tuple) -> tuple:
+        if not value:
+            return ()
+        if type(value) is not tuple:
+            return value
+        shared = self._lists.get(value)
+        if shared is not None:
+            return shared
+        items, ints = self._items.setdefault, self._ints.setdefault
+        parts = []
+        for item in value:
+            if type(item) is tuple:
+                item = items(item, tuple(map(ints, item, item)))
+            parts.append(item)
+        shared = tuple(parts)
+        self._lists[shared] = shared
+        return shared
+
+    def _reset_values(self) -> None:
+        self._ints = {}
+        self._texts = {}
+        self._lists = {}
+        self._items = {}
 
     def release_if_unused(self, attrs: PathAttributes) -> None:
         """Forget an attribute set that no route uses any more."""
-        if attrs.refs <= 0 and self._pool.get(attrs._key) is attrs:
-            del self._pool[attrs._key]
+        if attrs.refs > 0:
+            return
+        digest = hash(attrs.fields())
+        found = self._pool.get(digest)
+        if found is attrs:
+            del self._pool[digest]
+            self._count -= 1
+        elif type(found) is list and any(a is attrs for a in found):
+            found[:] = [a for a in found if a is not attrs]
+            self._count -= 1
+            if len(found) == 1:
+                self._pool[digest] = found[0]
 
     def __len__(self) -> int:
-        return len(self._pool)
+        return self._count
 
     def __contains__(self, attrs: PathAttributes) -> bool:
-        return self._pool.get(attrs._key) is attrs
+        found = self._pool.get(hash(attrs.fields()))
+        if found is attrs:
+            return True
+        return type(found) is list and any(a is attrs for a in found)
+
+    def __iter__(self):
+        """Iterate over the live attribute sets."""
+        for found in list(self._pool.values()):
+            if type(found) is PathAttributes:
+                yield found
+            else:
+                yield from found

@@ -11,6 +11,13 @@ import socket
 
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 MAX_LEN = {4: 32, 6: 128}
+# Network masks by family and length: clearing host bits is one AND.
+_NET_MASK = {
+    family: tuple(((1 << bits) - 1) ^ ((1 << (bits - length)) - 1) for length in range(bits + 1))
+    for family, bits in MAX_LEN.items()
+}
+_inet_pton = socket.inet_pton
+_from_bytes = int.from_bytes
 
 
 def parse_prefix(text: str) -> tuple[int, int]:
@@ -21,20 +28,17 @@ def parse_prefix(text: str) -> tuple[int, int]:
     address, slash, length_text = text.partition("/")
     family = 6 if ":" in address else 4
     try:
-        packed = socket.inet_pton(_AF[family], address)
+        packed = _inet_pton(_AF[family], address)
     except OSError as exc:
         raise ValueError(f"invalid address {address!r} in prefix {text!r}") from exc
     max_len = MAX_LEN[family]
     if not slash:
         length = max_len
-    elif length_text.isdigit() and int(length_text) <= max_len:
-        length = int(length_text)
+    elif length_text.isdigit() and (length := int(length_text)) <= max_len:
+        pass
     else:
         raise ValueError(f"invalid prefix length {length_text!r} in {text!r} (0-{max_len} expected)")
-    network = int.from_bytes(packed, "big")
-    host_bits = max_len - length
-    network = (network >> host_bits) << host_bits
-    return family, (network << 8) | length
+    return family, ((_from_bytes(packed, "big") & _NET_MASK[family][length]) << 8) | length
 
 
 def parse_address(text: str) -> tuple[int, int]:

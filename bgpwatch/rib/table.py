@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from bgpwatch.events import DOWN, Announce, EndOfRib, Event, SessionState, Withdraw
 from bgpwatch.rib.attributes import AttributePool, PathAttributes
@@ -70,11 +71,12 @@ class Rib:
 
     def apply(self, event: Event) -> list[RouteChanges]:
         """Apply one event; return the route changes it caused, one entry per family touched."""
-        if isinstance(event, Announce):
-            changes = self._announce(event)
+        kind = type(event)
+        if kind is Announce or (kind is not Withdraw and isinstance(event, Announce)):
+            changes = self._announce(event)  # type: ignore[arg-type]
             return [changes] if changes.items else []
-        if isinstance(event, Withdraw):
-            changes = self._withdraw(event)
+        if kind is Withdraw or isinstance(event, Withdraw):
+            changes = self._withdraw(event)  # type: ignore[arg-type]
             return [changes] if changes.items else []
         if isinstance(event, SessionState) and event.state == DOWN:
             return self.flush(event.peer, event.at)
@@ -83,44 +85,59 @@ class Rib:
         return []
 
     def _announce(self, event: Announce) -> RouteChanges:
-        rib = self.peer(event.peer)
+        rib = self.peers.get(event.peer) or self.peer(event.peer)
         table = rib.tables[event.family]
         after = event.attributes
-        changes = RouteChanges(event.at, event.peer, event.family)
-        items = changes.items
-        pool = self.pool
-        for key in event.prefixes:
-            before = table.get(key)
-            if before is after:
-                continue
-            table[key] = after
-            after.refs += 1
-            if before is not None:
-                before.refs -= 1
-                if before.refs == 0:
-                    pool.release_if_unused(before)
-            items.append((key, before, after))
-        rib.announcements += len(event.prefixes)
+        prefixes = event.prefixes
+        count = len(prefixes)
+        rib.announcements += count
+        befores = list(map(table.get, prefixes))
+        if befores.count(None) == count:
+            # Every prefix is new (a table load): done in C, no per-prefix Python work.
+            size = len(table)
+            table.update(zip(prefixes, repeat(after)))
+            added = len(table) - size
+            if added != count:  # the same prefix twice in one event: one route, one change
+                prefixes = tuple(dict.fromkeys(prefixes))
+            items = list(zip(prefixes, repeat(None), repeat(after)))
+        else:
+            items = []
+            added = 0
+            append = items.append
+            release = self.pool.release_if_unused
+            get = table.get
+            for key in prefixes:
+                before = get(key)  # read again: the same prefix may come twice in one event
+                if before is after:
+                    continue
+                table[key] = after
+                added += 1
+                if before is not None:
+                    before.refs -= 1
+                    if before.refs == 0:
+                        release(before)
+                append((key, before, after))
+        after.refs += added
         if after.refs == 0:
-            pool.release_if_unused(after)
-        return changes
+            self.pool.release_if_unused(after)
+        return RouteChanges(event.at, event.peer, event.family, items)
 
     def _withdraw(self, event: Withdraw) -> RouteChanges:
-        rib = self.peer(event.peer)
+        rib = self.peers.get(event.peer) or self.peer(event.peer)
         table = rib.tables[event.family]
-        changes = RouteChanges(event.at, event.peer, event.family)
-        items = changes.items
-        pool = self.pool
-        for key in event.prefixes:
-            before = table.pop(key, None)
+        prefixes = event.prefixes
+        rib.withdrawals += len(prefixes)
+        befores = list(map(table.pop, prefixes, repeat(None)))
+        items = []
+        release = self.pool.release_if_unused
+        for key, before in zip(prefixes, befores, strict=True):
             if before is None:
                 continue
             before.refs -= 1
             if before.refs == 0:
-                pool.release_if_unused(before)
+                release(before)
             items.append((key, before, None))
-        rib.withdrawals += len(event.prefixes)
-        return changes
+        return RouteChanges(event.at, event.peer, event.family, items)
 
     def flush(self, peer: str, at: float) -> list[RouteChanges]:
         """Drop everything learned from a peer whose session went down (ExaBGP sends no withdraws)."""

@@ -279,6 +279,19 @@ class Topology:
             vp.since = event.at
         vp.state = event.state
 
+    def join_mid_session(self, vp: VantagePoint, now: float) -> None:
+        """Count a session first heard of through its routes as established and loaded.
+
+        Live, ExaBGP always says ``up`` before a session's routes.  Routes from a peer never
+        heard of mean the input started mid-session (an MRT update file, a recording cut
+        mid-session): there is no table load to wait for, and no End-of-RIB will ever come.
+        """
+        vp.state, vp.since, vp.up_since, vp.reason, vp.ever_up = UP, now, now, "", True
+        vp.eor, vp.eor_complete, vp.timed_out = set(self.model.families), True, False
+        self._activate(vp, +1)
+        self._schedule()
+        self.dirty = True
+
     def _end_of_rib(self, vp: VantagePoint, family: int) -> None:
         vp.eor.add(family)
         if vp.eor_complete or vp.state != UP or not self.model.families <= vp.eor:

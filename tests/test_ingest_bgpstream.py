@@ -1,0 +1,353 @@
+"""The BGPStream adapter, tested on the mapping only.
+
+libbgpstream/pybgpstream cannot be installed on this machine, so nothing here runs against a live
+BGPStream: ``Elem`` below is a minimal stand-in for pybgpstream's element object (the attributes
+the adapter reads, with the value shapes libbgpstream prints), and ``fake_pybgpstream`` stands
+in for the module to check how the stream is configured and how elements are counted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bgpwatch.cli import main
+from bgpwatch.events import CONNECTED, DOWN, UP, Announce, SessionState, Withdraw
+from bgpwatch.ingest.bgpstream import (
+    BGPStreamUnavailable,
+    bgpstream_events,
+    element_to_events,
+    filter_string,
+    parse_as_path,
+    parse_communities,
+    require_pybgpstream,
+)
+from bgpwatch.ingest.exabgp_json import IngestError
+from bgpwatch.ingest.replay import ReplayStats
+from bgpwatch.rib.attributes import AttributePool
+from bgpwatch.rib.prefix import parse_prefix
+
+CONFIG = Path(__file__).resolve().parent.parent / "bgpwatch" / "data" / "paris.yaml"
+
+
+@dataclass
+class Elem:
+    """Stand-in for pybgpstream's BGPElem (test only): type, time, peer, peer ASN, fields."""
+
+    type: str
+    time: float = 1427846404.0
+    peer_address: str = "202.249.2.185"
+    peer_asn: int = 25152
+    fields: dict[str, Any] = field(default_factory=dict)
+    collector: str = "rrc06"
+
+
+def announce(prefix: str = "193.0.0.0/21", path: str = "25152 3333", **extra: Any) -> Elem:
+    fields = {"prefix": prefix, "next-hop": "202.249.2.185", "as-path": path, "communities": set()}
+    fields.update(extra)
+    return Elem("A", fields=fields)
+
+
+def key(prefix: str) -> int:
+    return parse_prefix(prefix)[1]
+
+
+# -- element_to_events -------------------------------------------------------------------------
+
+
+def test_announcement_becomes_one_announce_of_one_prefix() -> None:
+    pool = AttributePool()
+    elem = announce(path="25152 2914 {64512,3333}", communities={"2914:420", "2914:1008", "25152:1"})
+    (event,) = element_to_events(elem, pool)
+    assert type(event) is Announce
+    assert (event.at, event.peer, event.family, event.prefixes) == (
+        1427846404.0,
+        "202.249.2.185",
+        4,
+        (key("193.0.0.0/21"),),
+    )
+    attrs = event.attributes
+    assert attrs.as_path == (25152, 2914)
+    assert attrs.as_set == (64512, 3333)
+    assert attrs.communities == ((2914, 420), (2914, 1008), (25152, 1))  # the set, sorted
+    assert (attrs.origin, attrs.next_hop, attrs.med, attrs.local_pref) == (
+        "incomplete",
+        "202.249.2.185",
+        None,
+        None,
+    )
+
+
+def test_one_element_per_prefix_shares_interned_attributes() -> None:
+    pool = AttributePool()
+    (a,) = element_to_events(announce("193.0.0.0/21", communities={"1:1", "1:2"}), pool)
+    (b,) = element_to_events(announce("193.0.8.0/23", communities=["1:2", "1:1"]), pool)
+    assert a.prefixes != b.prefixes
+    assert a.attributes is b.attributes
+    assert len(pool) == 1
+
+
+def test_ipv6_rib_entry_with_canonical_addresses() -> None:
+    elem = Elem(
+        "R",
+        peer_address="2001:DB8:0::1",
+        fields={
+            "prefix": "2001:db8:100::/40",
+            "next-hop": "2001:DB8::1",
+            "as-path": "64500",
+            "communities": [],
+        },
+    )
+    (event,) = element_to_events(elem, AttributePool())
+    assert type(event) is Announce
+    assert (event.peer, event.family, event.attributes.next_hop) == ("2001:db8::1", 6, "2001:db8::1")
+
+
+def test_withdrawal() -> None:
+    (event,) = element_to_events(Elem("W", fields={"prefix": "10.1.0.0/16"}), AttributePool())
+    assert event == Withdraw(1427846404.0, "202.249.2.185", 4, (key("10.1.0.0/16"),))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "state"),
+    [
+        ("OPENCONFIRM", "ESTABLISHED", UP),
+        ("ESTABLISHED", "IDLE", DOWN),
+        ("ESTABLISHED", "ACTIVE", DOWN),
+        ("ACTIVE", "IDLE", DOWN),
+        ("ACTIVE", "CONNECT", CONNECTED),
+        ("IDLE", "CLEARING", DOWN),
+    ],
+)
+def test_peer_state(old: str, new: str, state: str) -> None:
+    elem = Elem("S", fields={"old-state": old, "new-state": new})
+    (event,) = element_to_events(elem, AttributePool())
+    assert event == SessionState(1427846404.0, "202.249.2.185", state, f"bgpstream {old}->{new}", 25152)
+
+
+def test_unknown_element_type_makes_no_event() -> None:
+    assert element_to_events(Elem("", fields={}), AttributePool()) == []
+
+
+def test_as_path_segments() -> None:
+    assert parse_as_path("") == ((), ())
+    assert parse_as_path("3333") == ((3333,), ())
+    assert parse_as_path("65000 (65001 65002) [65003,65004] 3356 {1,2}") == ((65000, 3356), (1, 2))
+    assert parse_as_path("1 4294967295 {7}") == ((1, 4294967295), (7,))
+
+
+@pytest.mark.parametrize("text", ["1 x 2", "1 {2,a}", "1 4294967296", "1 {2", "AS1"])
+def test_bad_as_path(text: str) -> None:
+    with pytest.raises(IngestError) as caught:
+        parse_as_path(text)
+    assert caught.value.reason == "bad_attribute"
+
+
+def test_community_shapes_of_pybgpstream_versions() -> None:
+    assert parse_communities({"1:2", "1:1"}) == (((1, 1), (1, 2)), ())
+    assert parse_communities([{"asn": 3356, "value": 3}, {"asn": 174, "value": 21000}]) == (
+        ((174, 21000), (3356, 3)),
+        (),
+    )
+    assert parse_communities("11666:1000 3356:3") == (((3356, 3), (11666, 1000)), ())
+    assert parse_communities(["206924:1:2", "1:1"]) == (((1, 1),), ((206924, 1, 2),))
+    assert parse_communities(None) == ((), ())
+
+
+@pytest.mark.parametrize("value", [["1"], ["1:x"], ["70000:1"], [3]])
+def test_bad_communities(value: Any) -> None:
+    with pytest.raises(IngestError) as caught:
+        parse_communities(value)
+    assert caught.value.reason == "bad_attribute"
+
+
+@pytest.mark.parametrize(
+    ("elem", "reason"),
+    [
+        (announce(prefix="10.0.0.0/33"), "bad_prefix"),
+        (Elem("W", fields={}), "bad_prefix"),
+        (announce(**{"next-hop": "nowhere"}), "bad_next_hop"),
+        (Elem("W", peer_address="bogus", fields={"prefix": "10.0.0.0/8"}), "bad_field"),
+        (announce(path="1 two"), "bad_attribute"),
+    ],
+)
+def test_invalid_elements_raise(elem: Elem, reason: str) -> None:
+    pool = AttributePool()
+    with pytest.raises(IngestError) as caught:
+        element_to_events(elem, pool)
+    assert caught.value.reason == reason
+    assert len(pool) == 0
+
+
+# -- bgpstream_events with a stand-in module ----------------------------------------------------
+
+
+@pytest.fixture
+def fake_pybgpstream(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    """Install a stand-in ``pybgpstream`` module whose BGPStream yields ``state.elems``."""
+    state = types.SimpleNamespace(kwargs=None, elems=[])
+
+    class BGPStream:
+        def __init__(self, **kwargs: Any) -> None:
+            state.kwargs = kwargs
+
+        def __iter__(self):
+            return iter(state.elems)
+
+    module = types.ModuleType("pybgpstream")
+    module.BGPStream = BGPStream  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pybgpstream", module)
+    return state
+
+
+def test_stream_configuration_and_counts(fake_pybgpstream: types.SimpleNamespace) -> None:
+    fake_pybgpstream.elems = [
+        Elem("S", fields={"old-state": "OPENCONFIRM", "new-state": "ESTABLISHED"}),
+        announce("193.0.0.0/21"),
+        announce("193.0.8.0/23"),
+        announce("193.0.16.0/33"),  # skipped, counted as an error
+        Elem("W", fields={"prefix": "193.0.8.0/23"}),
+        Elem("X", fields={}),
+    ]
+    stats = ReplayStats()
+    events = list(
+        bgpstream_events(
+            ["rrc06", "route-views.jinx"],
+            1427846400,
+            1427846700.9,
+            ["193.0.0.0/16", "2001:db8::/32"],
+            stats=stats,
+        )
+    )
+    assert fake_pybgpstream.kwargs == {
+        "from_time": 1427846400,
+        "until_time": 1427846701,  # rounded up: the window is never cut short
+        "collectors": ["rrc06", "route-views.jinx"],
+        "record_type": "updates",
+        "filter": "prefix more 193.0.0.0/16 and prefix more 2001:db8::/32",
+    }
+    assert [type(e) for e in events] == [SessionState, Announce, Announce, Withdraw]
+    # The element that could not be mapped is in errors only, not in announcements.
+    assert (stats.announcements, stats.withdrawals, stats.state_changes, stats.events) == (2, 1, 1, 4)
+    assert stats.records == 6
+    assert dict(stats.errors) == {"bad_prefix": 1}
+    assert stats.not_emitted == {"bgpstream_type_X": 1}
+    assert stats.formats == {"bgpstream": 1}
+    assert "bgpstream rrc06: " in stats.error_samples[0]
+
+
+def test_ribs_are_counted_as_rib_entries(fake_pybgpstream: types.SimpleNamespace) -> None:
+    fake_pybgpstream.elems = [
+        Elem("R", fields={"prefix": "10.0.0.0/8", "next-hop": "192.0.2.1", "as-path": "1"})
+    ]
+    stats = ReplayStats()
+    (event,) = bgpstream_events(["rrc00"], 0, 1, record_type="ribs", stats=stats)
+    assert type(event) is Announce
+    assert (stats.rib_entries, stats.announcements) == (1, 0)
+    assert fake_pybgpstream.kwargs["record_type"] == "ribs"
+    assert fake_pybgpstream.kwargs["filter"] is None
+
+
+def test_bad_arguments_are_refused(fake_pybgpstream: types.SimpleNamespace) -> None:
+    with pytest.raises(ValueError, match="record type"):
+        next(bgpstream_events(["rrc00"], 0, 1, record_type="rib"))
+    with pytest.raises(ValueError, match="before it starts"):
+        next(bgpstream_events(["rrc00"], 10, 1))
+
+
+def test_filter_string() -> None:
+    assert filter_string(None) is None
+    assert filter_string(["10.0.0.0/8"]) == "prefix more 10.0.0.0/8"
+
+
+def test_missing_pybgpstream_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pybgpstream", None)  # makes `import pybgpstream` fail
+    with pytest.raises(BGPStreamUnavailable) as caught:
+        require_pybgpstream()
+    message = str(caught.value)
+    assert "libbgpstream" in message and "pip install pybgpstream" in message
+    with pytest.raises(BGPStreamUnavailable):
+        next(bgpstream_events(["rrc00"], 0, 1))
+
+
+# -- bgpwatch replay --bgpstream -----------------------------------------------------------------
+
+
+def replay(*args: str) -> Any:
+    return CliRunner().invoke(main, ["replay", "--config", str(CONFIG), *args])
+
+
+def test_replay_bgpstream_runs_the_pipeline(fake_pybgpstream: types.SimpleNamespace) -> None:
+    fake_pybgpstream.elems = [announce("193.0.0.0/21"), Elem("W", fields={"prefix": "193.0.0.0/21"})]
+    result = replay(
+        "--bgpstream", "--collector", "rrc06", "--start", "2015-04-01T00:00:00Z", "--end", "1427846700",
+        "--prefix", "193.0.0.0/16", "--type", "updates", "--stats",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stderr.strip().splitlines()[-1])
+    assert (stats["announcements"], stats["withdrawals"], stats["formats"]) == (1, 1, {"bgpstream": 1})
+    assert fake_pybgpstream.kwargs["from_time"] == 1427846400  # 2015-04-01T00:00:00Z
+    assert fake_pybgpstream.kwargs["until_time"] == 1427846700
+    assert "\r" not in result.stderr  # no progress line for a stream
+
+
+def test_replay_bgpstream_naive_iso_time_is_utc(fake_pybgpstream: types.SimpleNamespace) -> None:
+    result = replay(
+        "--bgpstream",
+        "--collector",
+        "rrc06",
+        "--start",
+        "2015-04-01 00:00",
+        "--end",
+        "2015-04-01T01:00+01:00",
+    )
+    assert result.exit_code == 0, result.output
+    assert (fake_pybgpstream.kwargs["from_time"], fake_pybgpstream.kwargs["until_time"]) == (
+        1427846400,
+        1427846400,
+    )
+
+
+def test_replay_bgpstream_without_pybgpstream_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pybgpstream", None)
+    result = replay("--bgpstream", "--collector", "rrc00", "--start", "0", "--end", "60")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("bgpwatch replay: pybgpstream is not installed")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give FILE"),
+        (
+            (str(CONFIG), "--bgpstream", "--collector", "rrc00", "--start", "0", "--end", "1"),
+            "mutually exclusive",
+        ),
+        (("--bgpstream", "--start", "0", "--end", "1"), "--bgpstream needs --collector"),
+        (("--bgpstream", "--collector", "rrc00"), "--bgpstream needs --start, --end"),
+        (
+            (str(CONFIG), "--collector", "rrc00", "--type", "ribs"),
+            "--collector, --type only go with --bgpstream",
+        ),
+        (("--bgpstream", "--collector", "rrc00", "--start", "yesterday", "--end", "1"), "ISO-8601"),
+        (("--bgpstream", "--collector", "rrc00", "--start", "100", "--end", "1"), "ends before it starts"),
+        (
+            ("--bgpstream", "--collector", "rrc00", "--start", "0", "--end", "1", "--prefix", "10.0.0.0/40"),
+            "--prefix",
+        ),
+        (("--bgpstream", "--collector", "rrc00", "--start", "0", "--end", "1", "--type", "rib"), "--type"),
+    ],
+)
+def test_replay_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
+    result = replay(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr
