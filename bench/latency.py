@@ -106,14 +106,24 @@ def run(v4: int, v6: int, group: int, timeout: float) -> dict:
         seen_at = time.time()
         loaded_at_alert = daemon.peers()["par1-rr1"]["routes"]
         daemon.wait_for(loaded, timeout, "par1's full table again")
-        metrics = daemon.lab.collector_exec(
-            ["python3", "-c", f"import urllib.request as u; print(u.urlopen('http://{listen}/metrics').read().decode())"],
-            stdout=-1,
-        ).communicate(timeout=30)[0].decode()
+        metrics = (
+            daemon.lab.collector_exec(
+                [
+                    "python3",
+                    "-c",
+                    f"import urllib.request as u; print(u.urlopen('http://{listen}/metrics').read().decode())",
+                ],
+                stdout=-1,
+            )
+            .communicate(timeout=30)[0]
+            .decode()
+        )
         lab.restore_statics("par3")
         daemon.wait_for(lambda: daemon.cli("alerts") == [], 60, "the alert resolved")
         others = [
-            t for t in daemon.cli("alerts", "--transitions") if t["kind"] != "visibility_loss" and ts(t["at"]) >= flap_at
+            t
+            for t in daemon.cli("alerts", "--transitions")
+            if t["kind"] != "visibility_loss" and ts(t["at"]) >= flap_at
         ]
         stamped = first_withdraw_time(Path(tmp) / "recording", set(lab.site_prefixes("par3")), trigger)
         buckets = lag_buckets(metrics)
@@ -124,12 +134,16 @@ def run(v4: int, v6: int, group: int, timeout: float) -> dict:
             "routes_loaded_when_alert_seen": loaded_at_alert,
             "seconds_birdc_to_alert_at": round(ts(alert["at"]) - trigger, 3),
             "seconds_birdc_to_alert_visible_in_api": round(seen_at - trigger, 3),
-            "seconds_exabgp_stamp_to_alert_at": None if stamped is None else round(ts(alert["at"]) - stamped, 3),
+            "seconds_exabgp_stamp_to_alert_at": None
+            if stamped is None
+            else round(ts(alert["at"]) - stamped, 3),
             "debounce_seconds": 0.5,
             "ingest_lag_p50_seconds_upper_bound": quantile(buckets, 0.5),
             "ingest_lag_p99_seconds_upper_bound": quantile(buckets, 0.99),
             "ingest_lag_samples": buckets[-1][1] if buckets else 0,
-            "alerts_during_first_load": [f"{t['kind']} {t['state']} {t['labels']}" for t in first_load_alerts],
+            "alerts_during_first_load": [
+                f"{t['kind']} {t['state']} {t['labels']}" for t in first_load_alerts
+            ],
             "other_alerts_after_flap": [f"{t['kind']} {t['state']} {t['labels']}" for t in others],
         }
 

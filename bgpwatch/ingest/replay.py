@@ -138,19 +138,19 @@ def replay_files(
         stats.seconds += time.perf_counter() - start
 
 
-def _open_counted(path: str | os.PathLike[str]) -> tuple[IO[bytes], IO[bytes]]:
-    """Return (raw file, decompressed stream): ``raw.tell()`` is how far the compressed file was read."""
+def _open_counted(path: str | os.PathLike[str]) -> tuple[IO[bytes], IO[bytes], str]:
+    """Return (raw file, decompressed stream, compression): ``raw.tell()`` is how far the file was read."""
     raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
     try:
         compression = compression_of(raw.read(6))
         raw.seek(0)
         if compression == "gzip":
-            return raw, gzip.GzipFile(fileobj=raw, mode="rb")
+            return raw, gzip.GzipFile(fileobj=raw, mode="rb"), compression
         if compression == "bzip2":
-            return raw, bz2.BZ2File(raw, "rb")
+            return raw, bz2.BZ2File(raw, "rb"), compression
         if compression == "xz":
-            return raw, lzma.LZMAFile(raw, "rb")
-        return raw, raw
+            return raw, lzma.LZMAFile(raw, "rb"), compression
+        return raw, raw, compression
     except BaseException:
         raw.close()
         raise
@@ -177,11 +177,9 @@ def _json_lines(
         ignored_prefix = "exabgp"
     stats.files += 1
     name = os.fspath(path)
-    with open(path, "rb") as probe:
-        compression = compression_of(probe.read(6))
     number = 0
     start_bytes = stats.input_bytes
-    raw, stream = _open_counted(path)
+    raw, stream, compression = _open_counted(path)
     with raw, stream:
         lines = iter(stream)
         while True:
