@@ -24,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -80,7 +78,6 @@ def run(v4: int, v6: int, group: int, timeout: float) -> dict:
     with Lab(3, extra_routes={"par1": (v4, v6, group)}) as lab, tempfile.TemporaryDirectory() as tmp:
         lab.wait_established(60)
         daemon = LabDaemon(lab, Path(tmp), recording={"path": str(Path(tmp) / "recording")})
-        listen = yaml.safe_load(daemon.config.read_text())["api"]["listen"]
         total = v4 + v6 + len(lab.site_prefixes("par1"))
         daemon.start(log_level="info")
         loaded = lambda: (p := daemon.peers()["par1-rr1"])["routes"] >= total and len(p["end_of_rib"]) == 2  # noqa: E731
@@ -106,18 +103,7 @@ def run(v4: int, v6: int, group: int, timeout: float) -> dict:
         seen_at = time.time()
         loaded_at_alert = daemon.peers()["par1-rr1"]["routes"]
         daemon.wait_for(loaded, timeout, "par1's full table again")
-        metrics = (
-            daemon.lab.collector_exec(
-                [
-                    "python3",
-                    "-c",
-                    f"import urllib.request as u; print(u.urlopen('http://{listen}/metrics').read().decode())",
-                ],
-                stdout=-1,
-            )
-            .communicate(timeout=30)[0]
-            .decode()
-        )
+        metrics = daemon.metrics()
         lab.restore_statics("par3")
         daemon.wait_for(lambda: daemon.cli("alerts") == [], 60, "the alert resolved")
         others = [

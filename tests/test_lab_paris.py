@@ -11,12 +11,8 @@ bundled demo (`bgpwatch demo`) replays it.
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 
@@ -91,13 +87,4 @@ def test_paris_incident(tmp_path):
         print("\n" + timeline)
         for t in got:
             print(t["at"], t["state"], t["kind"], t["labels"], t["incident"])
-        save = os.environ.get("BGPWATCH_SAVE_FIXTURES")
-        if save:
-            out = Path(save)
-            out.mkdir(parents=True, exist_ok=True)
-            with gzip.open(out / "paris.jsonl.gz", "wb") as sink:
-                for part in sorted((tmp_path / "recording").glob("exabgp-*.jsonl.gz")):
-                    with gzip.open(part, "rb") as source:
-                        shutil.copyfileobj(source, sink)
-            (out / "paris.transitions.json").write_text(json.dumps(got, indent=1))
-            shutil.copy(daemon.config, out / "paris.config.yaml")
+        daemon.save_recording("paris", got)

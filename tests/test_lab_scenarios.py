@@ -13,10 +13,8 @@ import datetime as dt
 import gzip
 import json
 import os
-import shutil
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
@@ -54,16 +52,7 @@ def daemon(lab, tmp_path_factory):
     yield daemon
     if daemon.process.poll() is None:
         daemon.stop()
-    save = os.environ.get("BGPWATCH_SAVE_FIXTURES")
-    if save:
-        out = Path(save)
-        out.mkdir(parents=True, exist_ok=True)
-        with gzip.open(out / "lab-scenarios.jsonl.gz", "wb") as sink:
-            for part in sorted((tmp / "recording").glob("exabgp-*.jsonl.gz")):
-                with gzip.open(part, "rb") as source:
-                    shutil.copyfileobj(source, sink)
-        (out / "lab-scenarios.transitions.json").write_text(json.dumps(SEEN, indent=1))
-        shutil.copy(daemon.config, out / "lab-scenarios.config.yaml")
+    daemon.save_recording("lab-scenarios", SEEN)
 
 
 def all_converged(daemon):

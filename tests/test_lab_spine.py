@@ -127,27 +127,10 @@ def test_exabgp_killed_is_restarted(lab, daemon):
 
     daemon.wait_for(restarted, 30, "the ExaBGP worker to be restarted")
     daemon.wait_for(lambda: all_up(daemon), 60, "sessions re-established after the restart")
-    metrics = (
-        daemon.lab.collector_exec(
-            [
-                "python3",
-                "-c",
-                f"import urllib.request as u; print(u.urlopen('http://{daemon_api(daemon)}/metrics').read().decode())",
-            ],
-            stdout=-1,
-        )
-        .communicate(timeout=20)[0]
-        .decode()
-    )
+    metrics = daemon.metrics()
     assert f'bgpwatch_exabgp_restarts_total{{worker="{victim["worker"]}"}} 1.0' in metrics
     assert "ExaBGP exited" in daemon.log()
     assert all(w["python"] == sys.executable for w in daemon.cli("status")["workers"])
-
-
-def daemon_api(daemon):
-    import yaml
-
-    return yaml.safe_load(daemon.config.read_text())["api"]["listen"]
 
 
 def test_sigterm_stops_exabgp_and_exits_zero(lab, daemon):

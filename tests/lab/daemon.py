@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -66,6 +69,34 @@ class LabDaemon:
         for key, value in filters.items():
             args += [f"--{key}", value]
         return self.cli(*args)
+
+    @property
+    def api(self) -> str:
+        """Return the API's HOST:PORT (inside the collector namespace)."""
+        import yaml
+
+        return yaml.safe_load(self.config.read_text())["api"]["listen"]
+
+    def metrics(self) -> str:
+        """Return the text of /metrics, fetched from inside the collector namespace."""
+        fetch = f"import urllib.request as u; print(u.urlopen('http://{self.api}/metrics').read().decode())"
+        proc = self.lab.collector_exec([sys.executable, "-c", fetch], stdout=subprocess.PIPE)
+        return proc.communicate(timeout=30)[0].decode()
+
+    def save_recording(self, name: str, transitions: Any) -> Path | None:
+        """With BGPWATCH_SAVE_FIXTURES=DIR: save the input recording, the transitions and the config there."""
+        save = os.environ.get("BGPWATCH_SAVE_FIXTURES")
+        if not save:
+            return None
+        out = Path(save)
+        out.mkdir(parents=True, exist_ok=True)
+        with gzip.open(out / f"{name}.jsonl.gz", "wb") as sink:
+            for part in sorted((self.tmpdir / "recording").glob("exabgp-*.jsonl.gz")):
+                with gzip.open(part, "rb") as source:
+                    shutil.copyfileobj(source, sink)
+        (out / f"{name}.transitions.json").write_text(json.dumps(transitions, indent=1))
+        shutil.copy(self.config, out / f"{name}.config.yaml")
+        return out
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         deadline = time.monotonic() + timeout
