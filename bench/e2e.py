@@ -22,6 +22,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from lab import Lab, lab_available  # noqa: E402
 from lab.daemon import LabDaemon  # noqa: E402
+from lab.netlab import BULK_V4_NET, BULK_V6_NET  # noqa: E402
+
+# The bulk routes stand in for the Internet's table, but live in benchmarking/documentation space.
+BULK_NOT_BOGON = {"bogon_route": {"ignore_prefixes": [str(BULK_V4_NET), str(BULK_V6_NET)]}}
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -53,7 +57,7 @@ def find_pids(needle: str) -> list[int]:
 
 
 def run(v4: int, v6: int, group: int, workers: int | None, python: str | None, timeout: float) -> dict:
-    overrides: dict = {"collector": {}}
+    overrides: dict = {"collector": {}, "detectors": BULK_NOT_BOGON}
     if workers:
         overrides["collector"]["exabgp_workers"] = workers
     if python:

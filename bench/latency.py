@@ -29,6 +29,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from lab import Lab, lab_available  # noqa: E402
 from lab.daemon import LabDaemon  # noqa: E402
+from lab.netlab import BULK_V4_NET, BULK_V6_NET  # noqa: E402
+
+# The bulk routes stand in for the Internet's table, but live in benchmarking/documentation space.
+BULK_NOT_BOGON = {"bogon_route": {"ignore_prefixes": [str(BULK_V4_NET), str(BULK_V6_NET)]}}
 
 
 def ts(at: str) -> float:
@@ -77,7 +81,9 @@ def first_withdraw_time(recording: Path, prefixes: set[str], since: float) -> fl
 def run(v4: int, v6: int, group: int, timeout: float) -> dict:
     with Lab(3, extra_routes={"par1": (v4, v6, group)}) as lab, tempfile.TemporaryDirectory() as tmp:
         lab.wait_established(60)
-        daemon = LabDaemon(lab, Path(tmp), recording={"path": str(Path(tmp) / "recording")})
+        daemon = LabDaemon(
+            lab, Path(tmp), recording={"path": str(Path(tmp) / "recording")}, detectors=BULK_NOT_BOGON
+        )
         total = v4 + v6 + len(lab.site_prefixes("par1"))
         daemon.start(log_level="info")
         loaded = lambda: (p := daemon.peers()["par1-rr1"])["routes"] >= total and len(p["end_of_rib"]) == 2  # noqa: E731
