@@ -6,6 +6,7 @@ ExaBGP child killed and restarted, all observed through the CLI as an operator w
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -138,3 +139,19 @@ def test_sigterm_stops_exabgp_and_exits_zero(lab, daemon):
     assert daemon.stop() == 0
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}") or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def test_passive_sessions_with_md5(tmp_path):
+    """BIRD connects to ExaBGP listening on port 179, with a TCP MD5 key on the session."""
+    secret = "lab md5 secret"
+    with Lab(2, routers_passive=False, md5_password=secret) as lab:
+        daemon = LabDaemon(lab, tmp_path).start()
+        try:
+            daemon.wait_for(
+                lambda: all(p["state"] == "up" for p in daemon.peers().values()), 60, "passive sessions up"
+            )
+            assert {r["site"] for r in daemon.routes()} == {"par1", "par2"}
+            assert secret not in daemon.log()  # the key is in ExaBGP's file only, never logged
+            assert secret not in json.dumps(daemon.cli("status"))
+        finally:
+            assert daemon.stop() == 0

@@ -315,6 +315,7 @@ class Lab:
         error_wait: tuple[int, int] = (1, 10),
         extra_routes: Mapping[str, tuple[int, int, int]] | None = None,
         share_bulk: bool = False,
+        md5_password: str | None = None,
     ) -> None:
         """Plan the lab; nothing is created before ``start()`` (``with Lab() as lab:`` calls it)."""
         if isinstance(sites, int):
@@ -345,6 +346,7 @@ class Lab:
         self.error_wait = error_wait
         self._extra_routes = dict(extra_routes or {})
         self.share_bulk = share_bulk
+        self.md5_password = md5_password  # TCP MD5 (RFC 2385) on every collector session
         self._spec = {spec.name: spec for spec in self.sites}
         self._index = {spec.name: number for number, spec in enumerate(self.sites)}
         self.links: list[_Link] = []
@@ -566,6 +568,7 @@ class Lab:
             f"  local {router.v4} as {asn}; neighbor {coll.v4} as {peer_as};",
             "  direct;",
             f"  passive {'on' if self.routers_passive else 'off'};",
+            *([f'  password "{self.md5_password}";'] if self.md5_password else []),
             f"  {timers}",
             "  ipv4 { import none; export all; };",
             f"  ipv6 {{ import none; export all; next hop address {router.v6}; }};",
@@ -969,6 +972,8 @@ class Lab:
                 peer["local_as"] = spec.asn
             if not self.routers_passive:
                 peer["passive"] = True
+            if self.md5_password:
+                peer["md5_password"] = self.md5_password
             sites.append({"name": spec.name, "prefixes": list(spec.prefixes), "peers": [peer]})
         collector: dict[str, Any] = {
             "local_as": local_as,
