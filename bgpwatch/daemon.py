@@ -105,8 +105,14 @@ class Daemon:
             ),
             was_delivered=self.store.was_delivered,
         )
-        # Alerts still firing when bgpwatch last stopped: Alertmanager keeps getting them re-sent.
-        self.sinks.resume(self.store.active_alerts())
+        # Alerts still firing when bgpwatch last stopped: Alertmanager keeps getting them re-sent,
+        # and the detection engine takes them back (same incidents, no new notification) until the
+        # re-learn of the network says whether they still hold.
+        active = self.store.active_alerts()
+        self.sinks.resume(active)
+        if active and self.engine is not None and hasattr(self.engine, "restore"):
+            restored = self.engine.restore(active, self.store.open_incidents())
+            log.info("%d alert(s) firing at the last stop taken back; checked after the re-learn", restored)
         if self.engine is not None and hasattr(self.engine, "register_metrics"):
             self.engine.register_metrics(self.registry)
         self.recorder: Recorder | None = None

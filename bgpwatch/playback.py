@@ -184,7 +184,7 @@ async def replay_serving(
 ) -> ReplayStats:
     """Replay files (or ``source``) through a full `Daemon` (API, store, sinks up) at `pace` x real time."""
     stats = ReplayStats()
-    await daemon.start_services()
+    await daemon.start_services(live=False)  # the recording is the only clock: no wall-clock tick
     feed = daemon.pipeline.feed_event
     first_at: float | None = None
     last_at: float | None = None

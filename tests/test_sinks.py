@@ -31,9 +31,9 @@ from bgpwatch.alerts.sinks import (
     transition_key,
 )
 from bgpwatch.alerts.store import Store
+from tests import alertmanager_server
 
-ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
-AMTOOL = "/usr/bin/amtool"
+AMTOOL = alertmanager_server.AMTOOL
 TOKEN = "s3cret-t0ken-value"
 
 
@@ -123,43 +123,11 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not Path(ALERTMANAGER).exists():
-        pytest.skip(f"{ALERTMANAGER} not installed (Debian package prometheus-alertmanager)")
+    if not alertmanager_server.available():
+        pytest.skip(alertmanager_server.MISSING)
     work = tmp_path_factory.mktemp("alertmanager")
-    (work / "am.yml").write_text(
-        'route:\n  receiver: "null"\n  group_by: [alertname, incident]\n  group_wait: 0s\n'
-        'receivers:\n  - name: "null"\n'
-    )
-    url = f"http://127.0.0.1:{free_port()}"
-    log = (work / "am.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            ALERTMANAGER,
-            f"--config.file={work / 'am.yml'}",
-            f"--web.listen-address={url.removeprefix('http://')}",
-            "--cluster.listen-address=",
-            f"--storage.path={work / 'data'}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("alertmanager did not start: " + (work / "am.log").read_text()[-2000:])
-            time.sleep(0.05)
+    with alertmanager_server.running_alertmanager(work, f"127.0.0.1:{free_port()}") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def am_get(url: str, path: str, **filters: str) -> list[dict]:

@@ -16,6 +16,16 @@ cause is firing, it joins the cause's incident; when its cause is still pending,
 and fires right after the cause; otherwise it opens its own incident
 ``<firing time to the second>Z-<subject>`` (subject: a site, a peer or "collector").
 
+Restart (`restore`, then `settle_restored`): the alerts still firing when bgpwatch last stopped are
+taken back from the store as firing, *restored* alerts: same started_at, incident and firing time,
+and nothing is emitted for them.  While the network is re-learned their detectors' clears are only
+noted (a half-loaded table proves nothing); a consequence whose cause is a restored alert joins its
+incident.  When the re-learn is over (the engine decides when), `settle_restored` looks at what the
+detectors state now: a restored condition asserted again simply continues (no new firing, same
+incident); one that is not is resolved once, with its real started_at, ended at the last moment it
+was seen to end after the restart (or the end of the re-learn when it was never seen at all), and a
+``restart`` annotation saying so.
+
 Transition (the contract, plus extra keys):
 ``{"kind", "state", "at", "severity", "labels", "summary", "incident", "annotations",
 "started_at"}`` and, when resolved, ``"ended_at"`` and ``"duration_seconds"`` (how long the
@@ -50,6 +60,21 @@ def iso_ms(ts: float) -> str:
     millis = round(ts * 1000)
     seconds, ms = divmod(millis, 1000)
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
+
+
+def parse_iso(value: Any) -> float | None:
+    """Return epoch seconds for an ISO-8601 time ("...Z") or a number; None when unreadable."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
 
 
 def iso_s(ts: float) -> str:
@@ -91,11 +116,15 @@ class Alert:
     cleared_at: float | None = None
     incident: str | None = None
     waiting: bool = False
+    restored: bool = False  # taken back after a restart, not yet confirmed by the re-learn
+    asserted: bool = False  # restored: a detector states the condition now
+    end_seen: float | None = None  # restored: when the condition was last seen to end since the restart
+    restart_note: dict[str, Any] | None = None  # set when resolved by settle_restored
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready view of the alert (state pending, firing or resolving)."""
         f = self.finding
-        return {
+        view = {
             "kind": f.kind,
             "state": self.state,
             "severity": f.severity,
@@ -106,6 +135,9 @@ class Alert:
             "started_at": iso_ms(self.since),
             "fired_at": iso_ms(self.fired_at) if self.fired_at is not None else None,
         }
+        if self.restored:
+            view["restored"] = True  # firing before the restart, being checked against the re-learn
+        return view
 
 
 class AlertBook:
@@ -137,8 +169,11 @@ class AlertBook:
             self._next = min(self._next, alert.deadline)
             return
         alert.finding = finding
+        if alert.restored:
+            alert.asserted, alert.end_seen = True, None
         if alert.state == RESOLVING:
             alert.state, alert.cleared_at = FIRING, None  # came back within the hold-down
+            alert.restart_note = None
 
     def clear(self, key: AlertKey, now: float, ended_at: float | None = None) -> None:
         """Say that a condition no longer holds (it ended at ``ended_at``, default ``now``)."""
@@ -147,6 +182,11 @@ class AlertBook:
             return
         if alert.state == PENDING:
             del self.alerts[key]  # never fired: a transient
+            return
+        if alert.restored:
+            # Re-learning after a restart: only note it; settle_restored decides.
+            if alert.asserted:
+                alert.asserted, alert.end_seen = False, ended_at if ended_at is not None else now
             return
         if alert.state == FIRING:
             end = ended_at if ended_at is not None else now
@@ -165,6 +205,94 @@ class AlertBook:
         for key, alert in list(self.alerts.items()):
             if key[0] == kind and key not in present and (scope is None or scope(alert)):
                 self.clear(key, now)
+
+    # -- restart -----------------------------------------------------------------------------
+    def restore(
+        self,
+        transitions: Iterable[Mapping[str, Any]],
+        incidents: Iterable[Mapping[str, Any]] = (),
+        timings: Mapping[str, tuple[float, float]] | None = None,
+    ) -> int:
+        """Take back the alerts firing at the last stop (their latest transitions); return how many.
+
+        ``incidents`` are the open incidents as the store lists them (consequences firing after the
+        restart join them); ``timings`` gives each kind's (for, keep), default the detectors' defaults.
+        Nothing is emitted: these alerts were notified before the restart.
+        """
+        known: dict[str, Mapping[str, Any]] = {str(i.get("id")): i for i in incidents if i.get("id")}
+        count = 0
+        for transition in transitions:
+            if transition.get("state") != FIRING or not transition.get("kind"):
+                continue
+            kind = str(transition["kind"])
+            labels = {str(k): str(v) for k, v in (transition.get("labels") or {}).items()}
+            key = alert_key(kind, labels)
+            if key in self.alerts:
+                continue
+            fired = parse_iso(transition.get("at"))
+            if fired is None:
+                continue
+            started = parse_iso(transition.get("started_at"))
+            since = started if started is not None and started <= fired else fired
+            for_, keep = (timings or {}).get(kind, (0.5, 2.0))
+            finding = Finding(
+                kind=kind,
+                labels=labels,
+                severity=str(transition.get("severity") or "warning"),
+                summary=str(transition.get("summary") or kind),
+                subject=labels.get("site") or labels.get("peer") or kind,
+                annotations=dict(transition.get("annotations") or {}),
+                for_=for_,
+                keep=keep,
+                since=since,
+            )
+            incident = transition.get("incident") or None
+            alert = Alert(
+                finding,
+                FIRING,
+                since,
+                INFINITY,
+                created=fired,
+                fired_at=fired,
+                incident=incident,
+                restored=True,
+            )
+            self.alerts[key] = alert
+            if incident is not None:
+                entry = self._incident_entry(incident, alert, known.get(incident))
+                entry["alerts"].append(self._describe_key(alert))
+            count += 1
+        return count
+
+    def settle_restored(self, now: float, note: Mapping[str, Any] | None = None) -> list[AlertKey]:
+        """End the re-learn: keep restored alerts asserted again, resolve the others; return those resolved.
+
+        A resolution ends when the condition was last seen to end since the restart, or at ``now``
+        when it was never seen again; it is emitted after the kind's hold-down, like any other.
+        """
+        resolving = []
+        for key, alert in self.alerts.items():
+            if not alert.restored:
+                continue
+            alert.restored = False
+            if alert.asserted:
+                continue  # found again: it simply goes on, in its incident, without a new notification
+            end = alert.end_seen if alert.end_seen is not None else now
+            alert.state, alert.cleared_at = RESOLVING, end
+            alert.deadline = max(end + alert.finding.keep, now)
+            alert.restart_note = {
+                "resolved_after_restart": True,
+                "end_seen_after_restart": alert.end_seen is not None,
+                **dict(note or {}),
+            }
+            self._next = min(self._next, alert.deadline)
+            resolving.append(key)
+        return resolving
+
+    @property
+    def restoring(self) -> bool:
+        """Tell whether restored alerts still wait for the end of the re-learn."""
+        return any(a.restored for a in self.alerts.values())
 
     def get(self, kind: str, labels: Mapping[str, str]) -> Alert | None:
         """Return the alert of a condition, if it is pending or firing."""
@@ -214,7 +342,7 @@ class AlertBook:
         alert.state, alert.fired_at = FIRING, at
         if cause is not None and cause.incident is not None:
             alert.incident = cause.incident
-            self.incidents[cause.incident]["alerts"].append(self._describe_key(alert))
+            self._incident_entry(cause.incident, cause)["alerts"].append(self._describe_key(alert))
         else:
             alert.incident = self._open_incident(alert, at)
         self._transition(alert, FIRING, at)
@@ -252,6 +380,34 @@ class AlertBook:
             self.incidents.pop(self._incident_order.popleft(), None)
         return ident
 
+    def _incident_entry(
+        self, ident: str, root: Alert, stored: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Return the book's record of an incident, creating it for one opened before a restart."""
+        entry = self.incidents.get(ident)
+        if entry is not None:
+            return entry
+        if stored is not None:
+            root_desc = {"kind": stored.get("root_kind"), "labels": dict(stored.get("root_labels") or {})}
+            severity = str(stored.get("severity") or root.finding.severity)
+            summary = str(stored.get("summary") or root.finding.summary)
+            opened = stored.get("opened_at") or iso_ms(root.since)
+        else:
+            root_desc = self._describe_key(root)
+            severity, summary, opened = root.finding.severity, root.finding.summary, iso_ms(root.since)
+        entry = {
+            "id": ident,
+            "root": root_desc,
+            "severity": severity,
+            "summary": summary,
+            "opened_at": opened,
+            "closed_at": None,
+            "alerts": [],
+        }
+        self.incidents[ident] = entry
+        self._incident_order.append(ident)
+        return entry
+
     @staticmethod
     def _describe_key(alert: Alert) -> dict[str, Any]:
         return {"kind": alert.finding.kind, "labels": dict(alert.finding.labels)}
@@ -272,6 +428,8 @@ class AlertBook:
         if state == RESOLVED and alert.cleared_at is not None:
             transition["ended_at"] = iso_ms(alert.cleared_at)
             transition["duration_seconds"] = round(alert.cleared_at - alert.since, 3)
+        if state == RESOLVED and alert.restart_note is not None:
+            transition["annotations"]["restart"] = dict(alert.restart_note)
         self.history.append(transition)
         self.emit(transition)
 
@@ -297,6 +455,13 @@ class AlertBook:
 
 
 def _resolved_summary(finding: Finding, alert: Alert) -> str:
+    restart = ""
+    if alert.restart_note is not None:
+        restart = (
+            " (seen ending after a restart of bgpwatch)"
+            if alert.restart_note.get("end_seen_after_restart")
+            else " (not found again after a restart of bgpwatch: it ended while bgpwatch was down)"
+        )
     if alert.cleared_at is None:
-        return f"resolved: {finding.summary}"
-    return f"resolved after {alert.cleared_at - alert.since:.1f} s: {finding.summary}"
+        return f"resolved{restart}: {finding.summary}"
+    return f"resolved after {alert.cleared_at - alert.since:.1f} s{restart}: {finding.summary}"

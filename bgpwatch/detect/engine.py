@@ -11,6 +11,15 @@ Order per event: fire what was already due, note the peer's table-load state, le
 count the event (collector classification first), update the topology, re-derive conditions
 when anything site-relevant changed, fire what is due now.
 
+Restart (`DetectionEngine.restore`): the alerts firing when bgpwatch last stopped are taken back
+into the book as restored alerts (see `bgpwatch.alerts.lifecycle`), and what they say about the
+network seeds the topology: a site that was down stays ``down`` (not ``unknown``) until another
+site re-learns its routes, a session that was down counts as down (not never-established).  The
+re-learn is over when every configured session is up and converged (End-of-RIB or the convergence
+timeout) and no site is settling, or at the latest max(startup_grace, convergence timeout) stream
+seconds after the first event since the restart; then `AlertBook.settle_restored` keeps the
+conditions detected again and resolves the others.
+
 Table load ("loaded", `DetectionEngine.peer_loaded`): route-level detectors judge a peer's
 routes only once its initial table is in.  A configured session is loaded when it is up with
 End-of-RIB for every family the sites use, or when the convergence timeout passed (the
@@ -24,19 +33,22 @@ always says ``up`` first, so the live gating is unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bgpwatch.alerts.lifecycle import AlertBook
+from bgpwatch.alerts.lifecycle import AlertBook, iso_ms, parse_iso
 from bgpwatch.detect.base import (
     REGISTRY,
     Detector,
     _ensure_loaded,
     resolve_params,
     validate_detector_params,
+)
+from bgpwatch.events import (
+    DOWN as SESSION_DOWN,
 )
 from bgpwatch.events import (
     UP,
@@ -49,7 +61,7 @@ from bgpwatch.events import (
     Tick,
     Withdraw,
 )
-from bgpwatch.topology import LIVE, SiteModel, Topology
+from bgpwatch.topology import DOWN, LIVE, UNKNOWN, SiteModel, Topology
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -92,6 +104,7 @@ class DetectionEngine:
         self.mid_session: set[str] = set()  # peers whose routes came before any 'up': table unknown
         self.now: float | None = None
         self._last_tick: float | None = None
+        self.relearning = False  # restored alerts wait for the re-learn (see restore)
         self._build(config, previous=None)
         if registry is not None:
             self.register_metrics(registry)
@@ -168,6 +181,67 @@ class DetectionEngine:
             self._evaluate(self.now)
             self.book.advance(self.now)
 
+    # -- restart -----------------------------------------------------------------------------
+    def restore(
+        self, transitions: Iterable[Mapping[str, Any]], incidents: Iterable[Mapping[str, Any]] = ()
+    ) -> int:
+        """Take back the alerts firing when bgpwatch last stopped (store.active_alerts()); return how many."""
+        transitions = list(transitions)
+        timings: dict[str, tuple[float, float]] = {}
+        for detector in self.detectors:
+            timings.setdefault(detector.kind, (float(detector.p["for"]), float(detector.p["keep"])))
+        count = self.book.restore(transitions, incidents, timings)
+        if not count:
+            return 0
+        self._seed_topology(transitions)
+        self.relearning = True
+        return count
+
+    def _seed_topology(self, transitions: list[Mapping[str, Any]]) -> None:
+        """Start from what the restored alerts knew: sites down, sessions down."""
+        topology = self.topology
+        by_name = {vp.info.name: vp for vp in topology.vps.values()}
+        for transition in transitions:
+            labels = transition.get("labels") or {}
+            since = parse_iso(transition.get("started_at")) or parse_iso(transition.get("at"))
+            if since is None:
+                continue
+            if transition.get("kind") == "site_down":
+                view = topology.states.get(str(labels.get("site")))
+                if view is not None and view.state == UNKNOWN:
+                    # Back only when a live site learns its routes again (fresh ones: all are, after a restart).
+                    view.state, view.since, view.left_live_at = DOWN, since, since
+                    topology.dirty = True
+            elif transition.get("kind") == "session_down":
+                vp = by_name.get(str(labels.get("peer")))
+                if vp is not None and vp.state == "idle":
+                    reason = (transition.get("annotations") or {}).get(
+                        "reason"
+                    ) or "down before bgpwatch restarted"
+                    vp.state, vp.since, vp.reason, vp.ever_up = SESSION_DOWN, since, str(reason), True
+                    topology.dirty = True
+
+    def _check_relearn(self, now: float) -> None:
+        """Settle the restored alerts once the network is re-learned (see the module doc)."""
+        topology = self.topology
+        if topology.started_at is None:
+            return  # no event since the restart: nothing is known yet
+        loaded = all(vp.active for vp in topology.vps.values()) and all(
+            view.settle_until is None for view in topology.states.values()
+        )
+        bound = max(topology.startup_grace, topology.convergence_timeout)
+        if not loaded and now - topology.started_at < bound:
+            return
+        if topology.dirty:
+            self._evaluate(now)  # the detectors speak on the latest picture before anything is decided
+        self.relearning = False
+        note = {
+            "relearned_at": iso_ms(now),
+            "relearn": "every session converged" if loaded else f"bound of {bound:g} s reached",
+        }
+        self.book.settle_restored(now, note)
+        self.book.advance(now)
+
     # -- stream ------------------------------------------------------------------------------
     def process(self, event: Event, changes: list[RouteChanges]) -> None:
         """Take one event after ``rib.apply(event)`` returned ``changes``."""
@@ -190,6 +264,8 @@ class DetectionEngine:
         if dirty or isinstance(event, _STATE_EVENTS):
             self._evaluate(now)
         self.book.advance(now)
+        if self.relearning:
+            self._check_relearn(now)
 
     def _observe_load(self, event: Event, now: float) -> None:
         peer = getattr(event, "peer", None)
@@ -264,6 +340,8 @@ class DetectionEngine:
         for detector in self.detectors:
             detector.on_tick(now)
         self.book.advance(now)
+        if self.relearning:
+            self._check_relearn(now)
 
     def finish(self, now: float | None = None, horizon: float = 120.0) -> None:
         """End of a recording: let the clock run ``horizon`` seconds so pending alerts settle."""
