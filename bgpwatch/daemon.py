@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client import Histogram
 
 from bgpwatch import __version__
-from bgpwatch.alerts.sinks import SinkSet, build_sinks
+from bgpwatch.alerts.sinks import SinkMetrics, SinkSet, build_sinks
 from bgpwatch.alerts.store import Store
 from bgpwatch.api.metrics import DaemonCollector, build_registry
 from bgpwatch.api.server import build_app
@@ -35,6 +35,7 @@ from bgpwatch.pipeline import Pipeline
 log = logging.getLogger("bgpwatch")
 
 TICK_SECONDS = 0.25
+PRUNE_EVERY = 6 * 3600.0
 READ_CHUNK = 1 << 18
 RELAY_SOCKET = "relay.sock"
 
@@ -96,15 +97,8 @@ class Daemon:
             registry=self.registry,
         )
         self.store = Store(config.storage.path)
-        self.sinks = SinkSet(
-            build_sinks(
-                config.alerting.sinks,
-                self.registry,
-                on_delivered=self.store.mark_delivered,
-                source=str(config.source),
-            ),
-            was_delivered=self.store.was_delivered,
-        )
+        self.sink_metrics = SinkMetrics(self.registry)
+        self.sinks = self._build_sinks(config)
         # Alerts still firing when bgpwatch last stopped: Alertmanager keeps getting them re-sent,
         # and the detection engine takes them back (same incidents, no new notification) until the
         # re-learn of the network says whether they still hold.
@@ -134,6 +128,24 @@ class Daemon:
         except ImportError:
             return None
         return DetectionEngine(config, self.pipeline.rib, self.emit)
+
+    def _build_sinks(self, config: Config) -> SinkSet:
+        sinks = build_sinks(
+            config.alerting.sinks,
+            self.registry,
+            on_delivered=self.store.mark_delivered,
+            source=str(config.source),
+            metrics=self.sink_metrics,
+        )
+        return SinkSet(sinks, was_delivered=self.store.was_delivered)
+
+    async def _swap_sinks(self, config: Config) -> None:
+        """Start the new configuration's sinks, then drain and close the old ones."""
+        new = self._build_sinks(config)
+        new.resume(self.store.active_alerts())
+        await new.start()
+        old, self.sinks = self.sinks, new
+        await old.close(timeout=5.0)
 
     def emit(self, transition: dict[str, Any]) -> None:
         """Take one alert transition from the detection layer: store it, then hand it to the sinks."""
@@ -288,10 +300,21 @@ class Daemon:
             log.info("relay of ExaBGP worker %d connected", worker)
         return worker
 
+    async def _prune(self) -> None:
+        """Drop history older than storage.retention_days (never open incidents or firing alerts)."""
+        try:
+            removed = await asyncio.to_thread(self.store.prune, self.config.storage.retention_days)
+        except Exception:
+            log.exception("pruning the store failed")
+            return
+        if removed:
+            log.info("store: pruned %d old records", removed)
+
     async def _tick_loop(self) -> None:
         interval = self.notify.watchdog_interval
         last_watchdog = 0.0
         last_flush = 0.0
+        last_prune = time.time() - PRUNE_EVERY + 60.0  # first pass a minute after start
         while True:
             await asyncio.sleep(TICK_SECONDS)
             now = time.time()
@@ -303,6 +326,9 @@ class Daemon:
                 # A reader (or a crash) then finds at most a second of input missing.
                 self.recorder.flush()
                 last_flush = now
+            if now - last_prune >= PRUNE_EVERY and self.config.storage.retention_days is not None:
+                last_prune = now
+                asyncio.get_running_loop().create_task(self._prune())
             if interval is not None and now - last_watchdog >= interval:
                 self.notify("WATCHDOG=1")
                 last_watchdog = now
@@ -325,9 +351,13 @@ class Daemon:
             log.info("reload: configuration unchanged")
             return
         peers_changed = [p.model_dump() for p in new.peers] != [p.model_dump() for p in self.config.peers]
+        alerting_changed = new.alerting != self.config.alerting
         self.config = new
         if self.engine is not None and hasattr(self.engine, "reconfigure"):
             self.engine.reconfigure(new)
+        if alerting_changed:
+            log.info("reload: alert sinks changed; new sinks start, the old ones drain")
+            asyncio.get_running_loop().create_task(self._swap_sinks(new))
         if peers_changed:
             log.warning("reload: peers changed; the ExaBGP workers restart with the new configuration")
             asyncio.get_running_loop().create_task(self._restart_collector(new))

@@ -171,3 +171,16 @@ def test_check_config_exit_codes(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) >= 3 and all(line.startswith(f"{bad}: ") for line in lines)
+
+
+def test_sighup_with_new_sinks_swaps_them(setup):
+    config, proc, base, _ = setup
+    changed = yaml.safe_load(config.read_text())
+    changed["alerting"] = {"sinks": [{"type": "log", "name": "second-log", "format": "json"}]}
+    config.write_text(yaml.safe_dump(changed))
+    proc.send_signal(signal.SIGHUP)
+    wait(lambda: 'bgpwatch_sink_queue_length{sink="second-log"}' in get(base + "/metrics"))
+    assert proc.poll() is None
+    feed_recording(config)
+    log_path = config.parent / "daemon.log"
+    wait(lambda: '"kind":"site_down"' in log_path.read_text().replace(" ", ""), timeout=30)
