@@ -73,7 +73,22 @@ def wait_transitions(daemon, since, wanted: set[tuple], timeout: float, what: st
 
 
 def first_line_after(daemon, since: float, predicate) -> float:
-    """Return ExaBGP's time stamp of the first recorded line after `since` matching `predicate`."""
+    """Return ExaBGP's time stamp of the first recorded line after `since` matching `predicate`.
+
+    The recorder flushes every second: look again for a few seconds before giving up.
+    """
+    deadline = time.monotonic() + 5
+    while True:
+        found = _first_line_after(daemon, since, predicate)
+        if found is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    if found is None:
+        raise AssertionError("triggering message not found in the recording")
+    return found
+
+
+def _first_line_after(daemon, since: float, predicate) -> float | None:
     for part in sorted((daemon.tmpdir / "recording").glob("exabgp-*.jsonl.gz")):
         try:
             with gzip.open(part, "rt") as stream:
@@ -86,7 +101,7 @@ def first_line_after(daemon, since: float, predicate) -> float:
                         return doc["time"]
         except (EOFError, OSError):
             continue  # the file being written: its gzip stream is not closed yet
-    raise AssertionError("triggering message not found in the recording")
+    return None
 
 
 def withdraws_of(prefixes):
