@@ -91,7 +91,8 @@ def run(v4: int, v6: int, group: int, workers: int | None, python: str | None, t
             "exabgp_python": status["workers"][0].get("python"),
             "workers": len(exabgp_pids),
             "wall_seconds_from_daemon_start": round(done - daemon_start, 2),
-            "seconds_up_to_loaded": round(time.time() - first_up - (time.monotonic() - done), 2),
+            # ExaBGP's own time stamps: session up -> the last line of the table (its End-of-RIB).
+            "seconds_up_to_loaded": round(peer["last_message"] - first_up, 2),
             "cpu_seconds": {
                 "exabgp": round(sum(cpu_seconds(p) for p in exabgp_pids), 2),
                 "relay": round(sum(cpu_seconds(p) for p in relay_pids), 2),
