@@ -88,6 +88,30 @@ def _pipeline(config: Any, load: list[bytes], churn: list[bytes], times: dict[st
     return run
 
 
+def _variant(pipeline: Pipeline, lines: list[bytes]) -> Callable[[], None]:
+    def run() -> None:
+        feed = pipeline.feed_line
+        for line in lines:
+            feed(line, "relay", 0)
+
+    return run
+
+
+def breakdown_configs(work: workload.Workload) -> dict[str, Any]:
+    """Return the configs of the breakdown: without the route-level detectors (origins module)."""
+    from bgpwatch.config import load_config_text
+    from bgpwatch.detect.base import REGISTRY, _ensure_loaded
+
+    _ensure_loaded()
+    try:
+        from bgpwatch.detect.origins import RouteDetector
+    except ImportError:
+        return {}
+    names = sorted(name for name, cls in REGISTRY.items() if issubclass(cls, RouteDetector))
+    off = ", ".join(f"{name}: {{enabled: false}}" for name in names)
+    return {"no_route_detectors": load_config_text(work.config_text(extra=f"detectors: {{{off}}}\n"))}
+
+
 def _phase(lines: list[bytes], best: dict[str, float]) -> dict[str, Any]:
     events = workload.prefix_events(lines)
     out: dict[str, Any] = {"lines": len(lines), "prefix_events": events}
@@ -97,11 +121,22 @@ def _phase(lines: list[bytes], best: dict[str, float]) -> dict[str, Any]:
         out[f"{name}_rate"] = round(events / seconds) if seconds > 0 else None
     out["parse_ratio"] = round(best["parse"] / best["orjson"], 2) if best["orjson"] > 0 else None
     out["pipeline_ratio"] = round(best["pipeline"] / best["orjson"], 2) if best["orjson"] > 0 else None
+    for name in ("no_detection", "no_route_detectors"):
+        if name in best:
+            out[f"{name}_rate"] = round(events / best[name]) if best[name] > 0 else None
+            out[f"{name}_ratio"] = round(best[name] / best["orjson"], 2) if best["orjson"] > 0 else None
     return out
 
 
-def run(routes: int, packing: str, peers: int = 4, repeat: int = 3, v6_share: float = 0.2) -> dict[str, Any]:
-    """Run the benchmark; return the report."""
+def run(
+    routes: int,
+    packing: str,
+    peers: int = 4,
+    repeat: int = 3,
+    v6_share: float = 0.2,
+    breakdown: bool = False,
+) -> dict[str, Any]:
+    """Run the benchmark; return the report (`breakdown`: also the load without parts of detection)."""
     per_peer = max(1, routes // peers)
     v4, v6 = workload.split(per_peer, v6_share)
     work = workload.Workload(peers, v4, v6, packing)
@@ -112,22 +147,29 @@ def run(routes: int, packing: str, peers: int = 4, repeat: int = 3, v6_share: fl
         load += work.table_lines(index)
     for index in range(peers):
         churn += work.churn_lines(index)
-    best = {"load": {}, "churn": {}}
-    walls: dict[str, float] = {}
+    best: dict[str, dict[str, float]] = {"load": {}, "churn": {}}
+    variants = breakdown_configs(work) if breakdown else {}
     last: Pipeline | None = None
     for _ in range(repeat):
         for phase, lines in (("load", load), ("churn", churn)):
             for name, loop in (("orjson", _orjson(lines)), ("parse", _parse(lines))):
-                cpu, wall, _ = _timed(loop)
+                cpu, _wall, _ = _timed(loop)
                 best[phase][name] = min(best[phase].get(name, cpu), cpu)
-                walls[f"{phase}.{name}"] = min(walls.get(f"{phase}.{name}", wall), wall)
+        if breakdown:
+            # The table load through less of the pipeline: parse + sessions + RIB only, then
+            # everything but the route-level detectors.
+            candidates = [("no_detection", Pipeline(config))]
+            candidates += [(name, build_pipeline(cfg)) for name, cfg in variants.items()]
+            for name, pipeline in candidates:
+                cpu, _wall, _ = _timed(_variant(pipeline, load))
+                best["load"][name] = min(best["load"].get(name, cpu), cpu)
+            del candidates, pipeline
         last = None
         gc.collect()
         times: dict[str, float] = {}
-        cpu, wall, last = _timed(_pipeline(config, load, churn, times))
+        _cpu, _wall, last = _timed(_pipeline(config, load, churn, times))
         for phase in ("load", "churn"):
             best[phase]["pipeline"] = min(best[phase].get("pipeline", times[phase]), times[phase])
-        walls["pipeline"] = min(walls.get("pipeline", wall), wall)
     assert last is not None
     report: dict[str, Any] = {
         "bench": "pipeline",
@@ -163,8 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--v6-share", type=float, default=0.2)
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the load without detection, and without route detectors",
+    )
     args = parser.parse_args(argv)
-    report = run(args.routes, args.packing, args.peers, args.repeat, args.v6_share)
+    report = run(args.routes, args.packing, args.peers, args.repeat, args.v6_share, args.breakdown)
     sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 

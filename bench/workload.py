@@ -84,9 +84,13 @@ class Workload:
     def routes(self) -> int:
         return self.v4 + self.v6
 
-    def config_text(self) -> str:
+    def config_text(self, runtime_dir: str | None = None, extra: str = "") -> str:
         """Return the YAML of a config with one site (and one iBGP peer) per synthetic peer."""
-        lines = ["collector: {local_as: 65000, router_id: 192.0.2.254, exabgp: external}", "sites:"]
+        runtime = f", runtime_dir: {runtime_dir}" if runtime_dir else ""
+        lines = [
+            f"collector: {{local_as: 65000, router_id: 192.0.2.254, exabgp: external{runtime}}}",
+            "sites:",
+        ]
         for i, site in enumerate(self.sites):
             prefixes = ", ".join(text for texts, _ in site.values() for text in texts)
             lines.append(f"  - name: site{i + 1}")
@@ -95,7 +99,7 @@ class Workload:
                 f"    peers: [{{name: rr{i + 1}, address: {peer_address(i)}, "
                 f"peer_as: {peer_as(i)}, local_as: {peer_as(i)}}}]"
             )
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + extra
 
     def config(self) -> Config:
         """Return the validated config of the workload (through the real loader)."""
@@ -113,17 +117,19 @@ class Workload:
                 continue
             path = [] if owner == index else [peer_as(index), peer_as(owner)]
             prefixes = [make(n) for n in site[family][1]]
-            lines.append(
-                synth.route_line(
-                    peer_address(index),
-                    prefixes,
-                    path,
-                    at,
-                    peer_as=peer_as(index),
-                    next_hop=None if family == 4 else v6_next_hop(index),
-                    spaced=self.spaced,
+            per_line = len(prefixes) if self.packing == "real" else 1
+            for start in range(0, len(prefixes), per_line):
+                lines.append(
+                    synth.route_line(
+                        peer_address(index),
+                        prefixes[start : start + per_line],
+                        path,
+                        at,
+                        peer_as=peer_as(index),
+                        next_hop=None if family == 4 else v6_next_hop(index),
+                        spaced=self.spaced,
+                    )
                 )
-            )
         return lines
 
     def table_batches(self, index: int, batch: int = 50_000) -> Iterator[list[bytes]]:

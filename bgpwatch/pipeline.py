@@ -13,7 +13,16 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bgpwatch.events import DOWN, CollectorShutdown, CollectorStatus, Event, FeedGap, SessionState
+from bgpwatch.events import (
+    DOWN,
+    Announce,
+    CollectorShutdown,
+    CollectorStatus,
+    Event,
+    FeedGap,
+    SessionState,
+    Withdraw,
+)
 from bgpwatch.ingest.control import RELAY_TAG, parse_control
 from bgpwatch.ingest.exabgp_json import ExaBGPJsonParser, IngestError
 from bgpwatch.rib import AttributePool, Rib, RouteChanges
@@ -25,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bgpwatch.ingest")
 
 SAMPLE_EVERY = 60.0  # log at most one rejected line per reason per minute
+_ROUTE_EVENTS = frozenset({Announce, Withdraw})
 
 
 class Consumer(Protocol):
@@ -67,7 +77,16 @@ class Pipeline:
             self.reject(exc.reason, exc.detail, source)
             return
         for event in events:
-            self.feed_event(event, worker)
+            if type(event) in _ROUTE_EVENTS and not self.on_event:
+                # feed_event for an UPDATE, inlined: this runs for every line of a table load.
+                self.events += 1
+                self.last_event_at = event.at
+                self.sessions.observe(event)
+                changes = self.rib.apply(event)
+                if self.consumer is not None:
+                    self.consumer.process(event, changes)
+            else:
+                self.feed_event(event, worker)
 
     def reject(self, reason: str, detail: str, source: str) -> None:
         """Count a rejected input and log a sample of it."""

@@ -83,7 +83,8 @@ class SessionTable:
 
     def observe(self, event: Event) -> Session | None:
         """Update the session an event belongs to; return it (None for unknown or peer-less events)."""
-        address = getattr(event, "peer", None)
+        kind = type(event)
+        address = event.peer if kind is Announce or kind is Withdraw else getattr(event, "peer", None)
         if address is None:
             return None
         session = self.by_address.get(address)
@@ -91,6 +92,13 @@ class SessionTable:
             self.unknown_peers[address] = self.unknown_peers.get(address, 0) + 1
             return None
         session.last_message = event.at
+        if kind is Announce or kind is Withdraw:
+            if session.state != UP:
+                # Routes can only come over an established session: we missed its "up" (e.g.
+                # bgpwatch restarted while ExaBGP kept running), so believe the data.
+                session.state = UP
+                session.since = event.at
+            return session
         if isinstance(event, SessionState):
             if event.state != session.state:
                 if event.state == DOWN and session.state == UP:

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from bgpwatch.alerts.lifecycle import alert_key
 from bgpwatch.detect.base import Detector, Param, register
 from bgpwatch.events import EndOfRib, SessionState
-from bgpwatch.rib.prefix import MAX_LEN, format_prefix, parse_prefix, supernet
+from bgpwatch.rib.prefix import MAX_LEN, format_prefix, parse_prefix
 
 if TYPE_CHECKING:
     from bgpwatch.events import Event
@@ -111,8 +111,8 @@ RESERVED_ASNS: tuple[tuple[int, int, str], ...] = (
 
 def reserved_asn_kind(asn: int) -> str | None:
     """Return what a reserved ASN is reserved for, or None for an ordinary ASN."""
-    if 131071 < asn < 4200000000:
-        return None  # the common case, kept cheap
+    if 131071 < asn < 4200000000 or (0 < asn < 64496 and asn != 23456):
+        return None  # the common cases (32-bit and 16-bit public ASNs), kept cheap
     for low, high, what in RESERVED_ASNS:
         if low <= asn <= high:
             return what
@@ -135,6 +135,12 @@ class PrefixIndex:
         for family, key, value in items:
             self.table[family].setdefault(key, value)
         self.lengths = {f: tuple(sorted({k & 0xFF for k in t}, reverse=True)) for f, t in self.table.items()}
+        # (length, mask keeping the network bits of that length), longest first: one AND, one OR
+        # and one dict lookup per indexed length (hot path: every route goes through match).
+        self._masks = {
+            f: tuple((n, ((1 << (8 + MAX_LEN[f])) - 1) ^ ((1 << (8 + MAX_LEN[f] - n)) - 1)) for n in lengths)
+            for f, lengths in self.lengths.items()
+        }
 
     def __bool__(self) -> bool:
         return bool(self.table[4] or self.table[6])
@@ -145,13 +151,12 @@ class PrefixIndex:
         if not table:
             return None
         length = key & 0xFF
-        for candidate_len in self.lengths[family]:
-            if candidate_len > length:
-                continue
-            candidate = key if candidate_len == length else supernet(family, key, candidate_len)
-            value = table.get(candidate)
-            if value is not None:
-                return candidate, value
+        for candidate_len, mask in self._masks[family]:
+            if candidate_len <= length:
+                candidate = (key & mask) | candidate_len
+                value = table.get(candidate)
+                if value is not None:
+                    return candidate, value
         return None
 
 
@@ -254,16 +259,18 @@ class RouteDetector(Detector):
                 self._recheck_loads(now)
             return
         touched: set[GroupKey] = set()
+        routes, judge = self.routes, self.judge
         for change in changes:
             peer, family = change.peer, change.family
             for key, before, after in change.items:
+                new = judge(peer, family, key, before, after) if after is not None else ()
+                if not new and not routes:
+                    continue  # the common case: an unremarkable route, and nothing offending held
                 route = (peer, family, key)
-                old = self.routes.get(route)
-                new: tuple[tuple[GroupKey, Any], ...] = ()
-                if after is not None:
-                    new = tuple(self.judge(peer, family, key, before, after))
+                old = routes.get(route)
                 if not old and not new:
                     continue
+                new = tuple(new)
                 for group_key in old or ():
                     group = self.groups.get(group_key)
                     if group is not None:
@@ -281,11 +288,14 @@ class RouteDetector(Detector):
                     del self.routes[route]
             if peer not in self._loaded:
                 self._loaded[peer] = self.engine.peer_loaded(peer)
-        if isinstance(event, SessionState | EndOfRib) or any(
-            self._loaded.get(c.peer) != self.engine.peer_loaded(c.peer) for c in changes
-        ):
+        if isinstance(event, SessionState | EndOfRib):
             self._recheck_loads(now)  # republishes every group
             return
+        loaded = self.engine.peer_loaded
+        for change in changes:
+            if self._loaded.get(change.peer) != loaded(change.peer):
+                self._recheck_loads(now)  # republishes every group
+                return
         for group_key in touched:
             self._publish(group_key, now)
 
@@ -617,6 +627,15 @@ class ReservedAsnDetector(RouteDetector):
         allowed.update(self.p["allowed_asns"])
         self.allowed = frozenset(allowed)
         self._cache: dict[tuple[Any, ...], tuple[int, ...]] = {}
+        # The last judgement: the prefixes of one UPDATE share one attribute set, so consecutive
+        # routes usually ask the same question.  Forgotten at every session event (a peer's AS
+        # may change with its session, for peers that are not configured).
+        self._last: tuple[Any, str, list[tuple[GroupKey, Any]]] | None = None
+
+    def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
+        if isinstance(event, SessionState):
+            self._last = None
+        super().on_event(event, changes, now)
 
     def offending(self, path: tuple[int, ...], as_set: tuple[int, ...], skip_first: bool) -> tuple[int, ...]:
         """Return the reserved ASNs of a path that are not allowed (cached per distinct path)."""
@@ -625,6 +644,8 @@ class ReservedAsnDetector(RouteDetector):
         if found is not None:
             return found
         hops = path[1:] if skip_first else path
+        if not as_set and (not hops or (min(hops) > 0 and max(hops) < 64496 and 23456 not in hops)):
+            return ()  # public 16-bit ASNs only: the common case, tested in C
         allowed = self.allowed
         found = tuple(
             dict.fromkeys(
@@ -639,12 +660,17 @@ class ReservedAsnDetector(RouteDetector):
     def judge(
         self, peer: str, family: int, key: int, before: PathAttributes | None, after: PathAttributes
     ) -> Iterable[tuple[GroupKey, Any]]:
+        last = self._last
+        if last is not None and last[0] is after and last[1] == peer:
+            return last[2]
         path = after.as_path
         if not path and not after.as_set:
             return ()
         peer_as = self.peer_as(peer)
         skip_first = bool(path) and (peer_as is None or path[0] == peer_as)
-        return [(asn, after) for asn in self.offending(path, after.as_set, skip_first)]
+        found = [(asn, after) for asn in self.offending(path, after.as_set, skip_first)]
+        self._last = (after, peer, found)
+        return found
 
     def describe(
         self, group_key: GroupKey, group: Group, peers: list[str]

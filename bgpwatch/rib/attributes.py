@@ -248,11 +248,3 @@ class AttributePool:
         if found is attrs:
             return True
         return type(found) is list and any(a is attrs for a in found)
-
-    def __iter__(self):
-        """Iterate over the live attribute sets."""
-        for found in list(self._pool.values()):
-            if type(found) is PathAttributes:
-                yield found
-            else:
-                yield from found

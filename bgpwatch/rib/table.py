@@ -85,12 +85,26 @@ class Rib:
         return []
 
     def _announce(self, event: Announce) -> RouteChanges:
-        rib = self.peers.get(event.peer) or self.peer(event.peer)
+        rib = self.peers.get(event.peer)
+        if rib is None:
+            rib = self.peer(event.peer)
         table = rib.tables[event.family]
         after = event.attributes
         prefixes = event.prefixes
         count = len(prefixes)
         rib.announcements += count
+        if count == 1:  # a router that does not pack: one prefix per UPDATE
+            key = prefixes[0]
+            before = table.get(key)
+            if before is after:
+                return RouteChanges(event.at, event.peer, event.family, [])
+            table[key] = after
+            after.refs += 1
+            if before is not None:
+                before.refs -= 1
+                if before.refs == 0:
+                    self.pool.release_if_unused(before)
+            return RouteChanges(event.at, event.peer, event.family, [(key, before, after)])
         befores = list(map(table.get, prefixes))
         if befores.count(None) == count:
             # Every prefix is new (a table load): done in C, no per-prefix Python work.
@@ -123,7 +137,9 @@ class Rib:
         return RouteChanges(event.at, event.peer, event.family, items)
 
     def _withdraw(self, event: Withdraw) -> RouteChanges:
-        rib = self.peers.get(event.peer) or self.peer(event.peer)
+        rib = self.peers.get(event.peer)
+        if rib is None:
+            rib = self.peer(event.peer)
         table = rib.tables[event.family]
         prefixes = event.prefixes
         rib.withdrawals += len(prefixes)

@@ -28,12 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bgpwatch.rib.prefix import format_prefix, parse_prefix, supernet
+from bgpwatch.rib.prefix import MAX_LEN, format_prefix, parse_prefix, supernet
 
 if TYPE_CHECKING:
     from bgpwatch.config import Config
 
 PrefixId = tuple[int, int]  # (family, key)
+_UNSEEN = object()
+_RECENT = 512  # site_prefix answers remembered (a few UPDATEs' worth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,15 @@ class SiteModel:
             family: tuple(sorted({key & 0xFF for key in owner}, reverse=True))
             for family, owner in self.owner.items()
         }
+        # (length, mask keeping the network bits of that length), longest first, for site_prefix.
+        self._masks: dict[int, tuple[tuple[int, int], ...]] = {
+            family: tuple(
+                (n, ((1 << (8 + MAX_LEN[family])) - 1) ^ ((1 << (8 + MAX_LEN[family] - n)) - 1))
+                for n in lengths
+            )
+            for family, lengths in self.lengths.items()
+        }
+        self._recent: dict[int, dict[int, int | None]] = {4: {}, 6: {}}  # site_prefix's last answers
         self.families: frozenset[int] = frozenset(f for f, owner in self.owner.items() if owner)
         self.sites_of_as: dict[int, tuple[str, ...]] = {}
         for name, asns in self.site_as.items():
@@ -99,14 +110,22 @@ class SiteModel:
         owner = self.owner[family]
         if not owner:
             return None
+        # The topology and two route detectors ask about each route of an UPDATE in turn.
+        recent = self._recent[family]
+        found = recent.get(key, _UNSEEN)
+        if found is not _UNSEEN:
+            return found
+        found = None
         length = key & 0xFF
-        for site_len in self.lengths[family]:
-            if site_len > length:
-                continue
-            candidate = key if site_len == length else supernet(family, key, site_len)
-            if candidate in owner:
-                return candidate
-        return None
+        # One AND, one OR and one dict lookup per distinct site-prefix length (hot path).
+        for site_len, mask in self._masks[family]:
+            if site_len <= length and (candidate := (key & mask) | site_len) in owner:
+                found = candidate
+                break
+        if len(recent) >= _RECENT:
+            recent.clear()
+        recent[key] = found
+        return found
 
     def owner_of(self, family: int, site_key: int) -> str:
         """Return the site that declares a site prefix."""
