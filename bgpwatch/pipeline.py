@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bgpwatch.events import (
@@ -61,7 +60,6 @@ class Pipeline:
         self.lost_lines = 0
         self.last_event_at: float | None = None
         self._last_sample: dict[str, float] = {}
-        self.on_event: list[Callable[[Event, list[RouteChanges]], None]] = []
         self.worker_peers: dict[int, set[str]] = {}  # ExaBGP worker -> peer addresses it holds
 
     # -- input ------------------------------------------------------------------------
@@ -77,7 +75,7 @@ class Pipeline:
             self.reject(exc.reason, exc.detail, source)
             return
         for event in events:
-            if type(event) in _ROUTE_EVENTS and not self.on_event:
+            if type(event) in _ROUTE_EVENTS:
                 # feed_event for an UPDATE, inlined: this runs for every line of a table load.
                 self.events += 1
                 self.last_event_at = event.at
@@ -120,8 +118,6 @@ class Pipeline:
         changes = self.rib.apply(event)
         if self.consumer is not None:
             self.consumer.process(event, changes)
-        for callback in self.on_event:
-            callback(event, changes)
         if isinstance(event, CollectorShutdown | CollectorStatus):
             # ExaBGP is gone and will not say that its sessions went with it: say it for it,
             # after the collector event itself, so detectors can blame the collector, not the sites.
