@@ -55,6 +55,7 @@ CONTRACT_METRICS = frozenset(
         "bgpwatch_site_stale_routes",
         "bgpwatch_alerts_firing",
         "bgpwatch_sink_failures_total",
+        "bgpwatch_ingest_lag_seconds_bucket",
     }
 )
 GENERIC_METRICS = frozenset({"up"})
