@@ -30,6 +30,18 @@ def main() -> None:
     """bgpwatch: BGP sessions, topology and incidents across your sites."""
 
 
+def _load_or_exit(config_path: str):
+    """Load a configuration, or print every problem and exit 2."""
+    from bgpwatch.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_USAGE)
+
+
 # -- daemon side -------------------------------------------------------------------------
 
 
@@ -74,15 +86,9 @@ def relay(config_path: str, worker: int, socket_path: str | None) -> None:
     if socket_path is None and config_path is None:
         raise click.UsageError("give --config (or --socket)")
     if socket_path is None:
-        from bgpwatch.config import ConfigError, load_config
         from bgpwatch.daemon import relay_socket_path
 
-        try:
-            config = load_config(config_path)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                click.echo(problem, err=True)
-            sys.exit(EXIT_USAGE)
+        config = _load_or_exit(config_path)
         socket_path = str(relay_socket_path(config))
         buffer_bytes = config.collector.relay_buffer_bytes
     sys.exit(relay_module.main(socket_path, worker, buffer_bytes))
@@ -121,15 +127,9 @@ def make_client(config_path: str | None, api_url: str | None):
 
     token = None
     if api_url is None:
-        from bgpwatch.config import ConfigError, load_config
-
-        path = config_path or os.environ.get("BGPWATCH_CONFIG") or "/etc/bgpwatch/bgpwatch.yaml"
-        try:
-            config = load_config(path)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                click.echo(problem, err=True)
-            sys.exit(EXIT_USAGE)
+        config = _load_or_exit(
+            config_path or os.environ.get("BGPWATCH_CONFIG") or "/etc/bgpwatch/bgpwatch.yaml"
+        )
         host = config.api.host
         host = f"[{host}]" if ":" in host else host
         api_url = f"http://{host}:{config.api.port}"
@@ -353,17 +353,6 @@ def incidents_show(ctx, incident_id, as_json, markdown, config_path, api_url) ->
 
 
 # -- recorded input ----------------------------------------------------------------------
-
-
-def _load_or_exit(config_path: str):
-    from bgpwatch.config import ConfigError, load_config
-
-    try:
-        return load_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(EXIT_USAGE)
 
 
 def _epoch(text: str | None, name: str) -> float | None:

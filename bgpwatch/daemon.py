@@ -83,9 +83,7 @@ class Daemon:
         self.supervisor: Supervisor | None = None
         if config.collector.exabgp == "managed":
             self.supervisor = Supervisor(config, self._collector_status)
-            self.pipeline.worker_peers = {
-                w.plan.index: {p.address for p in w.plan.peers} for w in self.supervisor.workers
-            }
+            self.pipeline.worker_peers = self.supervisor.peers_by_worker()
         self.collector = DaemonCollector(
             self.pipeline, lambda: self.supervisor, lambda: (self.reload_ok, self.reload_at)
         )
@@ -377,9 +375,7 @@ class Daemon:
         self.pipeline.config = config
         if config.collector.exabgp == "managed":
             self.supervisor = Supervisor(config, self._collector_status)
-            self.pipeline.worker_peers = {
-                w.plan.index: {p.address for p in w.plan.peers} for w in self.supervisor.workers
-            }
+            self.pipeline.worker_peers = self.supervisor.peers_by_worker()
             self.supervisor.start()
         else:
             self.supervisor = None

@@ -189,6 +189,10 @@ class Supervisor:
         for worker in self.workers:
             worker.start()
 
+    def peers_by_worker(self) -> dict[int, set[str]]:
+        """Return the peer addresses each ExaBGP worker holds."""
+        return {w.plan.index: {p.address for p in w.plan.peers} for w in self.workers}
+
     async def stop(self) -> None:
         await asyncio.gather(*(worker.stop() for worker in self.workers))
 
