@@ -338,6 +338,13 @@ class CollectorConfig(_Model):
     ) = None
     exabgp_python: Text | None = None
     hold_time: HoldTime = 90
+    # Graceful-restart time advertised to every peer (RFC 4724: a 12-bit field); 0 = not advertised.
+    graceful_restart: Annotated[
+        int,
+        _int_check(
+            0, 4095, "expected a restart time in seconds (0-4095; 0 = do not advertise graceful restart)"
+        ),
+    ] = 120
     listen_address: Address | None = None
     listen_port: Port = 179
     local_address: Address | None = None

@@ -1,8 +1,34 @@
 """Write ExaBGP's configuration and environment from bgpwatch's own configuration.
 
 Choices (see the lab NOTES): ``adj-rib-in false`` because bgpwatch keeps its own RIB and
-ExaBGP's costs ~3.6 KB per route; ``receive { parsed; update; notification; }`` plus
-``neighbor-changes`` is everything bgpwatch consumes; the API process is ``bgpwatch relay``.
+ExaBGP's costs ~3.6 KB per route; ``receive { parsed; update; notification; open; }`` plus
+``neighbor-changes`` is everything bgpwatch consumes (``open`` carries the peer's capabilities,
+among them its graceful-restart time; ``negotiated`` is not asked for because ExaBGP then adds
+a negotiated block to every UPDATE line); the API process is ``bgpwatch relay``.
+
+Graceful restart (``collector.graceful_restart``, default 120 s, 0 = not advertised): the
+template advertises ``capability { graceful-restart T; route-refresh; }``.  Why: FRR sends
+End-of-RIB only to a peer that advertised the capability, GoBGP only when GR is negotiated, so
+without it bgpwatch cannot tell when a table is complete.  Side effects, from ExaBGP 5.0.15's
+source and the lab (tests/lab/capture_open.py):
+
+* ExaBGP lists every configured family (ipv4 and ipv6 unicast) with the forwarding-state bit,
+  and sets the Restart State bit in the first OPEN of each ExaBGP process (``FORCE_GRACEFUL`` in
+  ``reactor/peer.py``; later reconnects of the same process clear it).  R set tells the router
+  not to wait for ExaBGP's End-of-RIB before sending its table.
+* When ExaBGP stops (SIGTERM, a restart of bgpwatch) with GR negotiated it closes the TCP
+  connection without a Cease NOTIFICATION.  The router takes that for a restart of ExaBGP and
+  keeps the routes ExaBGP sent it, which are none, for up to T seconds: nothing changes in the
+  network.  The router's own session state shows the peer down as usual.
+* ExaBGP sends End-of-RIB itself (``manual-eor`` is off): right after the session is up, since
+  it announces nothing.  That matters to a router that restarts under GR: FRR and BIRD defer
+  their best-path selection until every GR peer sent its End-of-RIB (FRR ``select-defer-time``,
+  360 s by default; BIRD ``graceful restart wait``, 240 s), and ExaBGP does not delay them.
+* ExaBGP does not support the RFC 8538 N bit: a NOTIFICATION (e.g. a hold-timer expiry) ends the
+  session the ordinary way on both sides.
+* ExaBGP keeps no stale routes for the peer when the session drops (it has no RIB here and
+  synthesises no withdraws): what the other routers keep announcing for a restarting router is
+  bgpwatch's business (the ``PeerOpen`` event says whether the peer offered GR, and its time).
 """
 
 from __future__ import annotations
@@ -101,6 +127,13 @@ def _local_address(config: Config, peer: Peer) -> str | None:
     return address
 
 
+def _capabilities(graceful_restart: int) -> str:
+    """Return the body of the template's ``capability`` block."""
+    if graceful_restart:
+        return f"graceful-restart {graceful_restart}; route-refresh;"
+    return "route-refresh;"
+
+
 def render_worker(config: Config, plan: WorkerPlan) -> str:
     """Return the text of one ExaBGP worker's configuration file."""
     collector = config.collector
@@ -117,11 +150,13 @@ def render_worker(config: Config, plan: WorkerPlan) -> str:
         "    adj-rib-in false;",
         "    group-updates true;",
         "    family { ipv4 unicast; ipv6 unicast; }",
-        "    capability { route-refresh; }",
+        f"    capability {{ {_capabilities(collector.graceful_restart)} }}",
         "    api {",
         f"      processes [ {PROCESS_NAME} ];",
         "      neighbor-changes;",
-        "      receive { parsed; update; notification; }",
+        # `open`: the peer's OPEN reaches bgpwatch (its GR capability and restart time).  Not
+        # `negotiated;`: it adds a whole negotiated block to every UPDATE line.
+        "      receive { parsed; update; notification; open; }",
         "    }",
         "  }",
         "}",
