@@ -15,7 +15,9 @@ Tables (schema version in PRAGMA user_version, upgraded by MIGRATIONS on open):
 - transitions: every transition as received (JSON with evidence), keyed by `transition_key`;
 - alerts: one row per alert instance (firing until resolved), pointing at its latest transition;
 - incidents: id, root kind and labels, severity, summary, opened/closed times, status;
-- notifications: (sink, transition key) pairs delivered, so a restart does not notify twice.
+- notifications: (sink, transition key) pairs delivered, so a restart does not notify twice;
+- maintenance (v2): operator maintenance windows (target, scope, reason, by, since, planned end,
+  ended), so a restart takes back the windows still open (bgpwatch.planned owns them while running).
 
 Incident root: the transition that opened the incident (the lifecycle opens an incident with the
 root-cause alert and lets consequences join it); its severity is the highest of its alerts.
@@ -132,8 +134,27 @@ def _schema_v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _schema_v2(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        CREATE TABLE maintenance (
+            id INTEGER PRIMARY KEY,
+            target TEXT NOT NULL,
+            scope TEXT NOT NULL CHECK (scope IN ('site', 'peer')),
+            reason TEXT NOT NULL,
+            started_by TEXT NOT NULL,
+            since_ts REAL NOT NULL,
+            until_ts REAL,
+            ended_ts REAL
+        );
+        CREATE INDEX maintenance_open ON maintenance (ended_ts, target);
+        """,
+    )
+
+
 # MIGRATIONS[n] upgrades a database from user_version n to n + 1, inside one transaction.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_v1, _schema_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -343,6 +364,46 @@ class Store:
                 (sink, transition_key, self.clock()),
             )
 
+    def start_maintenance(self, window: Mapping[str, Any]) -> None:
+        """Store a window (target, scope, reason, by, since_ts, until_ts); close its target's open one."""
+        since = float(window["since_ts"])
+        with self._lock, self._transaction() as db:
+            db.execute(
+                "UPDATE maintenance SET ended_ts = ? WHERE target = ? AND ended_ts IS NULL",
+                (since, window["target"]),
+            )
+            db.execute(
+                "INSERT INTO maintenance (target, scope, reason, started_by, since_ts, until_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    window["target"],
+                    window["scope"],
+                    window["reason"],
+                    window["by"],
+                    since,
+                    window["until_ts"],
+                ),
+            )
+
+    def end_maintenance(self, target: str, at: float) -> bool:
+        """Mark the open window on `target` ended at `at`; return whether there was one."""
+        with self._lock, self._transaction() as db:
+            cur = db.execute(
+                "UPDATE maintenance SET ended_ts = ? WHERE target = ? AND ended_ts IS NULL", (at, target)
+            )
+        return cur.rowcount > 0
+
+    def active_maintenance(self, now: float) -> list[dict[str, Any]]:
+        """Return the windows neither ended nor expired at `now`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT target, scope, reason, started_by, since_ts, until_ts FROM maintenance"
+                " WHERE ended_ts IS NULL AND (until_ts IS NULL OR until_ts > ?) ORDER BY since_ts, id",
+                (now,),
+            ).fetchall()
+        keys = ("target", "scope", "reason", "by", "since_ts", "until_ts")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
     def prune(self, retention_days: float, now: float | None = None) -> int:
         """Delete what ended more than retention_days before now; return the transitions deleted.
 
@@ -359,6 +420,9 @@ class Store:
             )
             deleted = cur.rowcount
             db.execute("DELETE FROM alerts WHERE last_id NOT IN (SELECT id FROM transitions)")
+            db.execute(
+                "DELETE FROM maintenance WHERE COALESCE(ended_ts, until_ts) < ?", (cutoff,)
+            )  # open-ended windows still open have neither: kept
             db.execute(
                 "DELETE FROM notifications WHERE delivered_ts < ?"
                 " AND transition_key NOT IN (SELECT key FROM transitions)",
