@@ -140,10 +140,15 @@ def make_client(config_path: str | None, api_url: str | None):
 def fetch(
     config_path: str | None, api_url: str | None, path: str, params: dict | None = None, raw: bool = False
 ):
+    return api_call(config_path, api_url, lambda client: client.get(path, params, raw=raw))
+
+
+def api_call(config_path: str | None, api_url: str | None, action):
+    """Run `action(client)` against the daemon; one line and exit 1 (unreachable) or 2 (refused)."""
     from bgpwatch.api.client import ApiError, DaemonUnreachable
 
     try:
-        return make_client(config_path, api_url).get(path, params, raw=raw)
+        return action(make_client(config_path, api_url))
     except DaemonUnreachable as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_FAILURE)
@@ -199,8 +204,83 @@ def status(config_path, api_url, as_json) -> None:
         click.echo(
             f"ExaBGP worker {w['worker']}: {state}, restarts {w['restarts']}, peers {', '.join(w['peers'])}"
         )
+    for w in data.get("maintenance", []):
+        click.echo(f"maintenance: {_window_line(w)}")
+    for d in data.get("draining", []):
+        click.echo(f"planned: {d['peer']} ({d['site']}) {d['state']} since {d['since']} (GRACEFUL_SHUTDOWN)")
     if not data["config_reload_ok"]:
         click.echo("WARNING: the last configuration reload was refused; the previous one is running")
+
+
+def _window_line(w: dict) -> str:
+    until = f"until {w['until']}" if w.get("until") else "until ended"
+    return f"{w['target']} ({w['scope']}) since {w['since']} {until}: {w['reason']} [by {w['by']}]"
+
+
+@main.group()
+def maintenance() -> None:
+    """Maintenance windows on a site or session: their alerts are planned work, kept, not paged."""
+
+
+@maintenance.command("start")
+@click.argument("target")
+@click.option(
+    "--for", "duration", default=None, metavar="DURATION", help="30m, 2h, 90s (default: until ended)."
+)
+@click.option("--reason", default="", help="Why (shown with the alerts it covers).")
+@client_options
+def maintenance_start(target, duration, reason, config_path, api_url, as_json) -> None:
+    """Open a maintenance window on TARGET (a site or a peer name)."""
+    from bgpwatch.planned import parse_duration
+
+    seconds = None
+    if duration is not None:
+        try:
+            seconds = parse_duration(duration)
+        except ValueError as exc:
+            click.echo(f"error: --for: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+    body: dict[str, Any] = {"target": target, "reason": reason}
+    if seconds is not None:
+        body["duration_seconds"] = seconds
+    window = api_call(config_path, api_url, lambda client: client.post("/api/v1/maintenance", body))
+    if as_json:
+        emit_json(window)
+        return
+    click.echo(f"maintenance window opened: {_window_line(window)}")
+
+
+@maintenance.command("end")
+@click.argument("target")
+@client_options
+def maintenance_end(target, config_path, api_url, as_json) -> None:
+    """End the maintenance window on TARGET."""
+    from urllib.parse import quote
+
+    path = f"/api/v1/maintenance/{quote(target, safe='')}"
+    window = api_call(config_path, api_url, lambda client: client.delete(path))
+    if as_json:
+        emit_json(window)
+        return
+    click.echo(f"maintenance window on {window['target']} ended at {window['until']}")
+
+
+@maintenance.command("list")
+@client_options
+def maintenance_list(config_path, api_url, as_json) -> None:
+    """List the open maintenance windows."""
+    data = fetch(config_path, api_url, "/api/v1/maintenance")
+    if as_json:
+        emit_json(data)
+        return
+    if not data:
+        click.echo("no maintenance window open")
+        return
+    rows = [
+        [w["target"], w["scope"], w["site"], w["since"], w["until"] or "(until ended)", w["by"], w["reason"]]
+        for w in data
+    ]
+    click.echo(table(rows, ["target", "scope", "site", "since", "until", "by", "reason"]))
 
 
 @main.command()

@@ -31,6 +31,7 @@ from bgpwatch.events import CollectorStatus
 from bgpwatch.ingest.control import RELAY_TAG, collector_control_line, hello_worker
 from bgpwatch.ingest.recorder import Recorder
 from bgpwatch.pipeline import Pipeline
+from bgpwatch.planned import PlannedWork, sites_from_config
 
 log = logging.getLogger("bgpwatch")
 
@@ -78,7 +79,9 @@ class Daemon:
         self.listeners: list[Callable[[dict[str, Any]], None]] = []  # e.g. `replay --json` printing
         self.reload_at = time.time()
         self.pipeline = Pipeline(config)
+        self.planned = PlannedWork(sites_from_config(config))  # maintenance windows and drains
         self.engine = self._build_engine(config)
+        self._attach_planned()
         self.pipeline.consumer = self.engine
         self.supervisor: Supervisor | None = None
         if config.collector.exabgp == "managed":
@@ -95,6 +98,7 @@ class Daemon:
             registry=self.registry,
         )
         self.store = Store(config.storage.path)
+        self._load_maintenance()
         self.sink_metrics = SinkMetrics(self.registry)
         self.sinks = self._build_sinks(config)
         # Alerts still firing when bgpwatch last stopped: Alertmanager keeps getting them re-sent,
@@ -126,6 +130,17 @@ class Daemon:
         except ImportError:
             return None
         return DetectionEngine(config, self.pipeline.rib, self.emit)
+
+    def _attach_planned(self) -> None:
+        if self.engine is not None:
+            self.engine.planned = self.planned  # the engine asks it whether an alert is planned work
+
+    def _load_maintenance(self) -> None:
+        """Take back the windows still open at the last stop (one that expired meanwhile stays out)."""
+        now = self.stream_now()
+        for window in self.store.active_maintenance(now):
+            if self.planned.restore(window, now) is None:
+                log.warning("maintenance window on %r not restored: no such site or peer", window["target"])
 
     def _build_sinks(self, config: Config) -> SinkSet:
         sinks = build_sinks(
@@ -353,6 +368,8 @@ class Daemon:
         self.config = new
         if self.engine is not None and hasattr(self.engine, "reconfigure"):
             self.engine.reconfigure(new)
+        self.planned.set_sites(sites_from_config(new))
+        self._attach_planned()
         if alerting_changed:
             log.info("reload: alert sinks changed; new sinks start, the old ones drain")
             asyncio.get_running_loop().create_task(self._swap_sinks(new))
@@ -380,6 +397,30 @@ class Daemon:
         else:
             self.supervisor = None
 
+    # -- planned work -----------------------------------------------------------------
+    def stream_now(self) -> float:
+        """Return the pipeline's stream time (the engine's clock, the last event), else wall time."""
+        now = getattr(self.engine, "now", None)
+        if now is None:
+            now = self.pipeline.last_event_at
+        return time.time() if now is None else now
+
+    def start_maintenance(self, target: str, duration: float | None, reason: str) -> dict[str, Any]:
+        """Open a maintenance window and store it; ValueError for an unknown target."""
+        window = self.planned.start(target, self.stream_now(), duration, reason)
+        self.store.start_maintenance(window)
+        log.info("maintenance window on %s opened (until %s): %s", target, window["until"], window["reason"])
+        return window
+
+    def end_maintenance(self, target: str) -> dict[str, Any] | None:
+        """Close the window on `target` and store that; None when none is open."""
+        now = self.stream_now()
+        window = self.planned.end(target, now)
+        if window is not None:
+            self.store.end_maintenance(target, now)
+            log.info("maintenance window on %s ended", target)
+        return window
+
     # -- views for the API ------------------------------------------------------------
     def health(self) -> tuple[bool, list[str]]:
         problems = []
@@ -405,6 +446,8 @@ class Daemon:
             "pipeline": self.pipeline.status(now),
             "config_reload_ok": self.reload_ok,
             "alerts_firing": len(self.alerts()),
+            "maintenance": self.planned.windows(self.stream_now()),
+            "draining": self.planned.drains(self.stream_now()),
         }
 
     def topology(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ class ApiError(RuntimeError):
 
 
 class Client:
-    """GET JSON from a running bgpwatch."""
+    """Talk JSON to a running bgpwatch."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -28,7 +28,23 @@ class Client:
     def get(self, path: str, params: dict[str, Any] | None = None, raw: bool = False) -> Any:
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        request = urllib.request.Request(url)
+        return self._send(urllib.request.Request(url), raw)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST a JSON body and return the JSON answer."""
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        return self._send(request)
+
+    def delete(self, path: str) -> Any:
+        """DELETE a resource and return the JSON answer."""
+        return self._send(urllib.request.Request(self.base_url + path, method="DELETE"))
+
+    def _send(self, request: urllib.request.Request, raw: bool = False) -> Any:
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:

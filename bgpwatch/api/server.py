@@ -103,6 +103,30 @@ def select_routes(daemon: Daemon, query: dict[str, str]) -> list[dict[str, Any]]
     return out
 
 
+MAINTENANCE_FIELDS = ("target", "duration_seconds", "reason")
+
+
+def maintenance_request(body: Any) -> tuple[str, float | None, str]:
+    """Return (target, duration, reason) from a POST /api/v1/maintenance body; BadRequest naming the field."""
+    if not isinstance(body, dict):
+        raise BadRequest("body: expected a JSON object {target, duration_seconds?, reason?}")
+    unknown = sorted(set(body) - set(MAINTENANCE_FIELDS))
+    if unknown:
+        raise BadRequest(f"{unknown[0]}: unknown field (expected one of: {', '.join(MAINTENANCE_FIELDS)})")
+    target = body.get("target")
+    if not isinstance(target, str) or not target.strip():
+        raise BadRequest(f"target: expected a site or peer name, got {target!r}")
+    duration = body.get("duration_seconds")
+    if duration is not None and (
+        isinstance(duration, bool) or not isinstance(duration, int | float) or not 0 < duration < 1e9
+    ):
+        raise BadRequest(f"duration_seconds: expected a positive number of seconds, got {duration!r}")
+    reason = body.get("reason") or ""
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise BadRequest("reason: expected a text of at most 500 characters")
+    return target.strip(), None if duration is None else float(duration), reason
+
+
 def build_app(daemon: Daemon) -> web.Application:
     """Return the aiohttp application serving the daemon's state."""
 
@@ -182,6 +206,30 @@ def build_app(daemon: Daemon) -> web.Application:
             return _json({"error": f"no incident {request.match_info['incident_id']!r}"}, status=404)
         return _json(found)
 
+    async def maintenance_list(_request: web.Request) -> web.Response:
+        return _json(daemon.planned.windows(daemon.stream_now()))
+
+    async def maintenance_start(request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"body: expected JSON, {exc}") from exc
+        target, duration, reason = maintenance_request(body)
+        try:
+            window = daemon.start_maintenance(target, duration, reason)
+        except ValueError as exc:
+            return _json({"error": f"target: {exc}"}, status=404)
+        return _json(window, status=201)
+
+    async def maintenance_end(request: web.Request) -> web.Response:
+        target = request.match_info["target"]
+        window = daemon.end_maintenance(target)
+        if window is not None:
+            return _json(window)
+        if daemon.planned.target_scope(target) is None:
+            return _json({"error": f"target: no site or peer named {target!r}"}, status=404)
+        return _json({"error": f"target: no maintenance window open on {target!r}"}, status=404)
+
     app = web.Application(middlewares=[errors, auth])
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
@@ -194,4 +242,7 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/v1/transitions", transitions)
     app.router.add_get("/api/v1/incidents", incidents)
     app.router.add_get("/api/v1/incidents/{incident_id}", incident)
+    app.router.add_get("/api/v1/maintenance", maintenance_list)
+    app.router.add_post("/api/v1/maintenance", maintenance_start)
+    app.router.add_delete("/api/v1/maintenance/{target}", maintenance_end)
     return app
