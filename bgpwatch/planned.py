@@ -250,17 +250,22 @@ class PlannedWork:
         cache = self._gs
         gained = lost = withdrawn = 0
         session_lost = False
+        # Hot path: most routes carry no community at all, and those that do share a few interned
+        # lists (one per distinct list, the same object for every prefix of an UPDATE): remember the
+        # last list seen, else one dict lookup by id; no allocation either way.
+        last: tuple | None = None
+        last_has: bool | None = False
         for change in changes:
             for _key, before, after in change.items:
-                # Hot path: most routes carry no community at all, and those that do share a few
-                # interned lists; one dict lookup by id, no allocation.
                 if before is not None:
                     communities = before.communities
                     if communities:
-                        has = cache.get(id(communities))
-                        if has is None:
-                            has = self._carries_gs(communities)
-                        if has:
+                        if communities is not last:
+                            last = communities
+                            last_has = cache.get(id(communities))
+                            if last_has is None:
+                                last_has = self._carries_gs(communities)
+                        if last_has:
                             lost += 1
                             if after is None:
                                 withdrawn += 1
@@ -269,10 +274,12 @@ class PlannedWork:
                 if after is not None:
                     communities = after.communities
                     if communities:
-                        has = cache.get(id(communities))
-                        if has is None:
-                            has = self._carries_gs(communities)
-                        if has:
+                        if communities is not last:
+                            last = communities
+                            last_has = cache.get(id(communities))
+                            if last_has is None:
+                                last_has = self._carries_gs(communities)
+                        if last_has:
                             gained += 1
         if not gained and not lost:
             return

@@ -371,3 +371,21 @@ def test_store_migrates_a_version_1_database(tmp_path: Path) -> None:
         assert store.active_maintenance(T0) == []
         store.start_maintenance(PlannedWork(SITES).start("par1", T0, None, "x"))
         assert len(store.active_maintenance(T0 + 1e6)) == 1  # open-ended: until ended
+
+
+def test_counting_follows_every_list_when_they_alternate(planned: PlannedWork) -> None:
+    from bgpwatch.rib import RouteChanges
+
+    pool = AttributePool()
+    plain = pool.intern(as_path=(65001,), communities=((65001, 1),))
+    gs_a = pool.intern(as_path=(65001,), communities=((65001, 1), GRACEFUL_SHUTDOWN))
+    gs_b = pool.intern(as_path=(65001, 65009), communities=(GRACEFUL_SHUTDOWN,))
+    items = [(1, None, gs_a), (2, None, plain), (3, None, gs_b), (4, None, plain), (5, None, gs_a)]
+    planned.observe_routes("par1-rr1", "par1", [RouteChanges(T0, "192.0.2.2", 4, items)], T0)
+    assert planned.drains(T0)[0]["routes"] == 3
+    items = [(1, gs_a, plain), (2, plain, gs_b), (3, gs_b, plain), (4, plain, plain), (5, gs_a, None)]
+    planned.observe_routes("par1-rr1", "par1", [RouteChanges(T0 + 1, "192.0.2.2", 4, items)], T0 + 1)
+    assert planned.drains(T0 + 1)[0]["routes"] == 1  # only prefix 2 carries it now
+    items = [(2, gs_b, plain)]
+    planned.observe_routes("par1-rr1", "par1", [RouteChanges(T0 + 2, "192.0.2.2", 4, items)], T0 + 2)
+    assert planned.drains(T0 + 2) == [] and planned.match(None, "par1-rr1", T0 + 2) is None
