@@ -1,4 +1,4 @@
-"""Network-namespace lab (BIRD 2 routers around a collector namespace) for tests and benchmarks."""
+"""Network-namespace lab (BIRD 2, FRR, GoBGP routers around a collector namespace) for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -14,18 +14,27 @@ from .netlab import (
     bulk_v6_prefixes,
     cleanup_stale,
     lab_available,
+    ring,
+    sites,
 )
+from .routers import ROUTER_KINDS, Neighbor, Router, router_class
 
 __all__ = [
     "BULK_V4_CAPACITY",
     "BULK_V6_CAPACITY",
     "DEFAULT_SITES",
+    "ROUTER_KINDS",
     "Addresses",
     "Lab",
     "LabError",
+    "Neighbor",
+    "Router",
     "SiteSpec",
     "bulk_v4_prefixes",
     "bulk_v6_prefixes",
     "cleanup_stale",
     "lab_available",
+    "ring",
+    "router_class",
+    "sites",
 ]

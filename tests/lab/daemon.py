@@ -19,10 +19,19 @@ BGPWATCH = [sys.executable, "-m", "bgpwatch"]
 
 
 class LabDaemon:
-    """A `bgpwatch run` process in the collector namespace of `lab`, with its log in `tmpdir`."""
+    """A `bgpwatch run` process in the collector namespace of `lab`, with its log in `tmpdir`.
 
-    def __init__(self, lab: Lab, tmpdir: Path, **config_overrides: Any) -> None:
+    ``source``: a directory holding another bgpwatch/ package to run instead of the working tree's
+    (default: $BGPWATCH_LAB_SOURCE, e.g. a `git archive` of a commit while the tree is mid-edit).
+    """
+
+    def __init__(
+        self, lab: Lab, tmpdir: Path, *, source: Path | str | None = None, **config_overrides: Any
+    ) -> None:
         self.lab = lab
+        source = source or os.environ.get("BGPWATCH_LAB_SOURCE") or None
+        # `python -m` puts the working directory first on sys.path: run there to pick that package.
+        self.cwd = str(Path(source).resolve()) if source else None
         self.tmpdir = Path(tmpdir)
         self.config = lab.bgpwatch_config(self.tmpdir, **config_overrides)
         self.log_path = self.tmpdir / "bgpwatch.log"
@@ -34,6 +43,7 @@ class LabDaemon:
             [*BGPWATCH, "run", "--config", str(self.config), "--log-level", log_level],
             stdout=log,
             stderr=subprocess.STDOUT,
+            cwd=self.cwd,
         )
         self.wait_for(lambda: self.try_cli("status") is not None, 30, "the daemon's API to answer")
         return self
@@ -50,7 +60,7 @@ class LabDaemon:
         argv = [*BGPWATCH, *args, "--config", str(self.config)]
         if json_output:
             argv.append("--json")
-        proc = self.lab.collector_exec(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = self.lab.collector_exec(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.cwd)
         out, err = proc.communicate(timeout=30)
         if check and proc.returncode != 0:
             raise AssertionError(f"bgpwatch {' '.join(args)} exited {proc.returncode}: {err.decode()}")

@@ -30,9 +30,21 @@ import tempfile
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
+
+from .routers import (
+    ROUTER_KINDS,
+    Addresses,
+    LabError,
+    Neighbor,
+    Router,
+    router_class,
+    run,
+    stop_process,
+    wait_until,
+)
 
 COLLECTOR_AS = 65000
 COLLECTOR_ROUTER_ID = "192.0.2.254"
@@ -50,24 +62,19 @@ _SITE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 _PREFIX_NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 
 
-class LabError(RuntimeError):
-    """A lab step failed (command error, timeout, bad argument)."""
-
-
-class Addresses(NamedTuple):
-    """An IPv4 and an IPv6 address of one end of a link."""
-
-    v4: str
-    v6: str
-
-
 @dataclass(frozen=True)
 class SiteSpec:
-    """One site: a BIRD router with its AS and the prefixes it originates."""
+    """One site: its router kind, AS and the prefixes it originates.
+
+    ``router``: "bird", "frr" or "gobgp" (routers.ROUTER_KINDS); ``route_reflector``: in an AS with
+    several sites, this site's router reflects routes to the AS's other (client) sites.
+    """
 
     name: str
     asn: int
     prefixes: tuple[str, ...]
+    router: str = "bird"
+    route_reflector: bool = False
 
 
 DEFAULT_SITES: tuple[SiteSpec, ...] = (
@@ -78,9 +85,29 @@ DEFAULT_SITES: tuple[SiteSpec, ...] = (
 )
 
 
+def sites(
+    count: int = 3, router: str = "bird", *, asn: int | None = None, route_reflectors: Sequence[str] = ()
+) -> list[SiteSpec]:
+    """Return the first ``count`` default sites with router ``router`` (``asn``: one AS for all, iBGP)."""
+    if not 1 <= count <= len(DEFAULT_SITES):
+        raise LabError(f"sites={count}: pass SiteSpec objects for more than {len(DEFAULT_SITES)}")
+    return [
+        replace(spec, router=router, asn=asn or spec.asn, route_reflector=spec.name in route_reflectors)
+        for spec in DEFAULT_SITES[:count]
+    ]
+
+
+def ring(names: Sequence[str], chords: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """Return the links of a ring through ``names`` in order, plus ``chords``."""
+    links = [(names[i], names[(i + 1) % len(names)]) for i in range(len(names))] if len(names) > 2 else []
+    if len(names) == 2:
+        links = [(names[0], names[1])]
+    return links + list(chords)
+
+
 @dataclass(frozen=True)
 class _Link:
-    """One inter-site veth pair; ``a`` sorts before ``b`` in the site order."""
+    """One inter-site veth pair (index = position in the lab's link list)."""
 
     index: int
     a: str
@@ -110,23 +137,10 @@ class _Resources:
 
     namespaces: list[str] = field(default_factory=list)
     veths: list[tuple[str, str]] = field(default_factory=list)  # (namespace, ifname)
-    birds: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    procs: dict[str, dict[str, subprocess.Popen[bytes]]] = field(default_factory=dict)  # site -> daemons
     others: list[subprocess.Popen[Any]] = field(default_factory=list)
     tmpdir: Path | None = None
     owner: int = field(default_factory=os.getpid)
-
-
-def _run(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> str:
-    """Run a command, return its stdout; raise LabError with its stderr when it fails."""
-    try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LabError(f"{' '.join(argv)}: {exc}") from exc
-    if check and done.returncode != 0:
-        raise LabError(
-            f"{' '.join(argv)}: exit {done.returncode}: {done.stderr.strip() or done.stdout.strip()}"
-        )
-    return done.stdout
 
 
 def _alive(pid: int) -> bool:
@@ -140,7 +154,7 @@ def _alive(pid: int) -> bool:
 
 
 def _netns_pids(namespace: str) -> list[int]:
-    out = _run(["ip", "netns", "pids", namespace], check=False)
+    out = run(["ip", "netns", "pids", namespace], check=False)
     return [int(word) for word in out.split() if word.isdigit()]
 
 
@@ -151,21 +165,7 @@ def _kill_namespace(namespace: str, deadline: float) -> None:
             os.kill(pid, signal.SIGKILL)
     while _netns_pids(namespace) and time.monotonic() < deadline:
         time.sleep(0.05)
-    _run(["ip", "netns", "del", namespace], check=False)
-
-
-def _stop_process(proc: subprocess.Popen[Any], sig: int, grace: float) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(sig)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
+    run(["ip", "netns", "del", namespace], check=False)
 
 
 def _release(res: _Resources) -> None:
@@ -174,18 +174,19 @@ def _release(res: _Resources) -> None:
         return  # a forked child exiting must not tear down its parent's lab
     # Collector processes first and gently: bgpwatch should get to stop its ExaBGP children.
     for proc in res.others:
-        _stop_process(proc, signal.SIGTERM, 5.0)
-    for proc in res.birds.values():
-        _stop_process(proc, signal.SIGKILL, 5.0)
+        stop_process(proc, signal.SIGTERM, 5.0)
+    for daemons in res.procs.values():
+        for proc in daemons.values():
+            stop_process(proc, signal.SIGKILL, 5.0)
     deadline = time.monotonic() + 10.0
     for namespace, ifname in res.veths:
-        _run(["ip", "-n", namespace, "link", "del", ifname], check=False)
+        run(["ip", "-n", namespace, "link", "del", ifname], check=False)
     for namespace in res.namespaces:
         _kill_namespace(namespace, deadline)
     if res.tmpdir is not None:
         shutil.rmtree(res.tmpdir, ignore_errors=True)
     res.others.clear()
-    res.birds.clear()
+    res.procs.clear()
     res.veths.clear()
     res.namespaces.clear()
 
@@ -214,7 +215,7 @@ def cleanup_stale(prefix: str = "bwt", *, include_live: bool = False) -> list[st
         stale_dirs.append(directory)
     removed = []
     deadline = time.monotonic() + 10.0
-    for namespace in _run(["ip", "netns", "list"], check=False).split("\n"):
+    for namespace in run(["ip", "netns", "list"], check=False).split("\n"):
         name = namespace.split(" ", 1)[0].strip()
         if not name.startswith(prefix) or "-" not in name:
             continue
@@ -227,13 +228,20 @@ def cleanup_stale(prefix: str = "bwt", *, include_live: bool = False) -> list[st
     return removed
 
 
-def lab_available() -> str | None:
-    """Return why the lab cannot run here, or None when it can (root, ip, bird, birdc)."""
+def lab_available(kinds: Sequence[str] = ("bird",)) -> str | None:
+    """Return why a lab with routers of ``kinds`` cannot run here, or None when it can."""
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces)"
-    for tool in ("ip", "bird", "birdc"):
-        if shutil.which(tool) is None:
-            return f"the lab needs {tool!r} on PATH (iproute2, bird2)"
+    if shutil.which("ip") is None:
+        return "the lab needs 'ip' on PATH (iproute2)"
+    for kind in kinds:
+        try:
+            backend = router_class(kind)
+        except LabError as exc:
+            return str(exc)
+        for tool in backend.requires:
+            if shutil.which(tool) is None and not os.access(tool, os.X_OK):
+                return f"{kind} sites need {tool!r}"
     return None
 
 
@@ -276,35 +284,31 @@ def _v6_range(count: int, offset: int) -> Iterator[str]:
         yield f"{ipaddress.IPv6Address(base + number * step)}/{BULK_V6_LENGTH}"
 
 
-def _bulk_protocol(
-    name: str, family: int, prefixes: Iterator[str], asn: int, group_size: int
-) -> Iterator[str]:
-    """Yield the lines of one bulk static protocol (streamed: a full table is tens of MB of text)."""
-    yield f"protocol static {name} {{\n  ipv{family};\n"
-    for number, prefix in enumerate(prefixes):
-        group = number // group_size if group_size > 0 else 0
-        # Routes of one group share every attribute, so BIRD packs them into one UPDATE.
-        yield (
-            f"  route {prefix} unreachable {{ bgp_community.add(({asn}, 200)); "
-            f"bgp_large_community.add(({asn}, {family}, {group})); }};\n"
-        )
-    yield "}\n"
+_SILENT_TABLE = "bwlab_power"  # nftables table of a silent power loss (everything dropped)
+_BLACKHOLE_TABLE = "bwlab_blackhole"  # nftables table of a blackholed collector link
 
 
 class Lab:
-    """A collector namespace and N BIRD sites in network namespaces; use as a context manager.
+    """A collector namespace and N router sites in network namespaces; use as a context manager.
 
-    ``sites``: how many of DEFAULT_SITES (1-4) or SiteSpec objects; ``prefix``: start of every namespace
-    and temp dir name (a random 4-hex lab id follows); ``collector_as``: the collector's AS ("ibgp": each
-    session uses the site's own AS); ``routers_passive``: BIRD waits for the collector to connect;
-    timers apply to every BGP session; ``extra_routes``: ``{site: (count_v4, count_v6, group_size)}``
-    bulk routes loaded before ``start()`` returns.
+    ``sites``: how many of DEFAULT_SITES (1-4, BIRD) or SiteSpec objects (any router kind);
+    ``links``: inter-site links as (a, b) pairs (None: full mesh); ``split_families``: separate IPv4
+    and IPv6 sessions on every inter-site link (else one IPv4 session carrying both);
+    ``collector_split_families``: the same for the collector sessions; ``prefix``: start of every
+    namespace and temp dir name (a random 4-hex lab id follows); ``collector_as``: the collector's AS
+    ("ibgp": each session uses the site's own AS); ``routers_passive``: the routers wait for the
+    collector to connect; timers apply to every BGP session; ``graceful_restart`` and
+    ``restart_time``: GR on the routers that support it (FRR); ``extra_routes``:
+    ``{site: (count_v4, count_v6, group_size)}`` bulk routes (BIRD) loaded before ``start()`` returns.
     """
 
     def __init__(
         self,
         sites: int | Sequence[SiteSpec] = 3,
         *,
+        links: Sequence[tuple[str, str]] | None = None,
+        split_families: bool = False,
+        collector_split_families: bool = False,
         prefix: str = "bwt",
         collector_as: int | Literal["ibgp"] = COLLECTOR_AS,
         routers_passive: bool = True,
@@ -313,6 +317,8 @@ class Lab:
         connect_delay: int = 1,
         connect_retry: int = 5,
         error_wait: tuple[int, int] = (1, 10),
+        graceful_restart: bool = True,
+        restart_time: int = 20,
         extra_routes: Mapping[str, tuple[int, int, int]] | None = None,
         share_bulk: bool = False,
         md5_password: str | None = None,
@@ -329,39 +335,55 @@ class Lab:
         for name in names:
             if not _SITE_NAME.match(name):
                 raise LabError(f"site name {name!r}: want [a-z][a-z0-9]{{0,9}} (BIRD symbol, interface name)")
+        for spec in self.sites:
+            if spec.router not in ROUTER_KINDS:
+                raise LabError(f"site {spec.name}: unknown router kind {spec.router!r}")
         if not _PREFIX_NAME.match(prefix):
             raise LabError(f"prefix {prefix!r}: want [a-z][a-z0-9]{{0,7}}")
         if len(self.sites) > 62:
             raise LabError("at most 62 sites fit 192.0.2.0/24 with one /30 each")
-        pairs = len(self.sites) * (len(self.sites) - 1) // 2
-        if pairs > 64:
-            raise LabError("at most 11 sites: the inter-site /30s must fit 198.51.100.0/24")
         self.lab_id = prefix + secrets.token_hex(2)
         self.collector_as = collector_as
         self.routers_passive = routers_passive
+        self.split_families = split_families
+        self.collector_split_families = collector_split_families
         self.hold_time = hold_time
         self.keepalive_time = keepalive_time
         self.connect_delay = connect_delay
         self.connect_retry = connect_retry
         self.error_wait = error_wait
+        self.graceful_restart = graceful_restart
+        self.restart_time = restart_time
         self._extra_routes = dict(extra_routes or {})
         self.share_bulk = share_bulk
         self.md5_password = md5_password  # TCP MD5 (RFC 2385) on every collector session
         self._spec = {spec.name: spec for spec in self.sites}
         self._index = {spec.name: number for number, spec in enumerate(self.sites)}
+        if links is None:
+            pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+        else:
+            pairs = [tuple(pair) for pair in links]  # type: ignore[misc]
+        if len(pairs) > 64:
+            raise LabError("at most 64 inter-site links fit 198.51.100.0/24 with one /30 each")
         self.links: list[_Link] = []
-        for i, a in enumerate(names):
-            for b in names[i + 1 :]:
-                self.links.append(_Link(len(self.links), a, b))
+        for a, b in pairs:
+            self._check_site(a)
+            self._check_site(b)
+            if a == b or any(link.key == frozenset((a, b)) for link in self.links):
+                raise LabError(f"link {a}-{b}: a loop or a duplicate")
+            self.links.append(_Link(len(self.links), a, b))
         self._res = _Resources()
         self._finalizer = weakref.finalize(self, _release, self._res)
         self._started = False
+        self._routers: dict[str, Router] = {}
         # Desired state; links follow it (see _sync_links).
         self._powered: dict[str, bool] = dict.fromkeys(names, True)
+        self._silenced: set[str] = set()  # powered off without carrier loss (nftables drop-all)
+        self._blackholed: set[str] = set()
         self._split: set[frozenset[str]] = set()
         self._isolated: set[str] = set()
         self._admin_up: dict[tuple[str, str], bool] = {}
-        self._bulk: dict[str, dict[int, int]] = {name: {} for name in names}
+        self._sessions_down: set[tuple[str, str]] = set()  # (site, neighbor name) shut by an operation
 
     # -- naming and addresses -------------------------------------------------------------------------
 
@@ -402,18 +424,84 @@ class Lab:
         """Return the router's address on its collector link (its BGP address towards the collector)."""
         return self._collector_link(site)[1]
 
-    def site_as(self, site: str) -> int:
+    def spec(self, site: str) -> SiteSpec:
         self._check_site(site)
-        return self._spec[site].asn
+        return self._spec[site]
+
+    def site_as(self, site: str) -> int:
+        return self.spec(site).asn
 
     def site_prefixes(self, site: str) -> tuple[str, ...]:
+        return self.spec(site).prefixes
+
+    def site_dir(self, site: str) -> Path:
+        """Return the site's directory (configs, logs, control sockets)."""
         self._check_site(site)
-        return self._spec[site].prefixes
+        return self.tmpdir / site
+
+    def processes(self, site: str) -> dict[str, subprocess.Popen[bytes]]:
+        """Return the site's daemon processes by name; backends add theirs here."""
+        self._check_site(site)
+        return self._res.procs.setdefault(site, {})
+
+    def router(self, site: str) -> Router:
+        """Return the site's router backend."""
+        self._check_site(site)
+        if site not in self._routers:
+            raise LabError("the lab is not started")
+        return self._routers[site]
 
     def bird_pid(self, site: str) -> int | None:
-        """Return the pid of ``site``'s BIRD while it runs."""
-        proc = self._res.birds.get(site)
-        return proc.pid if proc is not None and proc.poll() is None else None
+        """Return the pid of ``site``'s BGP daemon while it runs (any router kind)."""
+        return self.router(site).pid()
+
+    router_pid = bird_pid
+
+    def link_address(self, a: str, b: str) -> Addresses:
+        """Return ``a``'s addresses on the a-b link."""
+        return self._link(a, b).address(a)
+
+    def neighbors(self, site: str) -> list[Neighbor]:
+        """Return the BGP sessions of ``site``'s router: the collector's first, then one per link.
+
+        In an AS with route reflectors, a link between two clients carries no session (clients only
+        peer with reflectors); an AS without any keeps a session on every link.
+        """
+        spec = self.spec(site)
+        coll, router = self._collector_link(site)
+        peer_as = spec.asn if self.collector_as == "ibgp" else int(self.collector_as)
+        common = {"local_as": spec.asn, "remote_as": peer_as, "ifname": "coll", "next_hop_v6": router.v6}
+        if self.collector_split_families:
+            out = [
+                Neighbor("collector", None, 4, router.v4, coll.v4, passive=self.routers_passive, **common),  # type: ignore[arg-type]
+                Neighbor("collector_v6", None, 6, router.v6, coll.v6, passive=self.routers_passive, **common),  # type: ignore[arg-type]
+            ]
+        else:
+            out = [
+                Neighbor("collector", None, None, router.v4, coll.v4, passive=self.routers_passive, **common)
+            ]  # type: ignore[arg-type]
+        for link in self.links:
+            if site not in link.key:
+                continue
+            other = self._spec[link.other(site)]
+            clients = other.asn == spec.asn and not (spec.route_reflector or other.route_reflector)
+            if clients and any(s.asn == spec.asn and s.route_reflector for s in self.sites):
+                continue  # two route-reflector clients: no session
+            mine, theirs = link.address(site), link.address(other.name)
+            rr_client = other.asn == spec.asn and spec.route_reflector and not other.route_reflector
+            common = {
+                "local_as": spec.asn,
+                "remote_as": other.asn,
+                "ifname": link.ifname(site),
+                "next_hop_v6": mine.v6,
+                "rr_client": rr_client,
+            }
+            if self.split_families:
+                out.append(Neighbor(f"peer_{other.name}", other.name, 4, mine.v4, theirs.v4, **common))  # type: ignore[arg-type]
+                out.append(Neighbor(f"peer_{other.name}_v6", other.name, 6, mine.v6, theirs.v6, **common))  # type: ignore[arg-type]
+            else:
+                out.append(Neighbor(f"peer_{other.name}", other.name, None, mine.v4, theirs.v4, **common))  # type: ignore[arg-type]
+        return out
 
     def _collector_link(self, site: str) -> tuple[Addresses, Addresses]:
         self._check_site(site)
@@ -434,12 +522,6 @@ class Lab:
                 return link
         raise LabError(f"no link between {a!r} and {b!r}")
 
-    def _site_dir(self, site: str) -> Path:
-        return self.tmpdir / site
-
-    def _sock(self, site: str) -> Path:
-        return self._site_dir(site) / "bird.ctl"
-
     # -- life cycle -----------------------------------------------------------------------------------
 
     def __enter__(self) -> Lab:
@@ -450,12 +532,12 @@ class Lab:
         self.close()
 
     def start(self) -> Lab:
-        """Create namespaces, veths and addresses, write the BIRD configs and start every router."""
+        """Create namespaces, veths and addresses, write the router configs and start every router."""
         if self._started:
             return self
         if not self._finalizer.alive:
             raise LabError("this lab was closed; build a new Lab")
-        reason = lab_available()
+        reason = lab_available(sorted({spec.router for spec in self.sites}))
         if reason:
             raise LabError(reason)
         self._started = True
@@ -477,11 +559,11 @@ class Lab:
         (tmpdir / MARKER).write_text(self.lab_id + "\n")
         (tmpdir / OWNER_FILE).write_text(f"{os.getpid()}\n")
         for namespace in self.namespaces:
-            _run(["ip", "netns", "add", namespace])
+            run(["ip", "netns", "add", namespace])
             self._res.namespaces.append(namespace)
             # keep_addr_on_down: gotcha 11 (IPv6 next hops vanish on link down otherwise); no DAD so
             # addresses are usable at once after a link comes back.
-            _run(
+            run(
                 [
                     "ip", "netns", "exec", namespace, "sysctl", "-q", "-w",
                     "net.ipv6.conf.all.keep_addr_on_down=1",
@@ -490,7 +572,7 @@ class Lab:
                     "net.ipv6.conf.default.accept_dad=0",
                 ]
             )  # fmt: skip
-            _run(["ip", "-n", namespace, "link", "set", "lo", "up"])
+            run(["ip", "-n", namespace, "link", "set", "lo", "up"])
         for spec in self.sites:
             coll, router = self._collector_link(spec.name)
             self._veth(
@@ -506,182 +588,79 @@ class Lab:
             self._admin_up[(link.a, link.ifname(link.a))] = True
             self._admin_up[(link.b, link.ifname(link.b))] = True
         for spec in self.sites:
-            directory = self._site_dir(spec.name)
-            directory.mkdir()
-            (directory / "bulk.conf").write_text("")
+            self.site_dir(spec.name).mkdir()
+            router_obj = router_class(spec.router)(self, spec.name)
+            self._routers[spec.name] = router_obj
             if spec.name in self._extra_routes:
                 count_v4, count_v6, group_size = self._extra_routes[spec.name]
-                self._write_bulk(spec.name, count_v4, count_v6, group_size)
-            (directory / "bird.conf").write_text(self.bird_config(spec.name))
+                if not hasattr(router_obj, "write_bulk"):
+                    raise LabError(f"site {spec.name}: bulk routes need a BIRD router")
+                router_obj.write_bulk(count_v4, count_v6, group_size)
+            router_obj.write_config()
         for spec in self.sites:
-            self._start_bird(spec.name)
+            self._routers[spec.name].start()
         for spec in self.sites:
-            self._wait_bird(spec.name, 30.0)
-            if self._bulk[spec.name]:
-                self._wait_bulk_loaded(spec.name, 600.0)
+            self._routers[spec.name].wait_ready(30.0)
 
     def _veth(self, one: tuple[str, str, Addresses], two: tuple[str, str, Addresses]) -> None:
         (ns1, if1, addr1), (ns2, if2, addr2) = one, two
-        _run(["ip", "-n", ns1, "link", "add", if1, "type", "veth", "peer", "name", if2, "netns", ns2])
+        run(["ip", "-n", ns1, "link", "add", if1, "type", "veth", "peer", "name", if2, "netns", ns2])
         self._res.veths.append((ns1, if1))
         for namespace, ifname, addr in ((ns1, if1, addr1), (ns2, if2, addr2)):
-            _run(["ip", "-n", namespace, "addr", "add", f"{addr.v4}/30", "dev", ifname])
-            _run(["ip", "-n", namespace, "-6", "addr", "add", f"{addr.v6}/64", "dev", ifname, "nodad"])
-            _run(["ip", "-n", namespace, "link", "set", ifname, "up"])
+            run(["ip", "-n", namespace, "addr", "add", f"{addr.v4}/30", "dev", ifname])
+            run(["ip", "-n", namespace, "-6", "addr", "add", f"{addr.v6}/64", "dev", ifname, "nodad"])
+            run(["ip", "-n", namespace, "link", "set", ifname, "up"])
 
-    # -- BIRD -------------------------------------------------------------------------------------------
+    # -- router-specific access ------------------------------------------------------------------------
+
+    def _kind(self, site: str, kind: str) -> Any:
+        router_obj = self.router(site)
+        if router_obj.kind != kind:
+            raise LabError(f"site {site} runs {router_obj.kind}, not {kind}")
+        return router_obj
 
     def bird_config(self, site: str) -> str:
-        """Return the text of ``site``'s bird.conf (README.md explains every line)."""
-        spec = self._spec[site]
-        directory = self._site_dir(site)
-        coll, router = self._collector_link(site)
-        asn = spec.asn
-        peer_as = asn if self.collector_as == "ibgp" else int(self.collector_as)
-        timers = (
-            f"hold time {self.hold_time}; keepalive time {self.keepalive_time}; "
-            f"connect delay time {self.connect_delay}; connect retry time {self.connect_retry}; "
-            f"error wait time {self.error_wait[0]}, {self.error_wait[1]};"
-        )
-        # Bulk routes model a table the site's router holds (e.g. from its transits): by default they
-        # go to the collector only, so a benchmark loads one peer, not every site's copy of it.
-        inter_site_export = "all" if self.share_bulk else 'where proto !~ "bulk*"'
-        lines = [
-            f"# {self.lab_id} site {site} AS{asn}; generated by tests/lab/netlab.py",
-            f'log "{directory / "bird.log"}" all;',
-            f"router id {router.v4};",
-            "protocol device { scan time 10; }",
-            "",
-        ]
-        for family in (4, 6):
-            routes = []
-            for number, prefix in enumerate(spec.prefixes, start=1):
-                if ipaddress.ip_network(prefix).version != family:
-                    continue
-                routes.append(
-                    f"  route {prefix} unreachable {{ bgp_community.add(({asn}, 100)); "
-                    f"bgp_large_community.add(({asn}, 1, {number})); bgp_med = 10; }};"
-                )
-            lines += [f"protocol static static{family} {{", f"  ipv{family};", *routes, "}", ""]
-        lines += [
-            "protocol bgp collector {",
-            f"  local {router.v4} as {asn}; neighbor {coll.v4} as {peer_as};",
-            "  direct;",
-            f"  passive {'on' if self.routers_passive else 'off'};",
-            *([f'  password "{self.md5_password}";'] if self.md5_password else []),
-            f"  {timers}",
-            "  ipv4 { import none; export all; };",
-            f"  ipv6 {{ import none; export all; next hop address {router.v6}; }};",
-            "}",
-        ]
-        for link in self.links:
-            if site not in link.key:
-                continue
-            other = link.other(site)
-            mine, theirs = link.address(site), link.address(other)
-            lines += [
-                "",
-                f"protocol bgp peer_{other} {{",
-                f"  local {mine.v4} as {asn}; neighbor {theirs.v4} as {self._spec[other].asn};",
-                "  direct;",
-                f"  {timers}",
-                f"  ipv4 {{ import all; export {inter_site_export}; }};",
-                f"  ipv6 {{ import all; export {inter_site_export}; next hop address {mine.v6}; }};",
-                "}",
-            ]
-        lines += ["", f'include "{directory / "bulk.conf"}";', ""]
-        return "\n".join(lines)
-
-    def _start_bird(self, site: str) -> None:
-        proc = self._res.birds.get(site)
-        if proc is not None and proc.poll() is None:
-            return
-        directory = self._site_dir(site)
-        sock = self._sock(site)
-        with contextlib.suppress(FileNotFoundError):
-            sock.unlink()
-        with open(directory / "bird.out", "ab") as out:
-            # `ip netns exec` execs bird in place, so Popen.pid is BIRD's pid; -f keeps it our child.
-            self._res.birds[site] = subprocess.Popen(
-                [
-                    "ip", "netns", "exec", self.site_ns(site),
-                    "bird", "-f", "-c", str(directory / "bird.conf"), "-s", str(sock),
-                    "-P", str(directory / "bird.pid"),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-
-    def _wait_bird(self, site: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        proc = self._res.birds[site]
-        while True:
-            if proc.poll() is not None:
-                tail = (self._site_dir(site) / "bird.out").read_text(errors="replace")[-2000:]
-                raise LabError(f"bird of {site} exited with {proc.returncode}: {tail.strip()}")
-            if self._sock(site).exists():
-                done = subprocess.run(
-                    ["birdc", "-s", str(self._sock(site)), "show", "status"],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                    check=False,
-                )
-                if done.returncode == 0 and "Daemon is up and running" in done.stdout:
-                    return
-            if time.monotonic() > deadline:
-                raise LabError(f"bird of {site} did not answer on {self._sock(site)} within {timeout} s")
-            time.sleep(0.05)
+        """Return the text of a BIRD site's bird.conf (README.md explains every line)."""
+        return str(self._kind(site, "bird").config_text())
 
     def birdc(self, site: str, *args: str, timeout: float = 60.0, check: bool = True) -> str:
-        """Run ``birdc -s SOCK ARGS`` for ``site``; return its output without the banner line.
+        """Run ``birdc -s SOCK ARGS`` for a BIRD site; return its output without the banner line.
 
         birdc exits 1 for answers such as "Network not found": ``check=False`` returns them instead.
         """
-        self._check_site(site)
-        out = _run(["birdc", "-s", str(self._sock(site)), *args], timeout=timeout, check=check)
-        lines = out.splitlines()
-        if lines and lines[0].startswith("BIRD ") and lines[0].endswith("ready."):
-            lines = lines[1:]
-        return "\n".join(lines) + ("\n" if lines else "")
+        return str(self._kind(site, "bird").birdc(*args, timeout=timeout, check=check))
 
     def protocols(self, site: str) -> dict[str, tuple[str, str]]:
-        """Return ``{protocol: (state, info)}`` from ``birdc show protocols``."""
-        table: dict[str, tuple[str, str]] = {}
-        for line in self.birdc(site, "show", "protocols").splitlines()[1:]:
-            words = line.split()
-            if len(words) < 4:
-                continue
-            # Name Proto Table State Since(one word with the default time format) Info...
-            table[words[0]] = (words[3], " ".join(words[5:]))
-        return table
+        """Return ``{protocol: (state, info)}`` from ``birdc show protocols`` (BIRD sites)."""
+        return dict(self._kind(site, "bird").protocols())
+
+    def vtysh(self, site: str, *commands: str, timeout: float = 30.0) -> str:
+        """Run ``vtysh -c CMD ...`` for an FRR site; return its output."""
+        return str(self._kind(site, "frr").vtysh(*commands, timeout=timeout))
+
+    def reconfigure(self, site: str) -> str:
+        """Run ``birdc configure`` for a BIRD site; raise LabError when BIRD rejects the configuration."""
+        return str(self._kind(site, "bird").reconfigure())
+
+    # -- queries ---------------------------------------------------------------------------------------
 
     def best_path(self, site: str, prefix: str) -> tuple[int, ...] | None:
         """Return the AS path of ``site``'s best route to exactly ``prefix`` (() if local), None if none."""
-        out = self.birdc(site, "show", "route", prefix, "primary", "all", check=False)
-        if "Network not found" in out or str(ipaddress.ip_network(prefix)) not in out:
-            return None
-        for line in out.splitlines():
-            text = line.strip()
-            if text.startswith("BGP.as_path:"):
-                return tuple(int(word) for word in text.split(":", 1)[1].split() if word.isdigit())
-        return ()
+        return self.router(site).best_path(prefix)
 
     def route_count(self, site: str, protocol: str | None = None) -> int:
-        """Return how many routes ``site`` has (optionally from one protocol), all tables."""
-        args = (
-            ["show", "route", "count"]
-            if protocol is None
-            else ["show", "route", "protocol", protocol, "count"]
-        )
-        total = 0
-        for line in self.birdc(site, *args).splitlines():
-            match = re.match(r"\s*(\d+) of (\d+) routes", line)
-            if match:
-                total += int(match.group(1))
-        return total
+        """Return how many routes ``site`` has (BIRD: optionally from one protocol)."""
+        if protocol is not None:
+            return int(self._kind(site, "bird").route_count(protocol))
+        return self.router(site).route_count()
+
+    def session_states(self, site: str) -> dict[str, str]:
+        """Return ``{neighbor name: state}`` of ``site``'s router ("Established" when up)."""
+        return self.router(site).session_states()
+
+    def communities(self, site: str, prefix: str) -> set[str] | None:
+        """Return the standard communities of ``site``'s best route to ``prefix`` (None: no route)."""
+        return self.router(site).communities(prefix)
 
     # -- waiting ----------------------------------------------------------------------------------------
 
@@ -689,23 +668,28 @@ class Lab:
         self, predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
     ) -> None:
         """Poll ``predicate`` until true; raise LabError naming ``what`` after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise LabError(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(interval)
+        wait_until(predicate, timeout, what, interval)
+
+    def _alive_site(self, site: str) -> bool:
+        return self._powered[site] and site not in self._silenced and self.router(site).running()
 
     def expected_sessions(self) -> list[tuple[str, str]]:
-        """Return the (site, protocol) inter-site sessions that should be up in the current state."""
+        """Return the (site, neighbor name) inter-site sessions that should be up in the current state."""
         sessions = []
-        for link in self.links:
-            if not self._link_should_be_up(link):
-                continue
-            if not (self._powered[link.a] and self._powered[link.b]):
-                continue
-            if self.bird_pid(link.a) is None or self.bird_pid(link.b) is None:
-                continue
-            sessions += [(link.a, f"peer_{link.b}"), (link.b, f"peer_{link.a}")]
+        for spec in self.sites:
+            site = spec.name
+            for neighbor in self.neighbors(site):
+                if neighbor.peer is None:
+                    continue
+                other = neighbor.peer
+                reverse = f"peer_{site}" + ("_v6" if neighbor.family == 6 else "")
+                if not self._link_should_be_up(self._link(site, other)):
+                    continue
+                if not (self._alive_site(site) and self._alive_site(other)):
+                    continue
+                if (site, neighbor.name) in self._sessions_down or (other, reverse) in self._sessions_down:
+                    continue
+                sessions.append((site, neighbor.name))
         return sessions
 
     def wait_established(self, timeout: float = 60.0) -> None:
@@ -713,8 +697,8 @@ class Lab:
 
         def done() -> bool:
             expected = self.expected_sessions()
-            tables = {site: self.protocols(site) for site in {site for site, _ in expected}}
-            return all(tables[site].get(name, ("", ""))[1] == "Established" for site, name in expected)
+            tables = {site: self.session_states(site) for site in {site for site, _ in expected}}
+            return all(tables[site].get(name) == "Established" for site, name in expected)
 
         self.wait_for(done, timeout, "inter-site sessions Established", interval=0.2)
 
@@ -756,43 +740,79 @@ class Lab:
             for ifname, up in wanted.items():
                 if self._admin_up.get((site, ifname)) == up:
                     continue
-                _run(["ip", "-n", self.site_ns(site), "link", "set", ifname, "up" if up else "down"])
+                run(["ip", "-n", self.site_ns(site), "link", "set", ifname, "up" if up else "down"])
                 self._admin_up[(site, ifname)] = up
 
     def _require_started(self) -> None:
         if not self._started or not self._finalizer.alive:
             raise LabError("the lab is not running")
 
-    def power_off(self, site: str) -> None:
-        """Silent death: every link down inside the site's namespace, then SIGKILL its BIRD."""
+    def _nft(self, site: str, table: str, rules: str | None) -> None:
+        """Install (``rules``) or delete (None) an inet nftables table inside the site's namespace."""
+        namespace = self.site_ns(site)
+        run(["ip", "netns", "exec", namespace, "nft", "delete", "table", "inet", table], check=False)
+        if rules is not None:
+            run(
+                ["ip", "netns", "exec", namespace, "nft", "-f", "-"],
+                stdin=f"table inet {table} {{\n{rules}\n}}\n",
+            )
+
+    def power_off(self, site: str, *, carrier: bool = True) -> None:
+        """Power loss: ``carrier`` True: every link down inside the site's namespace, then SIGKILL.
+
+        ``carrier=False`` is a silent death: nftables drops everything in and out of the site
+        (so not even the kernel's FIN/RST leaves), then the daemons are SIGKILLed; links stay up,
+        so the neighbours only notice on their hold timer.
+        """
         self._require_started()
         self._check_site(site)
-        self._powered[site] = False
-        self._sync_links()
+        if carrier:
+            self._powered[site] = False
+            self._sync_links()
+        else:
+            self._nft(
+                site,
+                _SILENT_TABLE,
+                "  chain input { type filter hook input priority -300; policy drop; }\n"
+                "  chain output { type filter hook output priority -300; policy drop; }",
+            )
+            self._silenced.add(site)
         self.kill_router(site)
 
     def power_on(self, site: str) -> None:
-        """Bring the site's links back (as split/isolate allow) and start its BIRD."""
+        """Bring the site back (links as split/isolate allow, no drop) and start its router."""
         self._require_started()
         self._check_site(site)
         self._powered[site] = True
         self._sync_links()
+        if site in self._silenced:
+            self._nft(site, _SILENT_TABLE, None)
+            self._silenced.discard(site)
         self.start_router(site)
 
     def kill_router(self, site: str) -> None:
-        """SIGKILL the site's BIRD; its links stay up, so the kernel closes its TCP sessions."""
+        """SIGKILL the site's daemons; its links stay up, so the kernel closes its TCP sessions."""
         self._require_started()
-        self._check_site(site)
-        proc = self._res.birds.get(site)
-        if proc is not None:
-            _stop_process(proc, signal.SIGKILL, 5.0)
+        self.router(site).kill()
 
     def start_router(self, site: str) -> None:
-        """Start the site's BIRD (no-op when it runs); return once its control socket answers."""
+        """Start the site's router (no-op when it runs); return once its control interface answers."""
         self._require_started()
-        self._check_site(site)
-        self._start_bird(site)
-        self._wait_bird(site, 30.0)
+        router_obj = self.router(site)
+        router_obj.start()
+        router_obj.wait_ready(30.0)
+
+    def restart_bgp(self, site: str, down_seconds: float = 0.0) -> None:
+        """SIGKILL only the BGP daemon (FRR: bgpd; zebra stays), wait ``down_seconds``, start it again.
+
+        With graceful restart the neighbours keep the site's routes meanwhile (helper mode).
+        """
+        self._require_started()
+        router_obj = self.router(site)
+        router_obj.kill_bgp()
+        time.sleep(down_seconds)
+        router_obj.start()
+        router_obj.wait_ready(30.0)
 
     def split(self, a: str, b: str) -> None:
         """Take the a-b inter-site link down on both ends."""
@@ -800,11 +820,27 @@ class Lab:
         self._split.add(self._link(a, b).key)
         self._sync_links()
 
+    cut_link = split
+
     def heal(self, a: str, b: str) -> None:
         """Bring the a-b inter-site link back up (unless a site is isolated or powered off)."""
         self._require_started()
         self._split.discard(self._link(a, b).key)
         self._sync_links()
+
+    def flap_link(self, a: str, b: str, period: float = 2.0, duration: float = 20.0) -> int:
+        """Take the a-b link down and up every ``period`` seconds for ``duration``; return the flaps.
+
+        Down for half a period, up for the other half; the link is up when this returns.
+        """
+        self._require_started()
+        flaps = max(1, int(duration / period))
+        for _ in range(flaps):
+            self.split(a, b)
+            time.sleep(period / 2)
+            self.heal(a, b)
+            time.sleep(period / 2)
+        return flaps
 
     def isolate(self, site: str) -> None:
         """Take every inter-site link of ``site`` down on both ends; its collector link stays up."""
@@ -820,80 +856,156 @@ class Lab:
         self._isolated.discard(site)
         self._sync_links()
 
+    def blackhole(self, site: str) -> None:
+        """Drop every packet between the collector and ``site`` (nftables in the site); links stay up."""
+        self._require_started()
+        self._nft(
+            site,
+            _BLACKHOLE_TABLE,
+            '  chain input { type filter hook input priority -200; iifname "coll" drop; }\n'
+            '  chain output { type filter hook output priority -200; oifname "coll" drop; }',
+        )
+        self._blackholed.add(site)
+
+    def unblackhole(self, site: str) -> None:
+        """Undo ``blackhole``."""
+        self._require_started()
+        self._nft(site, _BLACKHOLE_TABLE, None)
+        self._blackholed.discard(site)
+
+    def family_sessions(self, site: str, family: int, *, include_collector: bool = False) -> list[str]:
+        """Return the names of ``site``'s single-family sessions of ``family`` (split_families labs)."""
+        return [
+            n.name
+            for n in self.neighbors(site)
+            if n.family == family and (include_collector or not n.collector)
+        ]
+
+    def shutdown_sessions(
+        self, site: str, names: Sequence[str], message: str = "bgpwatch lab shutdown"
+    ) -> None:
+        """Administratively shut the named sessions of ``site`` (Cease with ``message``)."""
+        self._require_started()
+        if not names:
+            raise LabError(f"{site}: no session to shut")
+        self.router(site).set_sessions(names, False, message)
+        self._sessions_down |= {(site, name) for name in names}
+
+    def enable_sessions(self, site: str, names: Sequence[str]) -> None:
+        """Undo ``shutdown_sessions``."""
+        self._require_started()
+        self.router(site).set_sessions(names, True)
+        self._sessions_down -= {(site, name) for name in names}
+
+    def shutdown_family(self, site: str, family: int = 6, *, include_collector: bool = False) -> list[str]:
+        """Shut every ``family``-only session of ``site`` (e.g. its IPv6 sessions); return their names."""
+        names = self.family_sessions(site, family, include_collector=include_collector)
+        if not names:
+            raise LabError(f"{site} has no IPv{family}-only session: build the lab with split_families=True")
+        self.shutdown_sessions(site, names, f"bgpwatch lab: IPv{family} sessions shut")
+        return names
+
+    def enable_family(self, site: str, family: int = 6, *, include_collector: bool = False) -> None:
+        """Undo ``shutdown_family``."""
+        self.enable_sessions(site, self.family_sessions(site, family, include_collector=include_collector))
+
+    def export_deny(self, site: str, *, wait: float = 30.0) -> None:
+        """Deny everything the site exports to every neighbour (sessions stay up).
+
+        Waits (``wait`` > 0) until no other running site still has a route to the site's prefixes.
+        """
+        self._require_started()
+        self.router(site).set_export(False)
+        if wait > 0:
+            self._wait_others(site, present=False, timeout=wait)
+
+    def export_allow(self, site: str, *, wait: float = 30.0) -> None:
+        """Undo ``export_deny``; waits until the other running sites see the site's prefixes again."""
+        self._require_started()
+        self.router(site).set_export(True)
+        if wait > 0:
+            self._wait_others(site, present=True, timeout=wait)
+
+    def _wait_others(self, site: str, *, present: bool, timeout: float) -> None:
+        others = [s for s in self.site_names if s != site and self._alive_site(s)]
+
+        def done() -> bool:
+            for other in others:
+                for prefix in self.site_prefixes(site):
+                    if (self.best_path(other, prefix) is not None) != present:
+                        return False
+            return True
+
+        self.wait_for(done, timeout, f"{site}'s prefixes {'back' if present else 'gone'} at {others}", 0.2)
+
+    def graceful_shutdown(self, site: str, *, wait: float = 30.0) -> None:
+        """Drain the site: everything it sends carries GRACEFUL_SHUTDOWN 65535:0 (RFC 8326).
+
+        Waits until a neighbouring site sees the community on one of the site's prefixes.
+        """
+        self._require_started()
+        self.router(site).set_graceful_shutdown(True)
+        if wait > 0:
+            self._wait_community(site, "65535:0", True, wait)
+
+    def graceful_shutdown_end(self, site: str, *, wait: float = 30.0) -> None:
+        """Undo ``graceful_shutdown``."""
+        self._require_started()
+        self.router(site).set_graceful_shutdown(False)
+        if wait > 0:
+            self._wait_community(site, "65535:0", False, wait)
+
+    def _wait_community(self, site: str, community: str, present: bool, timeout: float) -> None:
+        peers = [n.peer for n in self.neighbors(site) if n.peer is not None and self._alive_site(n.peer)]
+        if not peers:
+            return
+        prefix = self.site_prefixes(site)[0]
+
+        def done() -> bool:
+            found = self.communities(peers[0], prefix)
+            return found is not None and (community in found) == present
+
+        self.wait_for(done, timeout, f"{community} {'on' if present else 'off'} {prefix} at {peers[0]}", 0.2)
+
     def restore(self) -> None:
-        """Heal, unisolate and power on everything, restart dead routers, re-enable every protocol."""
+        """Everything nominal: heal, unisolate, un-blackhole, power on, routers started and undone."""
         self._require_started()
         self._split.clear()
         self._isolated.clear()
         for site in self.site_names:
             self._powered[site] = True
         self._sync_links()
+        for site in list(self._silenced):
+            self._nft(site, _SILENT_TABLE, None)
+        self._silenced.clear()
+        for site in list(self._blackholed):
+            self.unblackhole(site)
         for site in self.site_names:
             self.start_router(site)
-            self.birdc(site, "enable", "all")
+            self.router(site).restore()
+        self._sessions_down.clear()
 
     def flap(self, site: str, seconds: float, message: str = "bgpwatch lab flap") -> None:
-        """Disable the collector session (Cease with a shutdown message), wait ``seconds``, enable it."""
+        """Shut the collector session(s) (Cease with a shutdown message), wait ``seconds``, enable them."""
         self._require_started()
         if '"' in message:
             raise LabError("the shutdown message cannot contain a double quote")
-        self.birdc(site, "disable", "collector", f'"{message}"')
+        names = [n.name for n in self.neighbors(site) if n.collector]
+        self.router(site).set_sessions(names, False, message)
         time.sleep(seconds)
-        self.birdc(site, "enable", "collector")
-
-    def _static_protocols(self, site: str) -> list[str]:
-        names = []
-        spec = self._spec[site]
-        for family in (4, 6):
-            if any(ipaddress.ip_network(prefix).version == family for prefix in spec.prefixes):
-                names.append(f"static{family}")
-        names += [f"bulk{family}" for family in sorted(self._bulk[site])]
-        return names
+        self.router(site).set_sessions(names, True)
 
     def withdraw_statics(self, site: str) -> None:
-        """Disable every static protocol of ``site`` (its own prefixes and bulk routes): BGP withdraws."""
+        """Stop originating the site's prefixes (and bulk routes); return once they left its table."""
         self._require_started()
-        for name in self._static_protocols(site):
-            self.birdc(site, "disable", name)
-        self.wait_for(
-            lambda: all(self.route_count(site, name) == 0 for name in self._static_protocols(site)),
-            60.0,
-            f"{site}'s static routes to go",
-        )
+        self.router(site).set_originate(False)
 
     def restore_statics(self, site: str) -> None:
-        """Enable every static protocol of ``site`` again."""
+        """Originate the site's prefixes (and bulk routes) again."""
         self._require_started()
-        for name in self._static_protocols(site):
-            self.birdc(site, "enable", name)
-        self._wait_bulk_loaded(site, 600.0)
+        self.router(site).set_originate(True)
 
-    # -- bulk routes for benchmarks --------------------------------------------------------------------
-
-    def _write_bulk(self, site: str, count_v4: int, count_v6: int, group_size: int, offset: int = 0) -> None:
-        asn = self._spec[site].asn
-        counts = {family: count for family, count in ((4, count_v4), (6, count_v6)) if count}
-        # Both calls check their range at once: a bad count raises before anything is written.
-        v4 = bulk_v4_prefixes(count_v4, offset)
-        v6 = bulk_v6_prefixes(count_v6, offset)
-        path = self._site_dir(site) / "bulk.conf"
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            if count_v4:
-                handle.writelines(_bulk_protocol("bulk4", 4, v4, asn, group_size))
-            if count_v6:
-                handle.writelines(_bulk_protocol("bulk6", 6, v6, asn, group_size))
-        os.replace(tmp, path)
-        self._bulk[site] = counts
-
-    def _wait_bulk_loaded(self, site: str, timeout: float) -> None:
-        want = dict(self._bulk[site])
-        self.wait_for(
-            lambda: all(self.route_count(site, f"bulk{family}") == count for family, count in want.items()),
-            timeout,
-            f"{site}'s bulk routes {want} loaded",
-            interval=0.2,
-        )
+    # -- bulk routes for benchmarks (BIRD) -------------------------------------------------------------
 
     def add_static_routes(
         self, site: str, count_v4: int, count_v6: int = 0, group_size: int = 1, offset: int = 0
@@ -907,24 +1019,12 @@ class Lab:
         so several sites can carry disjoint tables.
         """
         self._require_started()
-        self._check_site(site)
-        self._write_bulk(site, count_v4, count_v6, group_size, offset)
-        self.reconfigure(site)
-        self._wait_bulk_loaded(site, 600.0)
+        self.router(site).set_bulk(count_v4, count_v6, group_size, offset)
 
     def remove_static_routes(self, site: str) -> None:
         """Drop ``site``'s bulk routes and reload BIRD."""
         self._require_started()
-        self._check_site(site)
-        self._write_bulk(site, 0, 0, 1)
-        self.reconfigure(site)
-
-    def reconfigure(self, site: str) -> str:
-        """Run ``birdc configure`` for ``site``; raise LabError when BIRD rejects the configuration."""
-        out = self.birdc(site, "configure", timeout=600.0)
-        if "Reconfigured" not in out and "Reconfiguration in progress" not in out:
-            raise LabError(f"birdc configure on {site}: {out.strip()}")
-        return out
+        self.router(site).set_bulk(0, 0, 1, 0)
 
     # -- collector side --------------------------------------------------------------------------------
 
@@ -960,21 +1060,25 @@ class Lab:
         local_as = COLLECTOR_AS if self.collector_as == "ibgp" else int(self.collector_as)
         sites = []
         for spec in self.sites:
-            coll, router = self._collector_link(spec.name)
-            peer: dict[str, Any] = {
-                "name": f"{spec.name}-rr1",
-                "address": router.v4,
-                "peer_as": spec.asn,
-                "local_address": coll.v4,
-                "hold_time": self.hold_time,
-            }
-            if self.collector_as == "ibgp":
-                peer["local_as"] = spec.asn
-            if not self.routers_passive:
-                peer["passive"] = True
-            if self.md5_password:
-                peer["md5_password"] = self.md5_password
-            sites.append({"name": spec.name, "prefixes": list(spec.prefixes), "peers": [peer]})
+            peers = []
+            for neighbor in self.neighbors(spec.name):
+                if not neighbor.collector:
+                    continue
+                peer: dict[str, Any] = {
+                    "name": f"{spec.name}-rr1" + ("-v6" if neighbor.family == 6 else ""),
+                    "address": neighbor.local,
+                    "peer_as": spec.asn,
+                    "local_address": neighbor.remote,
+                    "hold_time": self.hold_time,
+                }
+                if self.collector_as == "ibgp":
+                    peer["local_as"] = spec.asn
+                if not self.routers_passive:
+                    peer["passive"] = True
+                if self.md5_password:
+                    peer["md5_password"] = self.md5_password
+                peers.append(peer)
+            sites.append({"name": spec.name, "prefixes": list(spec.prefixes), "peers": peers})
         collector: dict[str, Any] = {
             "local_as": local_as,
             "router_id": COLLECTOR_ROUTER_ID,
