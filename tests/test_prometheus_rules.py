@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import alertmanager_server
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
 RULES = CONFIG / "prometheus" / "bgpwatch.rules.yml"
@@ -306,6 +308,26 @@ def test_amtool_check_config() -> None:
         ({"alertname": "session_down", "severity": "warning", "incident": "i", "peer": "p"}, "chat"),
         ({"alertname": "BgpwatchAbsent", "severity": "critical", "source": "prometheus"}, "oncall,chat"),
         ({"alertname": "BgpwatchIngestErrors", "severity": "warning", "source": "prometheus"}, "chat"),
+        # Planned work (a maintenance window, a GRACEFUL_SHUTDOWN drain) is never paged.
+        (
+            {
+                "alertname": "site_down",
+                "severity": "info",
+                "incident": "i",
+                "site": "p",
+                "planned": "maintenance",
+            },
+            "chat",
+        ),
+        (
+            {
+                "alertname": "site_down",
+                "severity": "critical",
+                "incident": "i",
+                "planned": "graceful_shutdown",
+            },
+            "chat",
+        ),
     ],
 )
 def test_alertmanager_routes_critical_to_oncall(labels: dict[str, str], receivers: str) -> None:
@@ -313,6 +335,37 @@ def test_alertmanager_routes_critical_to_oncall(labels: dict[str, str], receiver
     result = run([AMTOOL, "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}", *pairs])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == receivers
+
+
+def _duration(text: str) -> float:
+    """Return an Alertmanager duration ("15s", "4h", "1h30m") in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    parts = re.findall(r"(\d+)(ms|[smhdwy])", text)
+    assert "".join(number + unit for number, unit in parts) == text, text
+    return sum(int(number) * units[unit] for number, unit in parts)
+
+
+def test_alertmanager_groups_daemon_alerts_by_incident_and_pages_once() -> None:
+    """The routing tree's settings behind "one page per incident" (see alertmanager.yml)."""
+    config = load_yaml(ALERTMANAGER_CONFIG)
+    route = config["route"]
+    assert route["group_by"] == ["incident"]
+    routes = route["routes"]
+    prometheus, planned, pager, chat = routes
+    assert prometheus["matchers"] == ['source="prometheus"'] and prometheus["group_by"] == ["alertname"]
+    assert planned == {"matchers": ['planned=~".+"'], "receiver": "chat"}
+    assert pager["matchers"] == ['severity="critical"'] and pager["receiver"] == "oncall"
+    assert pager["continue"] is True
+    # The pager's group is notified again only at a group_interval tick: hours, far longer than an
+    # incident evolves, and equal to the repeat (the reminder) so nothing else re-pages before it.
+    assert _duration(pager["group_interval"]) == _duration(pager["repeat_interval"]) >= 3600
+    # Chat inherits the root's short interval: the incident's updates within seconds.
+    assert "group_interval" not in chat and _duration(route["group_interval"]) <= 60
+    assert _duration(route["group_wait"]) <= 30  # the first page waits this long at most
+    [oncall] = [r for r in config["receivers"] if r["name"] == "oncall"]
+    assert all(not c.get("send_resolved", True) for c in oncall["pagerduty_configs"])
+    assert config["templates"] == ["bgpwatch.tmpl"]
+    assert (ALERTMANAGER_CONFIG.parent / "bgpwatch.tmpl").exists()
 
 
 def test_inhibit_rules_name_only_known_alerts() -> None:
@@ -356,10 +409,8 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
     """Run the example Alertmanager configuration on loopback, receivers pointed at a closed port."""
     if ALERTMANAGER is None:
         pytest.skip("prometheus-alertmanager not installed")
-    config = load_yaml(ALERTMANAGER_CONFIG)
-    for receiver in config["receivers"]:
-        for webhook in receiver.get("webhook_configs", []):
-            webhook["url"] = "http://127.0.0.1:9/"  # never reach example.net
+    # The shipped configuration, its receivers pointed at a closed port (never a real pager/chat).
+    config = alertmanager_server.shipped_config("http://127.0.0.1:9", ALERTMANAGER_CONFIG)
     config_file = tmp_path / "alertmanager.yml"
     config_file.write_text(yaml.safe_dump(config))
     port = _free_port()

@@ -217,10 +217,99 @@ def test_alertmanager_ha_pair_gives_one_alert(alertmanager: str) -> None:
         groups = await asyncio.to_thread(am_get, alertmanager, "/api/v2/alerts/groups", incident=incident)
         assert len(groups) == 1
         assert len(groups[0]["alerts"]) == 1
-        assert groups[0]["labels"] == {"alertname": "topology_split", "incident": incident}
+        assert groups[0]["labels"] == {"incident": incident}  # grouped as the shipped config does
         await group.close(2)
 
     run(scenario())
+
+
+def test_alertmanager_incident_root_title_and_planned_work(alertmanager: str) -> None:
+    """The root alert is labelled root, every alert carries the incident's title, planned work its label."""
+    incident = "2025-03-03T15:00:00Z-par4"
+    registry = CollectorRegistry()
+    root = transition(
+        "firing",
+        incident,
+        kind="site_down",
+        labels={"site": "par4"},
+        summary="site par4 down (confirmed): par1, par3 withdrew its prefixes",
+        incident_root=True,
+        incident_title="site par4 down",
+    )
+    consequence = transition(
+        "firing", incident, kind="service_unreachable", labels={"service": "api", "site": "par1"}
+    )
+    planned = transition(
+        "firing",
+        "2025-03-03T15:00:00Z-par5",
+        kind="site_down",
+        severity="info",
+        labels={"site": "par5"},
+        summary="site par5 down: maintenance",
+        planned={"by": "maintenance", "reason": "line card swap", "until": "2025-03-03T17:00:00Z"},
+    )
+
+    async def scenario() -> None:
+        sink = am_sink(alertmanager, registry)
+        await sink.start()
+        for t in (root, consequence, planned):
+            sink.submit(t)
+        await until(lambda: sample(registry, "bgpwatch_sink_deliveries_total", "alertmanager") == 3)
+        alerts = await asyncio.to_thread(am_get, alertmanager, "/api/v2/alerts", incident=incident)
+        by_name = {a["labels"]["alertname"]: a for a in alerts}
+        assert by_name["site_down"]["labels"]["root"] == "true"
+        assert "root" not in by_name["service_unreachable"]["labels"]
+        assert {a["annotations"]["incident_title"] for a in alerts} == {"site par4 down"}
+        [maintenance] = await asyncio.to_thread(
+            am_get, alertmanager, "/api/v2/alerts", incident=planned["incident"]
+        )
+        assert maintenance["labels"]["planned"] == "maintenance"
+        assert maintenance["labels"]["severity"] == "info"
+        assert maintenance["annotations"]["planned_reason"] == "line card swap"
+        assert maintenance["annotations"]["planned_until"] == "2025-03-03T17:00:00Z"
+        for t in (root, consequence, planned):
+            sink.submit({**t, "state": "resolved", "at": "2025-03-03T15:10:00.000Z", "started_at": t["at"]})
+        await until(lambda: sample(registry, "bgpwatch_sink_deliveries_total", "alertmanager") == 6)
+        assert sink.firing == {}
+        await sink.close(2)
+
+    run(scenario())
+
+
+def test_alertmanager_incident_title_without_the_optional_keys() -> None:
+    """Transitions that do not name their root: the title of the incident's first alert, for all."""
+    sink = am_sink("http://127.0.0.1:9", CollectorRegistry())
+    incident = "2025-03-03T16:00:00Z-par2"
+    first = transition(
+        "firing", incident, kind="site_down", labels={"site": "par2"}, summary="site par2 down (suspected): x"
+    )
+    later = transition("firing", incident, summary="live sites form 2 islands: {par1} and {par3}")
+    sink.on_submit(first)
+    sink.on_submit(later)
+    [first_alert] = sink.payload_for(first)
+    [later_alert] = sink.payload_for(later)
+    assert first_alert["annotations"]["incident_title"] == "site par2 down (suspected)"
+    assert later_alert["annotations"]["incident_title"] == "site par2 down (suspected)"
+    assert "root" not in first_alert["labels"] and "planned" not in first_alert["labels"]
+    resolved = transition(
+        "resolved", incident, summary="resolved after 31.0 s: site par2 down (confirmed): y"
+    )
+    sink.on_submit(resolved)
+    assert sink.payload_for(resolved)[0]["annotations"]["incident_title"] == "site par2 down (suspected)"
+    # An incident this sink never saw open (e.g. after a restart): the head of its own summary.
+    stray = transition(
+        "resolved", "2025-03-03T17:00:00Z-par3", summary="resolved after 2.0 s: stale routes: z"
+    )
+    assert sink.payload_for(stray)[0]["annotations"]["incident_title"] == "stale routes"
+    # A root named later wins over the first alert seen; an explicit title over both.
+    sink.on_submit(
+        transition("firing", incident, kind="x", summary="site par2 down (confirmed): z", incident_root=True)
+    )
+    assert sink.incident_title(later) == "site par2 down (confirmed)"
+    assert sink.incident_title({**later, "incident_title": "par2 power loss"}) == "par2 power loss"
+    # A transition's own labels cannot forge root or planned.
+    forged = transition("firing", incident, labels={"root": "true", "planned": "maintenance"})
+    assert {"root", "planned"} & set(sink.labels_for(forged)) == set()
 
 
 def test_alertmanager_resend_keeps_firing_alive_until_resolved() -> None:

@@ -8,9 +8,16 @@ with endsAt = the resolution's event time.
 Labels (the alert's identity for Alertmanager; it de-duplicates identical label sets, which is how
 an HA pair of bgpwatch instances yields one notification):
   the static `labels` param (default {source: bgpwatch}; same value on both members of an HA pair),
-  the transition's labels, then alertname = kind, severity, incident.
+  the transition's labels, then alertname = kind, severity, incident,
+  root = "true" when the transition says it opened its incident (optional key `incident_root`),
+  planned = "maintenance" | "graceful_shutdown" for planned work (optional key `planned`:
+  {"by", "reason", "until"}); the shipped Alertmanager configuration never pages those.
 The sending instance goes into the `instance` annotation, not a label, for that reason.
-Annotations: summary, description, the transition's annotations, started_at/duration on resolution.
+Annotations: summary, description, the transition's annotations, started_at/duration on resolution,
+incident_title (the root cause's title, which config/alertmanager/bgpwatch.tmpl puts in a
+notification's title) and planned_reason/planned_until.  incident_title is the transition's optional
+key `incident_title`; without it, the title remembered for that incident (from the transition that
+opened it, or the first one of it this sink saw), else the head of the alert's own summary.
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ from bgpwatch.alerts.sinks.base import (
 log = logging.getLogger("bgpwatch.alerts.sinks")
 
 _LABEL_NAME = re.compile(r"[^a-zA-Z0-9_]")
-_RESERVED = ("alertname", "severity", "incident")
+_RESOLVED_PREFIX = re.compile(r"^resolved after [^:]*: ")
+_TITLES_KEPT = 1000  # incidents whose title is remembered (oldest forgotten first)
+PLANNED_BY = ("maintenance", "graceful_shutdown")
 
 
 def _label_name(name: str) -> str:
@@ -51,6 +60,22 @@ def _label_name(name: str) -> str:
 def rfc3339(ts: float) -> str:
     """Return an epoch time as RFC 3339 UTC with milliseconds (the contract's format)."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def planned_by(transition: Mapping[str, Any]) -> str | None:
+    """Return who planned the work a transition is about ("maintenance", ...), or None."""
+    planned = transition.get("planned")
+    if not isinstance(planned, Mapping):
+        return None
+    by = planned.get("by")
+    # an unknown value still marks planned work: it must not page because of a typo upstream
+    return str(by) if by else "planned"
+
+
+def summary_title(summary: str) -> str:
+    """Return a title from a summary: its head before the first ": ", without "resolved after"."""
+    head = _RESOLVED_PREFIX.sub("", summary)
+    return head.split(": ", 1)[0].strip()
 
 
 def alert_identity(transition: Mapping[str, Any]) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -86,6 +111,8 @@ class AlertmanagerSink(HttpSink):
         self.instance: str = params.get("instance") or socket.gethostname()
         self.generator_url: str | None = params.get("generator_url")
         self.clock = time.time
+        # incident -> (title, from its root): the fallback when transitions carry no incident_title
+        self._titles: dict[str, tuple[str, bool]] = {}
         # identity -> firing alert (labels, annotations, startsAt), re-sent until resolved
         self.firing: dict[tuple, dict[str, Any]] = {}
         # transition key -> old label set that transition ends (the severity changed): sent with it
@@ -104,6 +131,13 @@ class AlertmanagerSink(HttpSink):
         labels["severity"] = str(transition.get("severity", "warning"))
         if transition.get("incident"):
             labels["incident"] = str(transition["incident"])
+        labels.pop("root", None)
+        if transition.get("incident_root") is True:
+            labels["root"] = "true"
+        labels.pop("planned", None)
+        by = planned_by(transition)
+        if by is not None:
+            labels["planned"] = by
         # Alertmanager treats an empty value as an absent label: drop it rather than be rejected
         return {k: v for k, v in labels.items() if v != ""}
 
@@ -116,12 +150,52 @@ class AlertmanagerSink(HttpSink):
         notes.setdefault("summary", summary)
         notes.setdefault("description", summary)
         notes["instance"] = self.instance
+        notes["incident_title"] = self.incident_title(transition)
+        planned = transition.get("planned")
+        if isinstance(planned, Mapping):
+            if planned.get("reason"):
+                notes["planned_reason"] = str(planned["reason"])
+            if planned.get("until"):
+                notes["planned_until"] = str(planned["until"])
         if transition.get("state") == "resolved":
             if "started_at" in transition:
                 notes["started_at"] = str(transition["started_at"])
             if "duration_seconds" in transition:
                 notes["duration_seconds"] = f"{float(transition['duration_seconds']):.3f}"
         return {k: v for k, v in notes.items() if v != ""}
+
+    def incident_title(self, transition: Transition) -> str:
+        """Return the title of the transition's incident (its root cause's), as well as known."""
+        title = transition.get("incident_title")
+        if isinstance(title, str) and title:
+            return title
+        known = self._titles.get(str(transition.get("incident", "")))
+        if known is not None:
+            return known[0]
+        return summary_title(str(transition.get("summary", "")))
+
+    def _note_incident(self, transition: Transition) -> None:
+        # Remember the incident's title so its later alerts carry it too: the transition's own
+        # incident_title, else the summary of the alert that opened it (incident_root) or, when
+        # transitions do not say, of the first alert of the incident seen (the root fires first).
+        incident = transition.get("incident")
+        if not incident:
+            return
+        incident = str(incident)
+        root = transition.get("incident_root") is True
+        given = transition.get("incident_title")
+        known = self._titles.get(incident)
+        if isinstance(given, str) and given:
+            entry = (given, True)
+        elif known is None or (root and not known[1]):
+            if transition.get("state") != "firing" and known is not None:
+                return
+            entry = (summary_title(str(transition.get("summary", ""))), root)
+        else:
+            return
+        if known is None and len(self._titles) >= _TITLES_KEPT:
+            self._titles.pop(next(iter(self._titles)))
+        self._titles[incident] = entry
 
     def _alert(self, labels: dict[str, str], annotations: dict[str, str], starts: str, ends: str) -> dict:
         alert = {"labels": labels, "annotations": annotations, "startsAt": starts, "endsAt": ends}
@@ -136,6 +210,7 @@ class AlertmanagerSink(HttpSink):
 
     def on_submit(self, transition: Transition) -> None:
         """Track the firing set: add firing alerts, remove resolved ones."""
+        self._note_incident(transition)
         identity = alert_identity(transition)
         labels = self.labels_for(transition)
         if transition.get("state") == "firing":
