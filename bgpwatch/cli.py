@@ -301,8 +301,8 @@ def peers(config_path, api_url, as_json) -> None:
             ago(p["seconds_since_last_message"]),
             p["routes_ipv4"],
             p["routes_ipv6"],
-            ",".join(p["end_of_rib"]) or "-",
-            p["flaps_10m"],
+            ",".join(p["end_of_rib"]) or (p.get("converged_by") or "-"),
+            p["flaps"],
             p["reason"] if p["state"] != "up" else "",
         ]
         for p in data

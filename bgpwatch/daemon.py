@@ -129,7 +129,7 @@ class Daemon:
             from bgpwatch.detect.engine import DetectionEngine
         except ImportError:
             return None
-        return DetectionEngine(config, self.pipeline.rib, self.emit)
+        return DetectionEngine(config, self.pipeline.rib, self.emit, sessions=self.pipeline.sessions)
 
     def _attach_planned(self) -> None:
         if self.engine is not None:
@@ -379,16 +379,10 @@ class Daemon:
         log.info("reload: configuration from %s applied", path)
 
     async def _restart_collector(self, config: Config) -> None:
-        from bgpwatch.sessions import SessionTable
-
         old = self.supervisor
         if old is not None:
             await old.stop()
-        sessions = SessionTable(config)
-        for address, session in self.pipeline.sessions.by_address.items():
-            if address in sessions.by_address:
-                sessions.by_address[address] = session
-        self.pipeline.sessions = sessions
+        self.pipeline.sessions.reconfigure(config)  # sessions still configured keep their state
         self.pipeline.config = config
         if config.collector.exabgp == "managed":
             self.supervisor = Supervisor(config, self._collector_status)

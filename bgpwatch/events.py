@@ -33,6 +33,7 @@ class SessionState:
     state: str  # CONNECTED | UP | DOWN
     reason: str = ""
     peer_as: int | None = None
+    cause: str = ""  # typed cause when the input knows it ("collector": bgpwatch's side closed it)
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -78,6 +79,23 @@ class Notification:
 
 
 @dataclass(slots=True, unsafe_hash=True)
+class PeerOpen:
+    """The peer's OPEN: what it offered (received direction only)."""
+
+    at: float
+    peer: str
+    peer_as: int | None
+    router_id: str | None
+    hold_time: int | None
+    graceful_restart: bool  # the peer advertised the GR capability
+    restart_time: int | None  # its GR restart time (seconds)
+    gr_families: tuple[int, ...]  # AFIs (4, 6) the peer preserves forwarding state for / lists in GR
+    families: tuple[int, ...]  # unicast AFIs offered in multiprotocol (4, 6)
+    four_byte_asn: bool
+    add_path: bool  # the peer offered to send several paths per prefix (ADD-PATH send, any unicast AFI)
+
+
+@dataclass(slots=True, unsafe_hash=True)
 class CollectorShutdown:
     """The ExaBGP process announced its own shutdown."""
 
@@ -117,6 +135,7 @@ Event = (
     | Withdraw
     | EndOfRib
     | Notification
+    | PeerOpen
     | CollectorShutdown
     | CollectorStatus
     | FeedGap

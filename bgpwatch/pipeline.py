@@ -1,5 +1,9 @@
 """The hot path: one line in, events out, RIB and sessions updated, detectors fed.
 
+The session table (`bgpwatch.sessions`, the one owner of session state) belongs to the pipeline;
+the detection engine, when there is one, applies each event to it after catching its clock up to
+the event, so that no timer due before the event sees a session state from its future.
+
 The daemon (live) and `bgpwatch replay` (recorded) drive the same `Pipeline`; only the
 clock differs: live time comes from ExaBGP's "time" field and a wall-clock tick, replay
 time only from the recording.
@@ -24,6 +28,7 @@ from bgpwatch.events import (
 )
 from bgpwatch.ingest.control import RELAY_TAG, parse_control
 from bgpwatch.ingest.exabgp_json import ExaBGPJsonParser, IngestError
+from bgpwatch.ingest.reasons import COLLECTOR
 from bgpwatch.rib import AttributePool, Rib, RouteChanges
 from bgpwatch.sessions import IDLE, SessionTable
 
@@ -79,10 +84,11 @@ class Pipeline:
                 # feed_event for an UPDATE, inlined: this runs for every line of a table load.
                 self.events += 1
                 self.last_event_at = event.at
-                self.sessions.observe(event)
                 changes = self.rib.apply(event)
                 if self.consumer is not None:
-                    self.consumer.process(event, changes)
+                    self.consumer.process(event, changes)  # it applies the event to self.sessions
+                else:
+                    self.sessions.apply(event)
             else:
                 self.feed_event(event, worker)
 
@@ -114,10 +120,11 @@ class Pipeline:
         """Apply one normalised event (`worker`: the ExaBGP worker it came through, if known)."""
         self.events += 1
         self.last_event_at = event.at
-        self.sessions.observe(event)
         changes = self.rib.apply(event)
         if self.consumer is not None:
-            self.consumer.process(event, changes)
+            self.consumer.process(event, changes)  # it applies the event to self.sessions
+        else:
+            self.sessions.apply(event)
         if isinstance(event, CollectorShutdown | CollectorStatus):
             # ExaBGP is gone and will not say that its sessions went with it: say it for it,
             # after the collector event itself, so detectors can blame the collector, not the sites.
@@ -132,9 +139,9 @@ class Pipeline:
                 return []
             worker = event.worker
         peers = self.worker_peers.get(worker) if worker is not None else None
-        reason = f"collector: {event.reason}"
+        reason = f"ExaBGP stopped: {event.reason}" if event.reason else "ExaBGP stopped"
         return [
-            SessionState(event.at, session.address, DOWN, reason)
+            SessionState(event.at, session.address, DOWN, reason, cause=COLLECTOR)
             for session in self.sessions.by_address.values()
             if (peers is None or session.address in peers) and session.state not in (DOWN, IDLE)
         ]

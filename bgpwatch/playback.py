@@ -158,7 +158,7 @@ def replay(
     from bgpwatch.pipeline import Pipeline
 
     pipeline = Pipeline(config)
-    engine = DetectionEngine(config, pipeline.rib, on_transition)
+    engine = DetectionEngine(config, pipeline.rib, on_transition, sessions=pipeline.sessions)
     pipeline.consumer = engine
     stats = ReplayStats()
     feed = pipeline.feed_event

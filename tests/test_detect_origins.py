@@ -177,15 +177,16 @@ def test_peer_without_up_joins_mid_session(tmp_path: Path) -> None:
     assert lab.got({"origin_change"}) == [
         (at(1.5), "origin_change", "firing", {"prefix": "198.51.100.0/24", "origin": "64666"})
     ]
-    # A peer that is seen coming up is loading until End-of-RIB or the convergence timeout (60 s).
+    # A peer that is seen coming up is loading until End-of-RIB, a quiet period (10 s without a route,
+    # not_converged.quiet) or the convergence timeout (60 s).
     lab.feed(SessionState(T0 + 10, "198.51.100.78", UP))
     lab.announce(10.1, "198.51.100.78", ["10.0.0.0/8"], [64497, 3356])
-    for second in range(11, 73):  # a live daemon ticks every second
+    for second in range(11, 23):  # a live daemon ticks every second
         lab.run_until(second)
-        if second == 70:
+        if second == 20:
             assert [x for x in lab.got() if x[1] == "bogon_route"] == []
-    # Loaded at 70 (up + 60 s; seen at a tick, so within a second of it live), fired 0.5 s later.
-    assert [x[:3] for x in lab.got() if x[1] == "bogon_route"] == [(at(70.5), "bogon_route", "firing")]
+    # Loaded at 20.1 (its last route + 10 s, exactly, whatever the tick), fired 0.5 s later.
+    assert [x[:3] for x in lab.got() if x[1] == "bogon_route"] == [(at(20.6), "bogon_route", "firing")]
     # A configured peer heard first through its routes counts as up and converged.
     vp = lab.engine.topology.vps[P1]
     lab.announce(80, P1, ["203.0.113.0/27"], [])

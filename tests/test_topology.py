@@ -14,6 +14,7 @@ from bgpwatch.detect.engine import DetectionEngine, DetectorConfigError
 from bgpwatch.events import DOWN, UP, Announce, EndOfRib, SessionState, Withdraw
 from bgpwatch.rib import Rib
 from bgpwatch.rib.prefix import covers, parse_prefix
+from bgpwatch.sessions import SessionTable
 from bgpwatch.topology import SiteModel, Topology
 
 CONFIG = """
@@ -160,7 +161,8 @@ PATHS = [(), (65002,), (65003,), (65002, 65003), (65003, 65001), (65001, 65001, 
 def test_incremental_counts_match_a_recount(config, seed: int) -> None:
     rng = random.Random(seed)
     rib = Rib()
-    topology = Topology(SiteModel(config), startup_grace=5.0)
+    sessions = SessionTable(config)
+    topology = Topology(SiteModel(config), sessions, startup_grace=5.0)
     now = 1000.0
     for _ in range(400):
         now += rng.random() * 0.5
@@ -181,26 +183,25 @@ def test_incremental_counts_match_a_recount(config, seed: int) -> None:
                 event = Announce(now, peer, family, keys, attrs)
             else:
                 event = Withdraw(now, peer, family, keys)
+        session = sessions.apply(event)
         changes = rib.apply(event)
-        topology.apply(event, changes, now)
+        topology.apply(event, changes, now, session)
+        for change in sessions.tick(now):
+            topology.session_changed(change)
         topology.tick(now)
         if rng.random() < 0.2:
             topology.evaluate(now)
     assert incremental(topology) == brute_force(topology, rib)
     # a full reload of the same RIB (what a config reload does) counts the same
-    fresh = Topology(SiteModel(config))
-    for address, vp in topology.vps.items():
-        for slot in ("state", "since", "up_since", "eor", "eor_complete", "timed_out", "ever_up"):
-            setattr(fresh.vps[address], slot, getattr(vp, slot))
-        if vp.active:
-            fresh.active_count[vp.info.site] += 1
+    # (the sessions keep their state: one owner, read by both topologies)
+    fresh = Topology(SiteModel(config), sessions)
     fresh.load(rib, now)
     assert incremental(fresh) == incremental(topology)
 
 
 def test_unrelated_routes_touch_nothing(config) -> None:
     rib = Rib()
-    topology = Topology(SiteModel(config))
+    topology = Topology(SiteModel(config), SessionTable(config))
     attrs = rib.pool.intern(as_path=(64999, 64998), next_hop="192.0.2.2")
     keys = tuple(parse_prefix(f"100.{i // 256}.{i % 256}.0/24")[1] for i in range(20_000))
     event = Announce(1.0, "192.0.2.2", 4, keys, attrs)
@@ -210,7 +211,8 @@ def test_unrelated_routes_touch_nothing(config) -> None:
 
 
 def feed(topology: Topology, rib: Rib, event) -> None:
-    topology.apply(event, rib.apply(event), event.at)
+    session = topology.sessions.apply(event)
+    topology.apply(event, rib.apply(event), event.at, session)
     topology.evaluate(event.at)
 
 
@@ -239,7 +241,7 @@ FULL = {
 
 def test_states_islands_snapshot_and_dot(config) -> None:
     rib = Rib()
-    topology = Topology(SiteModel(config))
+    topology = Topology(SiteModel(config), SessionTable(config))
     converge(topology, rib, 10.0, FULL)
     assert [v.state for v in topology.states.values()] == ["live"] * 3
     assert topology.islands == [["par1", "par2", "par3"]]

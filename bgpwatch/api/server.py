@@ -163,7 +163,7 @@ def build_app(daemon: Daemon) -> web.Application:
         now = time.time()
         result = []
         for session in daemon.pipeline.sessions.by_address.values():
-            entry = session.to_dict(now)
+            entry = daemon.pipeline.sessions.to_dict(session, now)
             rib = daemon.pipeline.rib.peers.get(session.address)
             entry["routes"] = len(rib) if rib else 0
             entry["routes_ipv4"] = len(rib.tables[4]) if rib else 0

@@ -1,7 +1,7 @@
 """Detector plug-ins: a small base class, parameters declared beside their types, a registry by name.
 
-A detector reads the engine's shared state (topology, RIB, collector state), and states its
-findings into the alert book (`self.sync(...)`), which de-bounces, groups and emits.  Every
+A detector reads a narrow view of the engine's state (`bgpwatch.detect.context.DetectionContext`:
+topology, sessions, model, clock), and states its findings into the alert book (`self.sync(...)`), which de-bounces, groups and emits.  Every
 detector has the common parameters ``enabled``, ``for`` (seconds a condition must hold
 before firing, default 0.5: alerts leave within ~1 s of the BGP message that caused them, while
 path hunting, which settles within ~15 ms, never pages), ``keep`` (seconds it must stay clear
@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from bgpwatch.alerts.lifecycle import AlertKey, Finding, alert_key
 
 if TYPE_CHECKING:
-    from bgpwatch.detect.engine import DetectionEngine
+    from bgpwatch.detect.context import DetectionContext
     from bgpwatch.events import Event
     from bgpwatch.rib import RouteChanges
+    from bgpwatch.sessions import SessionChange
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -102,14 +103,17 @@ class Detector:
     params_only: ClassVar[bool] = False  # a settings section, not a detector (e.g. "topology")
     order: ClassVar[int] = 50  # evaluation order: causes before their consequences
 
-    def __init__(self, engine: DetectionEngine, params: Mapping[str, Any] | None = None) -> None:
-        self.engine = engine
+    def __init__(self, ctx: DetectionContext, params: Mapping[str, Any] | None = None) -> None:
+        self.ctx = ctx
         self.p = resolve_params(type(self), params or {})
         self.enabled: bool = self.p["enabled"]
 
     # -- hooks ----------------------------------------------------------------------------------
     def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
         """See every event before the topology is updated (counting, classification)."""
+
+    def on_session(self, change: SessionChange, now: float) -> None:
+        """See every session change (up, down, converged, joined) before the topology follows it."""
 
     def evaluate(self, now: float) -> None:
         """Re-derive conditions after the topology changed or the clock advanced."""
@@ -146,12 +150,12 @@ class Detector:
 
     def sync(self, findings: Iterable[Finding], now: float) -> None:
         """Make this detector's current conditions exactly ``findings``."""
-        self.engine.book.sync(self.kind, findings, now)
+        self.ctx.book.sync(self.kind, findings, now)
 
     def cause_if_active(self, kind: str, labels: dict[str, str]) -> AlertKey | None:
         """Return the key of a pending or firing alert, else None."""
         key = alert_key(kind, labels)
-        return key if self.engine.book.is_active(key) else None
+        return key if self.ctx.book.is_active(key) else None
 
 
 REGISTRY: dict[str, type[Detector]] = {}

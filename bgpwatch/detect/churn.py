@@ -40,16 +40,16 @@ class MassWithdrawalDetector(Detector):
         "min_routes": Param(int, 100, "smallest table (routes) considered", 1, 100_000_000),
     }
 
-    def __init__(self, engine: Any, params: Any = None) -> None:
-        super().__init__(engine, params)
+    def __init__(self, ctx: Any, params: Any = None) -> None:
+        super().__init__(ctx, params)
         self.withdrawn: dict[str, OrderedDict[tuple[int, int], float]] = {}
         self.active: dict[str, float] = {}  # peer address -> when the condition began
 
     def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
         if not isinstance(event, Withdraw | Announce):
             return
-        vp = self.engine.topology.vps.get(event.peer)
-        if not (vp.eor_complete if vp is not None else self.engine.peer_loaded(event.peer)):
+        vp = self.ctx.topology.vps.get(event.peer)
+        if not (vp.eor_complete if vp is not None else self.ctx.peer_loaded(event.peer)):
             return
         recent = self.withdrawn.get(event.peer)
         if recent is None:
@@ -81,40 +81,39 @@ class MassWithdrawalDetector(Detector):
                 break
             del recent[item]
             ended = at + window
-        adj = self.engine.rib.peers.get(address)
-        size = len(adj) if adj is not None else 0
+        size = self.ctx.route_count(address)
         count = len(recent)
         total = count + size
-        up = self.engine.peer_up(address)
+        up = self.ctx.peer_up(address)
         key = self._key(address)
         if not up or total < self.p["min_routes"] or count < self.p["share"] * total:
             if address in self.active:
                 del self.active[address]
-                self.engine.book.clear(key, now, ended_at=ended if up else now)
+                self.ctx.book.clear(key, now, ended_at=ended if up else now)
             if not recent:
                 self.withdrawn.pop(address, None)
             return
         since = self.active.setdefault(address, now)
-        name = self.engine.peer_identity(address)[0]
+        name = self.ctx.peer_identity(address)[0]
         summary = f"mass withdrawal: {name} withdrew {count} of {total} routes ({count / total:.0%}) within {window:g} s"
-        if address in self.engine.mid_session:
+        if address in self.ctx.mid_session:
             summary += " (of the routes seen since the input started: its earlier table is unknown)"
         annotations = {"withdrawn": count, "table": total, "share": round(count / total, 3)}
         cause = self._cause(recent)
-        self.engine.book.upsert(
+        self.ctx.book.upsert(
             self.finding(self._labels(address), summary, name, annotations, cause, since),
             now,
         )
 
     def _labels(self, address: str) -> dict[str, str]:
-        name, site, _ = self.engine.peer_identity(address)
+        name, site, _ = self.ctx.peer_identity(address)
         return {"peer": name, "site": site} if site is not None else {"peer": name}
 
     def _key(self, address: str) -> AlertKey:
         return (self.kind, tuple(sorted(self._labels(address).items())))
 
     def _cause(self, recent: OrderedDict[tuple[int, int], float]) -> AlertKey | None:
-        model = self.engine.topology.model
+        model = self.ctx.topology.model
         owners: dict[str, int] = {}
         for family, key in list(recent)[-1000:]:
             site_key = model.site_prefix(family, key)
@@ -125,7 +124,7 @@ class MassWithdrawalDetector(Detector):
             cause = self.cause_if_active("site_down", {"site": owner})
             if cause is not None:
                 return cause
-        for key in self.engine.book.alerts:
+        for key in self.ctx.book.active_keys():
             if key[0] in ("topology_split", "collector_degraded"):
                 return key
         return None
@@ -151,8 +150,8 @@ class UpdateStormDetector(Detector):
         "alpha": Param(float, 0.05, "EWMA weight of each second in the baseline", 0.0001, 1),
     }
 
-    def __init__(self, engine: Any, params: Any = None) -> None:
-        super().__init__(engine, params)
+    def __init__(self, ctx: Any, params: Any = None) -> None:
+        super().__init__(ctx, params)
         # peer -> [current second, count in it, count of the previous second, baseline]
         self.rates: dict[str, list[float]] = {}
         self.active: dict[str, float] = {}
@@ -160,7 +159,7 @@ class UpdateStormDetector(Detector):
     def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
         if not isinstance(event, Withdraw | Announce):
             return
-        vp = self.engine.topology.vps.get(event.peer)
+        vp = self.ctx.topology.vps.get(event.peer)
         if vp is None or not vp.eor_complete:
             return
         rate = self._roll(event.peer, now)
@@ -195,12 +194,12 @@ class UpdateStormDetector(Detector):
         current = max(rate[1], rate[2])
         if current <= threshold and address not in self.active:
             return  # the common case, kept cheap: it runs for every UPDATE
-        vp = self.engine.topology.vps[address]
+        vp = self.ctx.topology.vps[address]
         info = vp.info
         key = (self.kind, tuple(sorted({"peer": info.name, "site": info.site}.items())))
         if current <= threshold or vp.state != "up":
             if self.active.pop(address, None) is not None:
-                self.engine.book.clear(key, now)
+                self.ctx.book.clear(key, now)
             return
         since = self.active.setdefault(address, now)
         summary = (
@@ -208,7 +207,7 @@ class UpdateStormDetector(Detector):
             f"(baseline {rate[3]:.1f}/s, threshold {threshold:.0f}/s)"
         )
         annotations = {"rate": current, "baseline": round(rate[3], 2), "threshold": threshold}
-        self.engine.book.upsert(
+        self.ctx.book.upsert(
             self.finding(
                 {"peer": info.name, "site": info.site}, summary, info.name, annotations, since=since
             ),

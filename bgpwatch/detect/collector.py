@@ -3,9 +3,8 @@
 Collector-side evidence:
 - `CollectorShutdown` (ExaBGP printed its shutdown line) or `CollectorStatus(up=False)` (the
   supervisor saw a worker die);
-- a session going down with a local reason: "stop, message [shutting down]" (ExaBGP
-  SIGTERM), "collector: ..." (the pipeline's synthesised downs when ExaBGP died), "lost the
-  helper process";
+- a session going down with the typed cause ``collector`` (`bgpwatch.sessions.DownCause`: ExaBGP
+  was stopped or lost its helper process, or the pipeline's synthesised downs when ExaBGP died);
 - every established session going down within ``burst_window`` seconds (at least two): sites
   do not all die within a second, the collector's own link or host does;
 - `FeedGap`: lines lost between ExaBGP and bgpwatch, so the RIB may be wrong for a while.
@@ -21,19 +20,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bgpwatch.detect.base import Detector, Param, register
-from bgpwatch.events import DOWN, UP, CollectorShutdown, CollectorStatus, FeedGap, SessionState
+from bgpwatch.events import CollectorShutdown, CollectorStatus, FeedGap
+from bgpwatch.sessions import CHANGE_DOWN, CHANGE_UP, DownCause, SessionChange
 
 if TYPE_CHECKING:
     from bgpwatch.events import Event
     from bgpwatch.rib import RouteChanges
-
-LOCAL_REASONS = ("stop", "shutting down", "collector:", "lost the helper process")
-
-
-def is_local_reason(reason: str) -> bool:
-    """Tell whether a session-down reason says the collector itself closed the session."""
-    text = reason.lower()
-    return any(text.startswith(r) if r in ("stop", "collector:") else r in text for r in LOCAL_REASONS)
 
 
 @register
@@ -54,8 +46,8 @@ class CollectorDegradedDetector(Detector):
         "feed_gap_hold": Param(float, 60.0, "seconds a feed gap keeps the collector degraded", 0, 86400),
     }
 
-    def __init__(self, engine: Any, params: Any = None) -> None:
-        super().__init__(engine, params)
+    def __init__(self, ctx: Any, params: Any = None) -> None:
+        super().__init__(ctx, params)
         self.collector_down = False
         self.fault_since: float | None = None
         self.back_since: float | None = None
@@ -72,7 +64,6 @@ class CollectorDegradedDetector(Detector):
         self.reasons = self.reasons[-5:]
 
     def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
-        lost = self.engine.collector_lost
         if isinstance(event, CollectorShutdown):
             self.collector_down, self.back_since = True, None
             self._fault(now, f"ExaBGP shut down ({event.reason})")
@@ -86,51 +77,51 @@ class CollectorDegradedDetector(Detector):
             self.lost_lines += event.lost
             self.gap_until = now + self.p["feed_gap_hold"]
             self._fault(now, f"{event.lost} lines lost ({event.source})")
-        elif isinstance(event, SessionState):
-            self._session(event, now, lost)
 
-    def _session(self, event: SessionState, now: float, lost: dict[str, float]) -> None:
-        vps = self.engine.topology.vps
-        vp = vps.get(event.peer)
-        if vp is None:
+    def on_session(self, change: SessionChange, now: float) -> None:
+        session = change.session
+        if not session.configured:
             return
-        if event.state == UP:
+        sessions = self.ctx.sessions
+        if change.kind == CHANGE_UP:
             if self.collector_down or (self.fault_since is not None and self.back_since is None):
                 self.collector_down, self.back_since = False, now
             return
-        if event.state != DOWN or vp.state != UP:
+        if change.kind != CHANGE_DOWN:
             return
-        if is_local_reason(event.reason) or (self.collector_down and self.back_since is None):
-            lost[event.peer] = now
-            self._fault(now, f"sessions closed by the collector ({event.reason})")
+        if session.cause == DownCause.COLLECTOR or (self.collector_down and self.back_since is None):
+            sessions.mark_collector_lost(session.address, now)
+            self._fault(now, f"sessions closed by the collector ({session.reason})")
             return
         # Every established session down within the burst window: the collector's side broke.
         window = self.p["burst_window"]
-        burst = [event.peer]
-        for address, other in vps.items():
-            if address == event.peer or not other.ever_up:
+        burst = [session]
+        for other in sessions:
+            if other is session or not other.ever_up:
                 continue
-            if other.state == UP or other.since is None or now - other.since > window:
+            if other.up or other.since is None or now - other.since > window:
                 return
-            burst.append(address)
+            burst.append(other)
         if len(burst) < 2:
             return
-        for address in burst:
-            lost[address] = vps[address].since if address != event.peer else now
+        for other in burst:
+            sessions.mark_collector_lost(other.address, other.since if other is not session else now)
         self._fault(now, f"all {len(burst)} sessions went down within {window:g} s")
 
     def evaluate(self, now: float) -> None:
-        lost = self.engine.collector_lost
-        vps = self.engine.topology.vps
-        for address in [a for a in lost if vps[a].active]:
-            del lost[address]
+        sessions = self.ctx.sessions
+        vps = self.ctx.topology.vps
+        for address in [a for a in sessions.collector_lost() if vps[a].active]:
+            sessions.forget_collector_lost(address)
+        lost = sessions.collector_lost()
         if (
             lost
             and self.back_since is not None
             and not self.collector_down
             and now - self.back_since >= self.p["recovery_bound"]
         ):
-            lost.clear()  # still missing long after the collector came back: ordinary downs now
+            sessions.forget_collector_lost()  # still missing long after the collector came back: ordinary downs
+            lost = {}
         gap = self.gap_until is not None and now < self.gap_until
         if not gap:
             self.gap_until = None

@@ -47,20 +47,15 @@ from bgpwatch.detect.base import (
     resolve_params,
     validate_detector_params,
 )
+from bgpwatch.detect.context import DetectionContext
 from bgpwatch.events import (
-    DOWN as SESSION_DOWN,
-)
-from bgpwatch.events import (
-    UP,
-    Announce,
     CollectorShutdown,
     CollectorStatus,
-    EndOfRib,
     FeedGap,
     SessionState,
     Tick,
-    Withdraw,
 )
+from bgpwatch.sessions import SessionTable
 from bgpwatch.topology import DOWN, LIVE, UNKNOWN, SiteModel, Topology
 
 if TYPE_CHECKING:
@@ -92,16 +87,15 @@ class DetectionEngine:
         emit: Callable[[dict[str, Any]], None],
         registry: CollectorRegistry | None = None,
         history_size: int = 1000,
+        sessions: SessionTable | None = None,
     ) -> None:
         self.rib = rib
         self.emit = emit
         self.book = AlertBook(emit, history_size=history_size)
-        self.collector_lost: dict[str, float] = {}  # peer address -> when the collector lost it
-        # Peers without a configured session (MRT replays): table-load state, see peer_loaded.
-        self._loading: dict[str, float] = {}  # address -> when it came up (no End-of-RIB yet)
-        self._stranger_as: dict[str, int] = {}  # address -> peer AS its last state change gave
-        self._session_seen: set[str] = set()  # peers whose session start was seen (state change)
-        self.mid_session: set[str] = set()  # peers whose routes came before any 'up': table unknown
+        # The one owner of session state: the pipeline's table (or, fed directly, the engine's own);
+        # the engine applies every event to it (see process).
+        self.sessions: SessionTable = sessions if sessions is not None else SessionTable(config)
+        self.planned: Any = None  # bgpwatch.planned.PlannedWork, set by the daemon when it has one
         self.now: float | None = None
         self._last_tick: float | None = None
         self.relearning = False  # restored alerts wait for the re-learn (see restore)
@@ -121,44 +115,36 @@ class DetectionEngine:
         self.model = SiteModel(config)
         settings = resolve_params(REGISTRY["topology"], params.get("topology") or {})
         convergence = resolve_params(REGISTRY["not_converged"], params.get("not_converged") or {})
+        flaps = resolve_params(REGISTRY["session_down"], params.get("session_down") or {})
+        self.sessions.reconfigure(config)
+        self.sessions.configure(
+            quiet=convergence["quiet"], timeout=convergence["timeout"], flap_window=flaps["flap_window"]
+        )
         self.topology = Topology(
             self.model,
+            self.sessions,
             threshold=settings["visibility_threshold"],
-            convergence_timeout=convergence["timeout"],
             startup_grace=settings["startup_grace"],
             rejoin_grace=settings["rejoin_grace"],
         )
         if previous is not None:
             self._carry_over(previous)
+        self.context = DetectionContext(self)
         detectors = []
         for name, cls in sorted(REGISTRY.items(), key=lambda item: (item[1].order, item[0])):
             if cls.params_only:
                 continue
-            detector = cls(self, params.get(name) or {})
+            detector = cls(self.context, params.get(name) or {})
             if detector.enabled:
                 detectors.append(detector)
         self.detectors: list[Detector] = detectors
         # Only detectors that count events are called per event (the hot path).
         self._event_detectors = [d for d in detectors if type(d).on_event is not Detector.on_event]
+        self._session_detectors = [d for d in detectors if type(d).on_session is not Detector.on_session]
 
     def _carry_over(self, previous: Topology) -> None:
-        """Keep session and site states across a reload, then count the RIB again."""
+        """Keep site states across a reload, then count the RIB again (sessions keep theirs: one owner)."""
         topology = self.topology
-        for address, vp in topology.vps.items():
-            old = previous.vps.get(address)
-            if old is None:
-                continue
-            for slot in (
-                "state",
-                "since",
-                "up_since",
-                "reason",
-                "eor",
-                "eor_complete",
-                "timed_out",
-                "ever_up",
-            ):
-                setattr(vp, slot, getattr(old, slot))
         for name, view in topology.states.items():
             old_view = previous.states.get(name)
             if old_view is not None:
@@ -169,10 +155,11 @@ class DetectionEngine:
                 )
         topology.started_at = previous.started_at
         topology.grace_over = previous.grace_over
-        for vp in topology.vps.values():
-            if vp.active:
-                topology.active_count[vp.info.site] += 1
-        topology.load(self.rib, self.now if self.now is not None else 0.0)
+        now = self.now if self.now is not None else 0.0
+        for address, adj in self.rib.peers.items():
+            if len(adj):
+                self.sessions.join(address, now)  # routes in the RIB of a session never heard of
+        topology.load(self.rib, now)
 
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded configuration: sites, services and parameters; alerts carry on."""
@@ -214,12 +201,12 @@ class DetectionEngine:
                     topology.dirty = True
             elif transition.get("kind") == "session_down":
                 vp = by_name.get(str(labels.get("peer")))
-                if vp is not None and vp.state == "idle":
+                if vp is not None:
                     reason = (transition.get("annotations") or {}).get(
                         "reason"
                     ) or "down before bgpwatch restarted"
-                    vp.state, vp.since, vp.reason, vp.ever_up = SESSION_DOWN, since, str(reason), True
-                    topology.dirty = True
+                    if self.sessions.seed_down(vp.info.address, since, str(reason)):
+                        topology.dirty = True
 
     def _check_relearn(self, now: float) -> None:
         """Settle the restored alerts once the network is re-learned (see the module doc)."""
@@ -229,7 +216,7 @@ class DetectionEngine:
         loaded = all(vp.active for vp in topology.vps.values()) and all(
             view.settle_until is None for view in topology.states.values()
         )
-        bound = max(topology.startup_grace, topology.convergence_timeout)
+        bound = max(topology.startup_grace, self.sessions.timeout)
         if not loaded and now - topology.started_at < bound:
             return
         if topology.dirty:
@@ -244,7 +231,7 @@ class DetectionEngine:
 
     # -- stream ------------------------------------------------------------------------------
     def process(self, event: Event, changes: list[RouteChanges]) -> None:
-        """Take one event after ``rib.apply(event)`` returned ``changes``."""
+        """Take one event after ``rib.apply(event)`` returned ``changes``; apply it to the session table."""
         now = event.at
         if isinstance(event, Tick):
             self.tick(now)
@@ -254,69 +241,47 @@ class DetectionEngine:
             or now - self._last_tick >= SELF_TICK
             or self.topology.next_deadline <= now
         ):
-            self.tick(now)
+            self.tick(now)  # first what was due before this event, on the state before it
+        session = self.sessions.apply(event)
         self.now = now
         self.book.advance(now)
-        self._observe_load(event, now)
         for detector in self._event_detectors:
             detector.on_event(event, changes, now)
-        dirty = self.topology.apply(event, changes, now)
-        if dirty or isinstance(event, _STATE_EVENTS):
+        if session is not None:
+            for detector in self._session_detectors:
+                detector.on_session(session, now)
+        dirty = self.topology.apply(event, changes, now, session)
+        if dirty or session is not None or isinstance(event, _STATE_EVENTS):
             self._evaluate(now)
         self.book.advance(now)
         if self.relearning:
             self._check_relearn(now)
 
-    def _observe_load(self, event: Event, now: float) -> None:
-        peer = getattr(event, "peer", None)
-        if peer is None:
-            return
-        if isinstance(event, Announce | Withdraw):
-            if peer not in self._session_seen:
-                self.mid_session.add(peer)
-        elif isinstance(event, SessionState):
-            self._session_seen.add(peer)
-            if event.state == UP:
-                self.mid_session.discard(peer)  # a new session: its table load is seen from the start
-        vp = self.topology.vps.get(peer)
-        if vp is not None:
-            if vp.state == "idle" and isinstance(event, Announce | Withdraw):
-                self.topology.join_mid_session(vp, now)
-            return
-        if isinstance(event, SessionState):
-            if event.peer_as is not None:
-                self._stranger_as[peer] = event.peer_as
-            if event.state == UP:
-                self._loading[peer] = now
-            else:
-                self._loading.pop(peer, None)
-        elif isinstance(event, EndOfRib):
-            self._loading.pop(peer, None)
+    @property
+    def collector_lost(self) -> dict[str, float]:
+        """Return the sessions lost on the collector's side (address -> when)."""
+        return self.sessions.collector_lost()
+
+    @property
+    def mid_session(self) -> set[str]:
+        """Return the peers whose routes came before any 'up' (their earlier table is unknown)."""
+        return {
+            s.address
+            for s in (*self.sessions.by_address.values(), *self.sessions.strangers.values())
+            if s.mid_session
+        }
 
     def peer_loaded(self, address: str) -> bool:
-        """Tell whether a peer's initial table is in, so its routes may be judged (see the module doc)."""
-        vp = self.topology.vps.get(address)
-        if vp is not None:
-            return vp.active
-        since = self._loading.get(address)
-        if since is None:
-            return True
-        if self.now is not None and self.now - since >= self.topology.convergence_timeout:
-            del self._loading[address]
-            return True
-        return False
+        """Tell whether a peer's initial table is in, so its routes may be judged (see `bgpwatch.sessions`)."""
+        return self.sessions.loaded(address)
 
     def peer_up(self, address: str) -> bool:
         """Tell whether a peer's session is up (peers without a configured session: unless told down)."""
-        vp = self.topology.vps.get(address)
-        return vp.state == UP if vp is not None else True
+        return self.sessions.is_up(address)
 
     def peer_identity(self, address: str) -> tuple[str, str | None, int | None]:
         """Return a peer's name (its address when not configured), site and AS, if known."""
-        vp = self.topology.vps.get(address)
-        if vp is not None:
-            return vp.info.name, vp.info.site, vp.info.peer_as
-        return address, None, self._stranger_as.get(address)
+        return self.sessions.identity(address)
 
     def tick(self, now: float) -> None:
         """Advance the clock without an event (timeouts, windows, pending alerts)."""
@@ -325,7 +290,7 @@ class DetectionEngine:
         # Time-based topology changes (convergence timeout, settling, start-up grace) happen at
         # their own instant, whatever the tick rate: a replay and a live run agree.
         for _ in range(1000):
-            deadline = self.topology.next_deadline
+            deadline = min(self.topology.next_deadline, self.sessions.next_deadline())
             if deadline >= now or (self.now is not None and deadline < self.now):
                 break
             self._tick_at(deadline)
@@ -334,6 +299,10 @@ class DetectionEngine:
     def _tick_at(self, now: float) -> None:
         self.now = self._last_tick = now
         self.book.advance(now)
+        for change in self.sessions.tick(now):
+            for detector in self._session_detectors:
+                detector.on_session(change, now)
+            self.topology.session_changed(change)
         self.topology.tick(now)
         if self.topology.dirty:
             self.topology.evaluate(now)

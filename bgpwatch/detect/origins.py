@@ -201,8 +201,8 @@ class RouteDetector(Detector):
     # every return: a route-level alert resolves only after a minute without offending routes.
     defaults: ClassVar[dict[str, Any]] = {"keep": 60.0}
 
-    def __init__(self, engine: Any, params: Any = None) -> None:
-        super().__init__(engine, params)
+    def __init__(self, ctx: Any, params: Any = None) -> None:
+        super().__init__(ctx, params)
         self.routes: dict[RouteId, tuple[GroupKey, ...]] = {}  # offending route -> its groups
         self.groups: dict[GroupKey, Group] = {}
         self.published: set[GroupKey] = set()  # groups with an alert stated (pending or firing)
@@ -214,23 +214,20 @@ class RouteDetector(Detector):
         """Judge what the RIB already holds (a configuration reload rebuilds the detectors)."""
         from bgpwatch.rib import RouteChanges
 
-        rib = getattr(self.engine, "rib", None)
-        now = self.engine.now
-        if rib is None or now is None:
+        now = self.ctx.now
+        if now is None:
             return
         changes = [
             RouteChanges(now, address, family, [(key, None, attrs) for key, attrs in table.items()])
-            for address, adj in rib.peers.items()
-            for family, table in adj.tables.items()
-            if table
+            for address, family, table in self.ctx.tables()
         ]
         if changes:
             self.on_event(None, changes, now)  # type: ignore[arg-type]
         # Alerts of this kind whose routes are gone (or judged differently now) clear as usual.
         stated = {alert_key(self.kind, self._labels_only(g)[0]) for g in self.published}
-        for key in list(self.engine.book.alerts):
+        for key in list(self.ctx.book.active_keys()):
             if key[0] == self.kind and key not in stated:
-                self.engine.book.clear(key, now)
+                self.ctx.book.clear(key, now)
 
     # -- to implement ---------------------------------------------------------------------
     def _setup(self) -> None:
@@ -287,11 +284,11 @@ class RouteDetector(Detector):
                 else:
                     del self.routes[route]
             if peer not in self._loaded:
-                self._loaded[peer] = self.engine.peer_loaded(peer)
+                self._loaded[peer] = self.ctx.peer_loaded(peer)
         if isinstance(event, SessionState | EndOfRib):
             self._recheck_loads(now)  # republishes every group
             return
-        loaded = self.engine.peer_loaded
+        loaded = self.ctx.peer_loaded
         for change in changes:
             if self._loaded.get(change.peer) != loaded(change.peer):
                 self._recheck_loads(now)  # republishes every group
@@ -302,7 +299,7 @@ class RouteDetector(Detector):
     def _recheck_loads(self, now: float) -> None:
         changed = False
         for peer, was in list(self._loaded.items()):
-            is_now = self.engine.peer_loaded(peer)
+            is_now = self.ctx.peer_loaded(peer)
             if is_now != was:
                 self._loaded[peer] = is_now
                 changed = True
@@ -315,7 +312,7 @@ class RouteDetector(Detector):
 
     def _publish(self, group_key: GroupKey, now: float) -> None:
         group = self.groups.get(group_key)
-        loaded = self.engine.peer_loaded
+        loaded = self.ctx.peer_loaded
         peers = [p for p in group.by_peer if loaded(p)] if group is not None else []
         if not peers:
             if group is not None and not group.by_peer:
@@ -323,11 +320,11 @@ class RouteDetector(Detector):
             if group_key in self.published:
                 self.published.discard(group_key)
                 labels, _, _ = self._labels_only(group_key)
-                self.engine.book.clear(alert_key(self.kind, labels), now)
+                self.ctx.book.clear(alert_key(self.kind, labels), now)
             return
         labels, summary, annotations = self.describe(group_key, group, peers)
         subject = labels.get("prefix") or labels.get("peer") or labels.get("asn") or labels.get("bogon") or ""
-        self.engine.book.upsert(
+        self.ctx.book.upsert(
             self.finding(labels, summary, subject, annotations, self.cause_of(group_key, group)), now
         )
         self.published.add(group_key)
@@ -338,7 +335,7 @@ class RouteDetector(Detector):
     # -- helpers for describe -----------------------------------------------------------------
     def names(self, peers: list[str]) -> list[str]:
         """Return peer names (configured) or addresses, for the first SAMPLES peers."""
-        return [self.engine.peer_identity(p)[0] for p in peers[:SAMPLES]]
+        return [self.ctx.peer_identity(p)[0] for p in peers[:SAMPLES]]
 
     @staticmethod
     def count(group: Group, peers: list[str]) -> int:
@@ -364,11 +361,11 @@ class RouteDetector(Detector):
 
     def peer_as(self, peer: str) -> int | None:
         """Return the AS of a peer when known (config, or its last state change)."""
-        return self.engine.peer_identity(peer)[2]
+        return self.ctx.peer_identity(peer)[2]
 
 
-def _watched(engine: Any) -> list[Any]:
-    return list(getattr(engine.config, "watched_prefixes", None) or ())
+def _watched(ctx: Any) -> list[Any]:
+    return list(getattr(ctx.config, "watched_prefixes", None) or ())
 
 
 @register
@@ -382,11 +379,11 @@ class OriginChangeDetector(RouteDetector):
 
     def _setup(self) -> None:
         entries = []
-        for entry in _watched(self.engine):
+        for entry in _watched(self.ctx):
             family, key = parse_prefix(entry.prefix)
             entries.append((family, key, frozenset(entry.origins)))
         self.watched = PrefixIndex(entries)
-        model = self.engine.topology.model
+        model = self.ctx.topology.model
         self.model = model
 
     def expected(self, family: int, key: int) -> tuple[int, int, frozenset[int], str | None] | None:
@@ -464,10 +461,10 @@ class MoreSpecificDetector(RouteDetector):
     }
 
     def _setup(self) -> None:
-        model = self.engine.topology.model
+        model = self.ctx.topology.model
         self.model = model
         entries = []
-        for entry in _watched(self.engine):
+        for entry in _watched(self.ctx):
             family, key = parse_prefix(entry.prefix)
             entries.append((family, key, bool(entry.allow_more_specifics)))
         self.watched = PrefixIndex(entries)
@@ -512,7 +509,7 @@ class MoreSpecificDetector(RouteDetector):
     def cause_of(self, group_key: GroupKey, group: Group) -> Any:
         family, anchor, _ = group_key
         prefix = format_prefix(family, anchor)
-        for key in self.engine.book.alerts:
+        for key in self.ctx.book.active_keys():
             if key[0] == "origin_change" and ("prefix", prefix) in key[1]:
                 return key
         return None
@@ -542,8 +539,8 @@ class BogonRouteDetector(RouteDetector):
 
     def _setup(self) -> None:
         self.bogons = PrefixIndex((*parse_prefix(p), p) for p in BOGONS)
-        own = [(*parse_prefix(e.prefix), True) for e in _watched(self.engine)]
-        for _site, (family, key) in self.engine.topology.model.all_site_prefixes():
+        own = [(*parse_prefix(e.prefix), True) for e in _watched(self.ctx)]
+        for _site, (family, key) in self.ctx.topology.model.all_site_prefixes():
             own.append((family, key, True))
         own += [(*parse_prefix(p), True) for p in self.p["ignore_prefixes"]]
         self.exempt = PrefixIndex(own)
@@ -618,7 +615,7 @@ class ReservedAsnDetector(RouteDetector):
     }
 
     def _setup(self) -> None:
-        config = self.engine.config
+        config = self.ctx.config
         allowed = {config.collector.local_as}
         for peer in config.peers:
             allowed.add(peer.peer_as)
@@ -739,7 +736,7 @@ class PathLengthJumpDetector(RouteDetector):
         self, group_key: GroupKey, group: Group, peers: list[str]
     ) -> tuple[dict[str, str], str, dict]:
         peer = group_key
-        name, site, _ = self.engine.peer_identity(peer)
+        name, site, _ = self.ctx.peer_identity(peer)
         labels = {"peer": name}
         if site is not None:
             labels["site"] = site

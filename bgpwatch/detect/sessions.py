@@ -6,22 +6,21 @@ is down the alert joins the site_down incident.  N downs within a window mark it
 (annotation, summary).  A configured session never established by the end of the start-up
 grace is reported too.  Sessions lost on the collector's side never produce it.
 
-not_converged: a session is up but its End-of-RIB (for every family the sites use) has not
-come within ``timeout`` seconds: its table may be incomplete and its view is used anyway.
+not_converged: a session is up but its table is not known to be in (End-of-RIB for every family
+the sites use, or ``quiet`` seconds without a route: see `bgpwatch.sessions`) within ``timeout``
+seconds: its view is used anyway.  It resolves as soon as the table is in.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bgpwatch.detect.base import Detector, Param, register
-from bgpwatch.events import DOWN, UP, SessionState
+from bgpwatch.events import UP
 from bgpwatch.topology import LIVE
 
 if TYPE_CHECKING:
-    from bgpwatch.events import Event
-    from bgpwatch.rib import RouteChanges
+    pass
 
 
 @register
@@ -36,25 +35,14 @@ class SessionDownDetector(Detector):
         "flap_count": Param(int, 3, "downs within flap_window that make a session flapping", 2, 1000),
     }
 
-    def __init__(self, engine: Any, params: Any = None) -> None:
-        super().__init__(engine, params)
-        self.downs: dict[str, deque[float]] = {}
-
-    def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
-        if not isinstance(event, SessionState) or event.state != DOWN:
-            return
-        vp = self.engine.topology.vps.get(event.peer)
-        if vp is not None and vp.state == UP and event.peer not in self.engine.collector_lost:
-            self.downs.setdefault(event.peer, deque(maxlen=1000)).append(now)
-
     def flaps(self, address: str, now: float) -> int:
-        """Return the downs of a session within the flap window."""
-        window = self.p["flap_window"]
-        return sum(1 for at in self.downs.get(address, ()) if now - at <= window)
+        """Return the downs of a session within the flap window (counted by the session table)."""
+        session = self.ctx.sessions.get(address)
+        return session.flaps(now, self.p["flap_window"]) if session is not None else 0
 
     def evaluate(self, now: float) -> None:
-        topology = self.engine.topology
-        lost = self.engine.collector_lost
+        topology = self.ctx.topology
+        lost = self.ctx.collector_lost
         findings = []
         for address, vp in topology.vps.items():
             if vp.state == UP or address in lost:
@@ -106,19 +94,29 @@ class NotConvergedDetector(Detector):
         "timeout": Param(
             float, 60.0, "seconds from session up to End-of-RIB before it is not converged", 1, 86400
         ),
+        "quiet": Param(
+            float,
+            10.0,
+            "seconds without a route after session up (or after its last route) that count as converged when "
+            "the router sends no End-of-RIB (0: wait for End-of-RIB or the timeout)",
+            0,
+            3600,
+        ),
     }
 
     def evaluate(self, now: float) -> None:
         timeout = self.p["timeout"]
         findings = []
-        for address, vp in self.engine.topology.vps.items():
-            if vp.state != UP or vp.eor_complete or vp.up_since is None or now - vp.up_since < timeout:
+        for address, vp in self.ctx.topology.vps.items():
+            session = vp.session
+            if not session.up or session.complete or vp.up_since is None or now - vp.up_since < timeout:
                 continue
             info = vp.info
-            missing = sorted(self.engine.topology.model.families - vp.eor)
+            missing = sorted(self.ctx.model.families - session.eor)
             summary = (
                 f"session {info.name} ({address}) to {info.site} up for {now - vp.up_since:.0f} s without "
-                f"End-of-RIB for IPv{', IPv'.join(map(str, missing))}: its table may be incomplete"
+                f"End-of-RIB for IPv{', IPv'.join(map(str, missing))} and still sending routes: its table may be "
+                "incomplete"
             )
             annotations = {"address": address, "up_since": vp.up_since, "eor_missing": missing}
             cause = self.cause_if_active("collector_degraded", {})

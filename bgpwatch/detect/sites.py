@@ -47,7 +47,7 @@ class TopologySettings(Detector):
 
 
 def _split_key(book: Any) -> AlertKey | None:
-    for key in book.alerts:
+    for key in book.active_keys():
         if key[0] == "topology_split":
             return key
     return None
@@ -63,7 +63,7 @@ class SiteDownDetector(Detector):
     defaults: ClassVar[dict[str, Any]] = {"severity": "critical"}
 
     def evaluate(self, now: float) -> None:
-        topology = self.engine.topology
+        topology = self.ctx.topology
         findings = []
         for name, view in topology.states.items():
             if view.state not in (SUSPECTED, DOWN):
@@ -105,7 +105,7 @@ class StaleRoutesDetector(Detector):
     defaults: ClassVar[dict[str, Any]] = {"severity": "critical"}
 
     def evaluate(self, now: float) -> None:
-        topology = self.engine.topology
+        topology = self.ctx.topology
         findings = []
         for site, holders in sorted(topology.stale.items()):
             view = topology.states[site]
@@ -137,7 +137,7 @@ class TopologySplitDetector(Detector):
     }
 
     def evaluate(self, now: float) -> None:
-        topology = self.engine.topology
+        topology = self.ctx.topology
         islands = topology.islands
         if len(islands) < 2:
             self.sync((), now)
@@ -172,15 +172,15 @@ class VisibilityLossDetector(Detector):
     order = 23
 
     def evaluate(self, now: float) -> None:
-        topology = self.engine.topology
-        book = self.engine.book
+        topology = self.ctx.topology
+        book = self.ctx.book
         findings = []
         observers = topology.observers
         for site, found in topology.missing.items():
             view = topology.states[site]
             if view.state == UNKNOWN:
                 continue
-            if view.settle_until is not None and not self.engine.book.is_active(
+            if view.settle_until is not None and not self.ctx.book.is_active(
                 alert_key(self.kind, {"site": site})
             ):
                 continue  # just back: the others are still learning its routes
@@ -210,9 +210,9 @@ class ServiceUnreachableDetector(Detector):
     defaults: ClassVar[dict[str, Any]] = {"severity": "critical"}
 
     def evaluate(self, now: float) -> None:
-        topology = self.engine.topology
+        topology = self.ctx.topology
         model = topology.model
-        book = self.engine.book
+        book = self.ctx.book
         services = {s.name: s for s in model.services}
         findings = []
         for (name, site), reachable in topology.service_reach.items():

@@ -39,12 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from bgpwatch.events import UP, EndOfRib, Event, SessionState
+from bgpwatch.events import UP, Event
 from bgpwatch.rib.prefix import format_prefix
 
 if TYPE_CHECKING:
     from bgpwatch.rib import Rib, RouteChanges
     from bgpwatch.rib.attributes import PathAttributes
+    from bgpwatch.sessions import Session, SessionChange, SessionTable
     from bgpwatch.topology.model import PeerInfo, PrefixId, SiteModel
 
 LIVE = "live"
@@ -55,48 +56,63 @@ INFINITY = float("inf")
 
 
 class VantagePoint:
-    """One configured session and what its Adj-RIB-In says about the sites."""
+    """One configured session and what its Adj-RIB-In says about the sites.
 
-    __slots__ = (
-        "info",
-        "state",
-        "since",
-        "up_since",
-        "reason",
-        "eor",
-        "eor_complete",
-        "timed_out",
-        "ever_up",
-        "have",
-        "have_since",
-        "svc_have",
-        "last_update",
-    )
+    The session's state (up/down, convergence, ...) is read from its `Session` (the one owner,
+    `bgpwatch.sessions`); the vantage point only keeps the counts derived from its routes and
+    whether those counts are currently counted in the sites' views (``counted``).
+    """
 
-    def __init__(self, info: PeerInfo) -> None:
+    __slots__ = ("info", "session", "counted", "have", "have_since", "svc_have", "last_update")
+
+    def __init__(self, info: PeerInfo, session: Session) -> None:
         self.info = info
-        self.state = "idle"
-        self.since: float | None = None
-        self.up_since: float | None = None
-        self.reason = ""
-        self.eor: set[int] = set()
-        self.eor_complete = False
-        self.timed_out = False
-        self.ever_up = False
+        self.session = session
+        self.counted = False  # its routes are counted in its site's cover (it was active)
         self.have: dict[PrefixId, int] = {}  # site prefix -> routes of this peer counting toward it
         self.have_since: dict[PrefixId, float] = {}  # site prefix -> when this peer last gained a route to it
         self.svc_have: dict[PrefixId, int] = {}  # service prefix -> routes reaching it
         self.last_update: float | None = None
 
     @property
+    def state(self) -> str:
+        """Return the session's state."""
+        return self.session.state
+
+    @property
+    def since(self) -> float | None:
+        """Return when the session entered its state."""
+        return self.session.since
+
+    @property
+    def up_since(self) -> float | None:
+        """Return when the session was last established."""
+        return self.session.up_since
+
+    @property
+    def reason(self) -> str:
+        """Return why the session last went down."""
+        return self.session.reason
+
+    @property
+    def ever_up(self) -> bool:
+        """Tell whether the session was ever established since bgpwatch started."""
+        return self.session.ever_up
+
+    @property
+    def eor_complete(self) -> bool:
+        """Tell whether the session's initial table is in (End-of-RIB, quiet period or mid-session)."""
+        return self.session.state == UP and self.session.complete
+
+    @property
     def up(self) -> bool:
         """Tell whether the session is Established."""
-        return self.state == UP
+        return self.session.state == UP
 
     @property
     def active(self) -> bool:
         """Tell whether this vantage point's view counts (up and converged or timed out)."""
-        return self.state == UP and (self.eor_complete or self.timed_out)
+        return self.session.active
 
 
 class SiteView:
@@ -141,17 +157,19 @@ class Topology:
     def __init__(
         self,
         model: SiteModel,
+        sessions: SessionTable,
         threshold: float = 0.5,
-        convergence_timeout: float = 60.0,
         startup_grace: float = 60.0,
         rejoin_grace: float = 10.0,
     ) -> None:
         self.model = model
+        self.sessions = sessions
         self.rejoin_grace = rejoin_grace
         self.threshold = threshold
-        self.convergence_timeout = convergence_timeout
         self.startup_grace = startup_grace
-        self.vps: dict[str, VantagePoint] = {a: VantagePoint(info) for a, info in model.peers.items()}
+        self.vps: dict[str, VantagePoint] = {
+            a: VantagePoint(info, sessions.by_address[a]) for a, info in model.peers.items()
+        }
         self.vps_of_site: dict[str, tuple[VantagePoint, ...]] = {
             site: tuple(self.vps[a] for a in addresses) for site, addresses in model.peers_of_site.items()
         }
@@ -184,34 +202,41 @@ class Topology:
             vp = self.vps.get(address)
             if vp is None or not len(adj):
                 continue
-            fresh = vp.state == "idle"  # never heard of: routes in the RIB mean an established session
-            if fresh:
-                vp.state, vp.since, vp.up_since, vp.ever_up = UP, now, now, True
             for family, table in adj.tables.items():
                 items = [(key, None, attrs) for key, attrs in table.items()]
                 self._apply_changes(RouteChanges(now, address, family, items))
-            if fresh:
-                for family in adj.eor:
-                    self._end_of_rib(vp, family)
+        for vp in self.vps.values():
+            self.sync_session(vp)
         self._schedule()
 
-    def apply(self, event: Event, changes: list[RouteChanges], now: float) -> bool:
-        """Apply one event and the RIB changes it caused; return True when site state may differ."""
+    def apply(
+        self, event: Event, changes: list[RouteChanges], now: float, session: SessionChange | None = None
+    ) -> bool:
+        """Apply one event, the RIB changes and the session change it caused; return True when site state may differ."""
         if self.started_at is None:
             self.started_at = now
             self._schedule()
         for change in changes:
             self._apply_changes(change)
-        if isinstance(event, SessionState):
-            self._session(event)
-        elif isinstance(event, EndOfRib):
-            vp = self.vps.get(event.peer)
-            if vp is not None:
-                self._end_of_rib(vp, event.family)
+        if session is not None:
+            self.session_changed(session)
         return self.dirty
 
+    def session_changed(self, change: SessionChange) -> None:
+        """Follow a session change (up, down, converged, joined) of a vantage point."""
+        vp = self.vps.get(change.session.address)
+        if vp is None:
+            return
+        self.sync_session(vp)
+        self.dirty = True
+
+    def sync_session(self, vp: VantagePoint) -> None:
+        """Count or uncount a vantage point's routes in its site's view as its session is active or not."""
+        if vp.session.active != vp.counted:
+            self._activate(vp, +1 if vp.session.active else -1)
+
     def tick(self, now: float) -> bool:
-        """Apply time-based changes (convergence timeouts, end of start-up grace)."""
+        """Apply time-based changes (end of settling, end of start-up grace)."""
         if now < self._next_deadline:
             return self.dirty
         for view in self.states.values():
@@ -225,16 +250,6 @@ class Topology:
         ):
             self.grace_over = True
             self.dirty = True
-        for vp in self.vps.values():
-            if (
-                vp.state == UP
-                and not vp.eor_complete
-                and not vp.timed_out
-                and vp.up_since is not None
-                and now - vp.up_since >= self.convergence_timeout
-            ):
-                vp.timed_out = True
-                self._activate(vp, +1)
         self._schedule()
         return self.dirty
 
@@ -250,59 +265,10 @@ class Topology:
                 deadline = min(deadline, view.settle_until)
         if not self.grace_over and self.started_at is not None:
             deadline = min(deadline, self.started_at + self.startup_grace)
-        for vp in self.vps.values():
-            if vp.state == UP and not vp.eor_complete and not vp.timed_out and vp.up_since is not None:
-                deadline = min(deadline, vp.up_since + self.convergence_timeout)
         self._next_deadline = deadline
 
-    def _session(self, event: SessionState) -> None:
-        vp = self.vps.get(event.peer)
-        if vp is None:
-            return
-        if event.state == UP:
-            if vp.state == UP:
-                return
-            vp.state, vp.since, vp.up_since, vp.reason = UP, event.at, event.at, ""
-            vp.eor, vp.eor_complete, vp.timed_out, vp.ever_up = set(), False, False, True
-            if not self.model.families:
-                vp.eor_complete = True
-                self._activate(vp, +1)
-            self._schedule()
-            self.dirty = True
-            return
-        if vp.state == UP:
-            if vp.active:
-                self._activate(vp, -1)
-            vp.since, vp.reason = event.at, event.reason
-            self.dirty = True
-        elif vp.state == "idle":
-            vp.since = event.at
-        vp.state = event.state
-
-    def join_mid_session(self, vp: VantagePoint, now: float) -> None:
-        """Count a session first heard of through its routes as established and loaded.
-
-        Live, ExaBGP always says ``up`` before a session's routes.  Routes from a peer never
-        heard of mean the input started mid-session (an MRT update file, a recording cut
-        mid-session): there is no table load to wait for, and no End-of-RIB will ever come.
-        """
-        vp.state, vp.since, vp.up_since, vp.reason, vp.ever_up = UP, now, now, "", True
-        vp.eor, vp.eor_complete, vp.timed_out = set(self.model.families), True, False
-        self._activate(vp, +1)
-        self._schedule()
-        self.dirty = True
-
-    def _end_of_rib(self, vp: VantagePoint, family: int) -> None:
-        vp.eor.add(family)
-        if vp.eor_complete or vp.state != UP or not self.model.families <= vp.eor:
-            return
-        vp.eor_complete = True
-        if not vp.timed_out:
-            self._activate(vp, +1)
-        self._schedule()
-        self.dirty = True
-
     def _activate(self, vp: VantagePoint, delta: int) -> None:
+        vp.counted = delta > 0
         site = vp.info.site
         self.active_count[site] += delta
         for prefix in vp.have:
@@ -320,7 +286,7 @@ class Topology:
         site_prefix = model.site_prefix
         with_services = bool(model.service_keys[family])
         have = vp.have
-        active = vp.active
+        active = vp.counted
         site = vp.info.site
         for key, before, after in change.items:
             site_key = site_prefix(family, key)
