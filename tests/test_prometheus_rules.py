@@ -475,6 +475,23 @@ def test_alertmanager_inhibits_and_deduplicates(alertmanager: str) -> None:
             "instance": "a:9179",
             **prom,
         },
+        # par7 is in a maintenance window: the daemon's planned site_down (chat only) still mutes
+        # the Prometheus fallback, which would page.
+        "planned/par7": {
+            "alertname": "site_down",
+            "severity": "info",
+            "incident": "i7",
+            "site": "par7",
+            "planned": "maintenance",
+        },
+        "fallback/par7": {
+            "alertname": "BgpwatchSiteDown",
+            "severity": "critical",
+            "kind": "site_down",
+            "site": "par7",
+            "instance": "c:9179",  # not the degraded collector a: only the planned alert mutes it
+            **prom,
+        },
         # Only Prometheus saw par2 go down (daemon sink broken): the fallback pages.
         "fallback/par2": {
             "alertname": "BgpwatchSiteDown",
@@ -537,7 +554,7 @@ def test_alertmanager_inhibits_and_deduplicates(alertmanager: str) -> None:
     posted.append({"labels": dict(sent["site_down/par1"]), **window})
     _request(f"{alertmanager}/api/v2/alerts", posted)
 
-    inhibited_expected = {"fallback/par1", "session_down/par1", "visibility", "session/a"}
+    inhibited_expected = {"fallback/par1", "session_down/par1", "visibility", "session/a", "fallback/par7"}
     keys = {tuple(sorted(labels.items())): key for key, labels in sent.items()}
     deadline = time.monotonic() + 10
     while True:
