@@ -19,6 +19,7 @@ from bgpwatch.events import (
     CollectorShutdown,
     EndOfRib,
     Notification,
+    PeerOpen,
     SessionState,
     Withdraw,
 )
@@ -84,6 +85,8 @@ def describe(event: Any) -> tuple:
         )
     if isinstance(event, CollectorShutdown):
         return ("shutdown", event.at, event.reason)
+    if isinstance(event, PeerOpen):
+        return ("open", event)
     raise AssertionError(f"unexpected event {event!r}")
 
 
@@ -265,7 +268,14 @@ def test_qa_decoding_5x_files_parse_without_errors(parser: ExaBGPJsonParser) -> 
         lines = path.read_bytes().split(b"\n")
         results[path.name] = parser.parse(lines[2])  # line 1 = kind, line 2 = wire hex, line 3 = JSON
     assert parser.errors == Counter()
-    assert {name for name, events in results.items() if events} == {"ipv4-unicast-1"}
+    assert {name for name, events in results.items() if events} == {
+        "ipv4-unicast-1",
+        "bgp-open-sofware-version",
+    }
+    # A received OPEN ("direction": "in") of a 5.0 development build: capability 75 is software-version.
+    assert results["bgp-open-sofware-version"] == [
+        PeerOpen(1721069327.773314, "127.0.0.1", 65533, "10.0.0.2", 180, False, None, (), (4,), True, False)
+    ]
     # The wire message carries 0.0.0.0/0 four times then 1.1.1.1/32: deduplicated within the message.
     assert [describe(e) for e in results["ipv4-unicast-1"]] == [
         (
@@ -278,9 +288,9 @@ def test_qa_decoding_5x_files_parse_without_errors(parser: ExaBGPJsonParser) -> 
         )
     ]
     assert parser.ignored_families == Counter(QA_IGNORED_FAMILIES)
-    # ipv4-unicast-2 has attributes and no NLRI; bgp-open-sofware-version is an OPEN.
+    # ipv4-unicast-2 has attributes and no NLRI.
     assert parser.ignored == Counter(
-        {"unsupported_family": sum(QA_IGNORED_FAMILIES.values()), "empty_update": 1, "open": 1}
+        {"unsupported_family": sum(QA_IGNORED_FAMILIES.values()), "empty_update": 1}
     )
 
 
@@ -296,13 +306,22 @@ def test_qa_decoding_5x_as_path_segments(parser: ExaBGPJsonParser) -> None:
 # exabgp.log (ExaBGP 4.0.1), read with json: 368 lines; state: 89 connected, 37 up, 83 down;
 # 118 updates, of which 7 received ipv4 unicast announces of 1 prefix each and 111 with
 # direction "send" (13 announces, 91 withdraws, 7 EORs); 22 keepalive, 17 open, 1 signal,
-# 1 notification (receive, 2/7, no "message" key in 4.x).
+# 1 notification (receive, 2/7, no "message" key in 4.x).  Of the 17 opens 12 were received (all
+# the same OPEN of 192.168.1.2: AS64496, hold 180, router-id 192.168.1.2, ipv4/unicast, asn4,
+# route-refresh, no graceful restart) and 5 sent (keyed by capability name, with graceful restart).
 def test_exabgp_exporter_log_4_0_1(parser: ExaBGPJsonParser) -> None:
     events = [e for line in read_lines(EXPORTER / "exabgp.log") for e in parser.parse(line)]
     assert parser.lines == 368
     assert parser.errors == Counter()
     kinds = Counter(type(e).__name__ for e in events)
-    assert kinds == Counter({"SessionState": 209, "Announce": 7, "Notification": 1})
+    assert kinds == Counter({"SessionState": 209, "Announce": 7, "Notification": 1, "PeerOpen": 12})
+    opens = [e for e in events if isinstance(e, PeerOpen)]
+    assert opens[0] == PeerOpen(
+        1554851252.6501951, "192.168.1.2", 64496, "192.168.1.2", 180, False, None, (), (4,), True, False
+    )
+    assert {(e.peer, e.peer_as, e.router_id, e.hold_time, e.graceful_restart, e.families) for e in opens} == {
+        ("192.168.1.2", 64496, "192.168.1.2", 180, False, (4,))
+    }
     states = Counter(e.state for e in events if isinstance(e, SessionState))
     assert states == Counter({"connected": 89, "up": 37, "down": 83})
     announces = [e for e in events if isinstance(e, Announce)]
@@ -317,7 +336,7 @@ def test_exabgp_exporter_log_4_0_1(parser: ExaBGPJsonParser) -> None:
     )
     (note,) = [describe(e) for e in events if isinstance(e, Notification)]
     assert note == ("notification", 1554957921.8339317, "192.168.1.2", "receive", 2, 7, "")
-    assert parser.ignored == Counter({"update_sent": 111, "keepalive": 22, "open": 17, "signal": 1})
+    assert parser.ignored == Counter({"update_sent": 111, "keepalive": 22, "open_sent": 5, "signal": 1})
 
 
 def test_exabgp_exporter_log_1_state_down(parser: ExaBGPJsonParser) -> None:
@@ -574,6 +593,185 @@ def test_integer_time_is_a_float(parser: ExaBGPJsonParser) -> None:
     assert event == EndOfRib(0.0, P1, 6) and type(event.at) is float
 
 
+# -- OPEN: real captures of ExaBGP 5.0.15 against FRR 8.4, BIRD 2.0.12 and GoBGP 3.10 ------------
+
+R = "192.0.2.2"  # the router of every capture (tests/lab/capture_open.py), AS65001
+
+
+def capture(name: str) -> list[bytes]:
+    return read_lines(FIXTURES / f"open-{name}.jsonl")
+
+
+def capture_times(name: str) -> list[float]:
+    return [orjson.loads(line)["time"] for line in capture(name)]
+
+
+def router_open(at: float, gr: bool, restart_time: int | None, gr_families: tuple[int, ...]) -> PeerOpen:
+    return PeerOpen(at, R, 65001, R, 9, gr, restart_time, gr_families, (4, 6), True, False)
+
+
+V4, V6 = ["203.0.113.0/27"], ["2001:db8:1001::/48"]
+FRR_V4 = attrs(R, as_path=(65001,), med=0)
+FRR_V6 = attrs("2001:db8:c0:1::2", as_path=(65001,), med=0)
+BIRD_V4 = attrs(R, as_path=(65001,))
+BIRD_V6 = attrs("2001:db8:c0:1::2", as_path=(65001,))
+GOBGP_V4 = attrs(R, origin="incomplete", as_path=(65001,))
+GOBGP_V6 = attrs("2001:db8:c0:1::2", origin="incomplete", as_path=(65001,))
+STOP = "stop, message [shutting down]"
+
+# Per capture: (GR offered, restart time, GR families) and the messages after `up`, read with json.
+# FRR and GoBGP send no End-of-RIB without GR negotiated (frr-gr-collector-nogr: bgpwatch did not
+# advertise it; gobgp: GoBGP not configured for it); BIRD sends one either way.
+OPEN_CAPTURES = {
+    "frr-gr": (
+        (True, 120, (4, 6)),
+        [("announce", 4, V4, FRR_V4), ("announce", 6, V6, FRR_V6), ("eor", 4), ("eor", 6)],
+    ),
+    "frr-gr-collector-nogr": (
+        (True, 120, (4, 6)),
+        [("announce", 4, V4, FRR_V4), ("announce", 6, V6, FRR_V6)],
+    ),
+    # BIRD's default is "graceful restart aware": the capability with no families.
+    "bird": (
+        (True, 120, ()),
+        [("announce", 4, V4, BIRD_V4), ("eor", 4), ("announce", 6, V6, BIRD_V6), ("eor", 6)],
+    ),
+    "bird-gr": (
+        (True, 120, (4, 6)),
+        [("announce", 4, V4, BIRD_V4), ("eor", 4), ("announce", 6, V6, BIRD_V6), ("eor", 6)],
+    ),
+    "gobgp": ((False, None, ()), [("announce", 4, V4, GOBGP_V4), ("announce", 6, V6, GOBGP_V6)]),
+    "gobgp-gr": (
+        (True, 120, (4, 6)),
+        [("announce", 4, V4, GOBGP_V4), ("eor", 4), ("announce", 6, V6, GOBGP_V6), ("eor", 6)],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(OPEN_CAPTURES))
+def test_open_captures_golden(parser: ExaBGPJsonParser, name: str) -> None:
+    (gr, restart_time, gr_families), after_up = OPEN_CAPTURES[name]
+    times = capture_times(name)
+    events = [describe(e) for line in capture(name) for e in parser.parse(line)]
+    expected: list[tuple] = [
+        ("state", times[0], R, "connected", "", 65001),
+        ("open", router_open(times[1], gr, restart_time, gr_families)),
+        ("state", times[2], R, "up", "", 65001),
+    ]
+    for offset, message in enumerate(after_up, start=3):
+        if message[0] == "eor":
+            expected.append(("eor", times[offset], R, message[1]))
+        else:
+            _, family, prefixes, attributes = message
+            expected.append(("announce", times[offset], R, family, prefixes, attributes))
+    expected += [("state", times[-2], R, "down", STOP, 65001), ("shutdown", times[-1], "shutdown")]
+    assert events == expected
+    assert parser.errors == Counter() and parser.ignored == Counter()
+
+
+def test_open_capture_capabilities_beyond_the_event_do_not_matter(parser: ExaBGPJsonParser) -> None:
+    # FRR's OPEN also carries ADD-PATH receive-only, extended message, hostname and LLGR (71,
+    # "unknown" to ExaBGP 5.0.15); GoBGP's carries extended next hop (5): none changes the event.
+    frr = orjson.loads(capture("frr-gr")[1])["neighbor"]["open"]["capabilities"]
+    assert frr["69"] == {"name": "addpath", "ipv4/unicast": "receive", "ipv6/unicast": "receive"}
+    assert frr["71"]["name"] == "unknown"
+    (event,) = parser.parse(capture("frr-gr")[1])
+    assert event.add_path is False and event.four_byte_asn is True
+
+
+def open_line(
+    body: dict[str, Any] | None = None, *, direction: str | None = "receive", **changes: Any
+) -> bytes:
+    """Return the FRR capture's OPEN line, its open body replaced or changed."""
+    doc = orjson.loads(capture("frr-gr")[1])
+    neighbor = doc["neighbor"]
+    if body is not None:
+        neighbor["open"] = body
+    neighbor["open"].update(changes)
+    if direction is None:
+        del neighbor["direction"]
+    else:
+        neighbor["direction"] = direction
+    return orjson.dumps(doc)
+
+
+def capabilities_line(**capabilities: Any) -> bytes:
+    return open_line(capabilities=capabilities)
+
+
+def test_sent_open_is_ignored_and_direction_defaults_to_receive(parser: ExaBGPJsonParser) -> None:
+    assert parser.parse(open_line(direction="send")) == []
+    assert parser.parse(open_line(direction="out")) == []
+    assert parser.ignored == Counter({"open_sent": 2})
+    for direction in ("in", "receive", None):
+        (event,) = parser.parse(open_line(direction=direction))
+        assert (event.graceful_restart, event.restart_time) == (True, 120)
+
+
+def test_open_without_capabilities_is_ipv4_unicast_only(parser: ExaBGPJsonParser) -> None:
+    body = {"version": 4, "asn": 65001, "hold_time": 90, "router_id": "192.0.2.2"}
+    (event,) = parser.parse(open_line(body))
+    assert event == PeerOpen(event.at, R, 65001, R, 90, False, None, (), (4,), False, False)
+    (event,) = parser.parse(open_line({}))
+    assert (event.peer_as, event.router_id, event.hold_time, event.families) == (None, None, None, (4,))
+
+
+def test_open_four_byte_asn_replaces_as_trans(parser: ExaBGPJsonParser) -> None:
+    (event,) = parser.parse(open_line(asn=23456, capabilities={"65": {"name": "asn4", "asn4": 4200000001}}))
+    assert (event.peer_as, event.four_byte_asn) == (4200000001, True)
+
+
+def test_open_capabilities_by_name_and_other_families(parser: ExaBGPJsonParser) -> None:
+    # ExaBGP 4.x keyed the OPENs it sent by capability name; other families are not unicast AFIs.
+    line = capabilities_line(
+        **{
+            "multiprotocol": {
+                "name": "multiprotocol",
+                "families": ["ipv6/unicast", "ipv4/flow", "l2vpn/evpn"],
+            },
+            "graceful-restart": {
+                "name": "graceful restart",
+                "time": 0,
+                "address-family-flags": {"ipv6/unicast": [], "ipv4/mpls-vpn": ["restart"]},
+                "restart-flags": [],
+            },
+            "asn4": {"name": "asn4", "asn4": 65001},
+        }
+    )
+    (event,) = parser.parse(line)
+    assert (event.families, event.graceful_restart, event.restart_time, event.gr_families) == (
+        (6,),
+        True,
+        0,
+        (6,),
+    )
+    assert event.four_byte_asn is True
+
+
+@pytest.mark.parametrize(
+    ("modes", "sends"),
+    [
+        ({"ipv4/unicast": "receive", "ipv6/unicast": "receive"}, False),
+        ({"ipv4/unicast": "send"}, True),
+        ({"ipv6/unicast": "send/receive"}, True),
+        ({"ipv4/flow": "send"}, False),  # not a family bgpwatch reads
+        ({}, False),
+    ],
+)
+def test_open_add_path_means_the_peer_sends_paths(parser: ExaBGPJsonParser, modes: dict, sends: bool) -> None:
+    (event,) = parser.parse(capabilities_line(**{"69": {"name": "addpath", **modes}}))
+    assert event.add_path is sends
+
+
+def test_open_of_a_4x_line_with_raw_header_and_body(parser: ExaBGPJsonParser) -> None:
+    # 4.0.1 put "header" and "body" (hex) beside "neighbor" and had no "router-id" of ours.
+    line = next(line for line in read_lines(EXPORTER / "exabgp.log") if b'"type": "open"' in line)
+    doc = orjson.loads(line)
+    assert "header" in doc and "router-id" not in doc["neighbor"]
+    (event,) = parser.parse(line)
+    assert event.peer == "192.168.1.2" and event.families == (4,)
+
+
 # -- malformed lines ------------------------------------------------------------------------------
 
 GOOD = read_lines(LAB)[2]
@@ -673,6 +871,70 @@ MALFORMED = [
     ),
 ]
 
+# OPEN lines: the FRR capture's OPEN, one field broken at a time.
+_OPEN_BASE = read_lines(FIXTURES / "open-frr-gr.jsonl")[1]
+
+
+def _open_with(path: list[str], value: Any) -> bytes:
+    doc = orjson.loads(_OPEN_BASE)
+    node = doc["neighbor"]
+    for key in path[:-1]:
+        node = node[key]
+    if value is _DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return orjson.dumps(doc)
+
+
+_DELETE = object()
+_GR = ["open", "capabilities", "64"]
+MALFORMED += [
+    ("open_missing", _open_with(["open"], _DELETE), "missing_field", "neighbor.open"),
+    ("open_list", _open_with(["open"], []), "bad_field", "neighbor.open"),
+    ("open_direction", _open_with(["direction"], "sideways"), "bad_field", "neighbor.direction"),
+    ("open_asn_string", _open_with(["open", "asn"], "65001"), "bad_field", "neighbor.open.asn"),
+    ("open_asn_too_big", _open_with(["open", "asn"], 65536), "bad_field", "neighbor.open.asn"),
+    ("open_hold_negative", _open_with(["open", "hold_time"], -1), "bad_field", "neighbor.open.hold_time"),
+    (
+        "open_router_id",
+        _open_with(["open", "router_id"], "2001:db8::1"),
+        "bad_field",
+        "neighbor.open.router_id",
+    ),
+    ("open_router_id_int", _open_with(["open", "router_id"], 3221225986), "bad_field", "router_id"),
+    ("open_capabilities_list", _open_with(["open", "capabilities"], []), "bad_field", "capabilities"),
+    ("open_capability_string", _open_with([*_GR], "graceful"), "bad_field", "neighbor.open.capabilities.64"),
+    ("open_gr_no_time", _open_with([*_GR, "time"], _DELETE), "missing_field", "capabilities.64.time"),
+    ("open_gr_time_13_bits", _open_with([*_GR, "time"], 4096), "bad_field", "capabilities.64.time"),
+    ("open_gr_time_float", _open_with([*_GR, "time"], 120.0), "bad_field", "capabilities.64.time"),
+    (
+        "open_gr_flags_list",
+        _open_with([*_GR, "address-family-flags"], []),
+        "bad_field",
+        "address-family-flags",
+    ),
+    (
+        "open_mp_families_string",
+        _open_with(["open", "capabilities", "1", "families"], "ipv4/unicast"),
+        "bad_field",
+        "capabilities.1.families",
+    ),
+    (
+        "open_mp_family_number",
+        _open_with(["open", "capabilities", "1", "families"], [1, 2]),
+        "bad_field",
+        "capabilities.1.families",
+    ),
+    ("open_asn4_big", _open_with(["open", "capabilities", "65", "asn4"], 1 << 32), "bad_field", "65.asn4"),
+    (
+        "open_add_path_mode",
+        _open_with(["open", "capabilities", "69", "ipv4/unicast"], 3),
+        "bad_field",
+        "69.ipv4",
+    ),
+]
+
 
 @pytest.mark.parametrize(("name", "line", "reason", "in_detail"), MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_lines_are_rejected_and_the_parser_carries_on(
@@ -721,3 +983,38 @@ def test_non_utf8_str_and_detail_of_bad_notification(parser: ExaBGPJsonParser) -
         parser.parse(bad)
     assert caught.value.reason == "bad_field"
     assert "neighbor.notification.code" in caught.value.detail
+
+
+def _open_paths(node: Any, path: tuple = ()) -> list[tuple]:
+    if isinstance(node, dict):
+        return [path] + [p for key, value in node.items() for p in _open_paths(value, (*path, key))]
+    if isinstance(node, list):
+        return [path] + [p for index, value in enumerate(node) for p in _open_paths(value, (*path, index))]
+    return [path]
+
+
+def test_any_wrong_type_anywhere_in_an_open_is_an_ingest_error_or_an_event(parser: ExaBGPJsonParser) -> None:
+    base = orjson.loads(read_lines(FIXTURES / "open-frr-gr.jsonl")[1])
+    paths = _open_paths(base["neighbor"]["open"])
+    assert len(paths) > 40
+    outcomes: Counter[str] = Counter()
+    for path in paths:
+        for value in (None, "x", 1.5, -1, True, [], {}, [None], {"1": 1}):
+            doc = orjson.loads(orjson.dumps(base))
+            node = doc["neighbor"]["open"]
+            if not path:
+                doc["neighbor"]["open"] = value
+            else:
+                for key in path[:-1]:
+                    node = node[key]
+                node[path[-1]] = value
+            try:
+                events = parser.parse(orjson.dumps(doc))
+            except IngestError as exc:
+                assert exc.reason in REASONS
+                outcomes["rejected"] += 1
+            else:
+                assert [type(e) for e in events] == [PeerOpen]
+                outcomes["accepted"] += 1
+    # Both happen: unknown capabilities and names are not checked, the fields the event needs are.
+    assert outcomes["rejected"] > 100 and outcomes["accepted"] > 100

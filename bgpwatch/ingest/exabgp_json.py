@@ -15,9 +15,20 @@ Decisions, with the ExaBGP behaviour they answer (see lab NOTES.md section 2):
   the link-local next hop when the router sent both; the global one is kept.
 * Only ``ipv4 unicast`` and ``ipv6 unicast`` make events.  Other families (flow, vpn, evpn,
   bgp-ls...) are counted in ``ignored["unsupported_family"]`` (and ``ignored_families``), not
-  errors.  So are the types open/keepalive/negotiated/fsm/signal/refresh/operational, UPDATEs
-  ExaBGP *sent* (``direction`` "send": our own announcements are not the peer's Adj-RIB-In)
+  errors.  So are the types keepalive/negotiated/fsm/signal/refresh/operational, UPDATEs and
+  OPENs ExaBGP *sent* (``direction`` "send": our own announcements are not the peer's Adj-RIB-In)
   and UPDATEs with neither announce nor withdraw.
+* A received ``open`` (needs ``receive { open; }``) becomes one ``PeerOpen``: what the peer
+  offered, not what was negotiated (the consumer knows what bgpwatch itself advertised).
+  Capabilities are found by code (received OPENs are keyed "1", "64"...) or by name (ExaBGP 4.x
+  keys the OPENs it sent by name).  No multiprotocol capability means IPv4 unicast only (RFC 4760
+  section 8), so ``families`` is then (4,).  ``peer_as`` is the asn4 capability's AS when present
+  (the OPEN's own field holds AS_TRANS 23456 for a 4-byte AS).  ``gr_families`` are the unicast
+  families listed in the graceful-restart capability, whatever their flags: ExaBGP prints the
+  per-family forwarding-state bit as "restart" and the Restart State bit as "forwarding"
+  (swapped labels, ``capability/graceful.py``).  ``add_path`` is true when the peer offers to
+  *send* several paths (``send`` or ``send/receive``) for a unicast family: FRR offers
+  ``receive`` only, which changes nothing bgpwatch receives.
 * ADD-PATH: an NLRI's ``path-information`` is dropped; bgpwatch keeps one route per prefix
   and peer, so several paths for one prefix overwrite each other.
 * AS paths: 5.x ``{"0": {"element": "as-sequence", "value": [...]}}`` and 4.x flat lists with
@@ -48,6 +59,7 @@ from bgpwatch.events import (
     EndOfRib,
     Event,
     Notification,
+    PeerOpen,
     SessionState,
     Withdraw,
 )
@@ -66,11 +78,23 @@ REASONS = (
     "bad_next_hop",  # a next hop is not an IP address
     "bad_attribute",  # origin, as-path, med, local-preference or communities malformed
 )
-IGNORED_TYPES = frozenset({"open", "keepalive", "negotiated", "fsm", "signal", "refresh", "operational"})
+IGNORED_TYPES = frozenset({"keepalive", "negotiated", "fsm", "signal", "refresh", "operational"})
 DEFAULT_MAX_LINE_BYTES = 4 << 20  # an extended (64 KiB) UPDATE prints well under 1 MiB
 EXCERPT_CHARS = 120
 
 _FAMILIES = {"ipv4 unicast": 4, "ipv6 unicast": 6}
+_OPEN_FAMILIES = {"ipv4/unicast": 4, "ipv6/unicast": 6}  # as capabilities print them
+# Capability codes (RFC 5492 registry) and the names ExaBGP gives them where it keys by name.
+_MULTIPROTOCOL, _GRACEFUL_RESTART, _ASN4, _ADD_PATH = 1, 64, 65, 69
+_CAPABILITY_NAMES = {
+    "multiprotocol": _MULTIPROTOCOL,
+    "graceful restart": _GRACEFUL_RESTART,
+    "graceful-restart": _GRACEFUL_RESTART,
+    "asn4": _ASN4,
+    "addpath": _ADD_PATH,
+    "add-path": _ADD_PATH,
+}
+_ADD_PATH_SENDS = frozenset({"send", "send/receive"})
 _EOR_FAMILIES = {("ipv4", "unicast"): 4, ("ipv6", "unicast"): 6}
 _OUTGOING = frozenset({"send", "out"})
 _DIRECTIONS = {"receive": "receive", "in": "receive", "send": "send", "out": "send"}
@@ -310,6 +334,8 @@ class ExaBGPJsonParser:
             return self._state(doc)
         if kind == "notification":
             return self._notification(doc)
+        if kind == "open":
+            return self._open(doc)
         if kind in IGNORED_TYPES:
             self.ignored[kind] += 1
             return []
@@ -422,6 +448,86 @@ class ExaBGPJsonParser:
         if type(message) is not str:
             raise _bad("bad_field", "neighbor.notification.message", message, "a string")
         return [Notification(at, peer, direction, code, subcode, message)]
+
+    def _open(self, doc: dict[str, Any]) -> list[Event]:
+        at = self._time(doc)
+        neighbor, peer = self._neighbor(doc)
+        direction_text = neighbor.get("direction", "receive")
+        direction = _DIRECTIONS.get(direction_text) if type(direction_text) is str else None
+        if direction is None:
+            raise _bad("bad_field", "neighbor.direction", direction_text, "receive or send")
+        if direction == "send":
+            self.ignored["open_sent"] += 1
+            return []
+        body = neighbor.get("open")
+        if type(body) is not dict:
+            if body is None:
+                raise _missing("neighbor.open")
+            raise _bad("bad_field", "neighbor.open", body, "an object")
+        asn = _optional_int(body, "asn", 0xFFFF, "neighbor.open.asn")
+        hold_time = _optional_int(body, "hold_time", 0xFFFF, "neighbor.open.hold_time")
+        router_id = body.get("router_id")
+        if router_id is not None:
+            try:
+                if type(router_id) is not str:  # IPv4Address would take an int
+                    raise TypeError(router_id)
+                router_id = str(ipaddress.IPv4Address(router_id))
+            except (TypeError, ValueError) as exc:
+                raise _bad("bad_field", "neighbor.open.router_id", router_id, "an IPv4 address") from exc
+        capabilities = body.get("capabilities", {})
+        if type(capabilities) is not dict:
+            raise _bad("bad_field", "neighbor.open.capabilities", capabilities, "an object")
+        families: tuple[int, ...] = (4,)  # without multiprotocol: IPv4 unicast only
+        graceful_restart = four_byte_asn = add_path = False
+        restart_time: int | None = None
+        gr_families: tuple[int, ...] = ()
+        for key, value in capabilities.items():
+            field = f"neighbor.open.capabilities.{key}"
+            if type(value) is not dict:
+                raise _bad("bad_field", field, value, "an object")
+            code = _capability_code(key, value)
+            if code == _MULTIPROTOCOL:
+                listed = value.get("families", [])
+                if type(listed) is not list or any(type(name) is not str for name in listed):
+                    raise _bad("bad_field", f"{field}.families", listed, "a list of AFI/SAFI names")
+                families = _afis(listed)
+            elif code == _GRACEFUL_RESTART:
+                graceful_restart = True
+                restart_time = _optional_int(value, "time", 0x0FFF, f"{field}.time")
+                if restart_time is None:
+                    raise _missing(f"{field}.time")
+                flags = value.get("address-family-flags", {})
+                if type(flags) is not dict:
+                    raise _bad("bad_field", f"{field}.address-family-flags", flags, "an object")
+                gr_families = _afis(flags)
+            elif code == _ASN4:
+                four_byte_asn = True
+                asn4 = _optional_int(value, "asn4", 0xFFFFFFFF, f"{field}.asn4")
+                if asn4 is not None:
+                    asn = asn4
+            elif code == _ADD_PATH:
+                for name, mode in value.items():
+                    if name == "name":
+                        continue
+                    if type(mode) is not str:
+                        raise _bad("bad_field", f"{field}.{name}", mode, "receive, send or send/receive")
+                    if name in _OPEN_FAMILIES and mode in _ADD_PATH_SENDS:
+                        add_path = True
+        return [
+            PeerOpen(
+                at,
+                peer,
+                asn,
+                router_id,
+                hold_time,
+                graceful_restart,
+                restart_time,
+                gr_families,
+                families,
+                four_byte_asn,
+                add_path,
+            )
+        ]
 
     def _update(self, doc: dict[str, Any]) -> list[Event]:
         # The hot path: the checks of _time and _neighbor inlined for the usual valid line.
@@ -640,6 +746,29 @@ class ExaBGPJsonParser:
             cache.clear()
         cache[text] = key
         return key
+
+
+def _optional_int(body: dict[str, Any], key: str, high: int, field: str) -> int | None:
+    """Return ``body[key]`` checked to be an integer 0..high, or None when it is absent."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= high:
+        raise _bad("bad_field", field, value, f"an integer 0-{high}")
+    return value
+
+
+def _capability_code(key: str, value: dict[str, Any]) -> int | None:
+    """Return a capability's code: from its key ("64"), else from its name (4.x sent OPENs)."""
+    if key.isdigit():
+        return int(key)
+    name = value.get("name", key)
+    return _CAPABILITY_NAMES.get(name) if type(name) is str else None
+
+
+def _afis(names: Any) -> tuple[int, ...]:
+    """Return the unicast AFIs (4, 6) among AFI/SAFI names, sorted, each once."""
+    return tuple(sorted({_OPEN_FAMILIES[name] for name in names if name in _OPEN_FAMILIES}))
 
 
 def _link_local_last(group: tuple[bool, str, tuple[int, ...]]) -> bool:
