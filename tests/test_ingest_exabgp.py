@@ -669,6 +669,40 @@ def test_open_captures_golden(parser: ExaBGPJsonParser, name: str) -> None:
     assert parser.errors == Counter() and parser.ignored == Counter()
 
 
+def test_open_capture_bgpd_restart_under_gr(parser: ExaBGPJsonParser) -> None:
+    # FRR's bgpd SIGKILLed once its table was in, then started again: ExaBGP sees the TCP reset
+    # ("closing connection"), one failed retry, a second OPEN (same capabilities) and the whole
+    # table with both End-of-RIBs again ~1.1 s after the second `up`: FRR, restarting under GR,
+    # did not defer its table waiting for ExaBGP's End-of-RIB (ExaBGP sends it at once).
+    times = capture_times("frr-gr-bgpd-restart")
+    events = [describe(e) for line in capture("frr-gr-bgpd-restart") for e in parser.parse(line)]
+    table = [("announce", 4, V4, FRR_V4), ("announce", 6, V6, FRR_V6), ("eor", 4), ("eor", 6)]
+
+    def session(first: int) -> list[tuple]:
+        out: list[tuple] = [
+            ("state", times[first], R, "connected", "", 65001),
+            ("open", router_open(times[first + 1], True, 120, (4, 6))),
+            ("state", times[first + 2], R, "up", "", 65001),
+        ]
+        for offset, message in enumerate(table, start=first + 3):
+            if message[0] == "eor":
+                out.append(("eor", times[offset], R, message[1]))
+            else:
+                out.append(("announce", times[offset], R, message[1], message[2], message[3]))
+        return out
+
+    assert events == [
+        *session(0),
+        ("state", times[7], R, "down", "closing connection", 65001),
+        ("state", times[8], R, "connected", "", 65001),
+        ("state", times[9], R, "down", "closing connection", 65001),
+        *session(10),
+        ("state", times[17], R, "down", STOP, 65001),
+        ("shutdown", times[18], "shutdown"),
+    ]
+    assert 0.5 < times[16] - times[12] < 5.0  # second `up` -> last End-of-RIB
+
+
 def test_open_capture_capabilities_beyond_the_event_do_not_matter(parser: ExaBGPJsonParser) -> None:
     # FRR's OPEN also carries ADD-PATH receive-only, extended message, hostname and LLGR (71,
     # "unknown" to ExaBGP 5.0.15); GoBGP's carries extended next hop (5): none changes the event.

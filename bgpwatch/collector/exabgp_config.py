@@ -8,27 +8,34 @@ a negotiated block to every UPDATE line); the API process is ``bgpwatch relay``.
 
 Graceful restart (``collector.graceful_restart``, default 120 s, 0 = not advertised): the
 template advertises ``capability { graceful-restart T; route-refresh; }``.  Why: FRR sends
-End-of-RIB only to a peer that advertised the capability, GoBGP only when GR is negotiated, so
-without it bgpwatch cannot tell when a table is complete.  Side effects, from ExaBGP 5.0.15's
-source and the lab (tests/lab/capture_open.py):
+End-of-RIB only to a peer that advertised the capability, GoBGP only when GR is negotiated (it
+must be configured on GoBGP's side too), BIRD always; without End-of-RIB bgpwatch cannot tell
+when a table is complete.  Side effects, seen in the lab (``tests/lab/capture_open.py``, FRR 8.4,
+BIRD 2.0.12, GoBGP 3.10; fixtures/exabgp/open-router-views.json) or read in ExaBGP 5.0.15's
+source where said:
 
-* ExaBGP lists every configured family (ipv4 and ipv6 unicast) with the forwarding-state bit,
-  and sets the Restart State bit in the first OPEN of each ExaBGP process (``FORCE_GRACEFUL`` in
-  ``reactor/peer.py``; later reconnects of the same process clear it).  R set tells the router
-  not to wait for ExaBGP's End-of-RIB before sending its table.
-* When ExaBGP stops (SIGTERM, a restart of bgpwatch) with GR negotiated it closes the TCP
-  connection without a Cease NOTIFICATION.  The router takes that for a restart of ExaBGP and
-  keeps the routes ExaBGP sent it, which are none, for up to T seconds: nothing changes in the
-  network.  The router's own session state shows the peer down as usual.
-* ExaBGP sends End-of-RIB itself (``manual-eor`` is off): right after the session is up, since
-  it announces nothing.  That matters to a router that restarts under GR: FRR and BIRD defer
-  their best-path selection until every GR peer sent its End-of-RIB (FRR ``select-defer-time``,
-  360 s by default; BIRD ``graceful restart wait``, 240 s), and ExaBGP does not delay them.
-* ExaBGP does not support the RFC 8538 N bit: a NOTIFICATION (e.g. a hold-timer expiry) ends the
-  session the ordinary way on both sides.
-* ExaBGP keeps no stale routes for the peer when the session drops (it has no RIB here and
-  synthesises no withdraws): what the other routers keep announcing for a restarting router is
-  bgpwatch's business (the ``PeerOpen`` event says whether the peer offered GR, and its time).
+* ExaBGP lists ipv4 and ipv6 unicast with the forwarding-state bit, and sets the Restart State
+  bit in the first OPEN of each ExaBGP process (``FORCE_GRACEFUL``, ``reactor/peer.py``); later
+  reconnects of the same process clear it (FRR showed ``rBit`` true, then false after its bgpd
+  restarted).  R set tells the router not to wait for ExaBGP's End-of-RIB.
+* When ExaBGP stops (SIGTERM: a stop or restart of bgpwatch) it closes the TCP connections
+  without a Cease NOTIFICATION, GR or not (FRR: "Peer closed the session"; GoBGP: 0
+  notifications received; the source skips the Cease on purpose when GR was advertised).  With
+  GR negotiated the router takes that for a restart of ExaBGP (FRR: "NSF peer closed the
+  session", BIRD, also in its default "aware" mode: "Neighbor graceful restart active", each
+  with a 120 s restart timer running) and keeps the routes ExaBGP sent it, which are none,
+  until ExaBGP is back or the timer ends: nothing changes in the network.
+* ExaBGP sends its End-of-RIB for both families itself (``manual-eor`` is off) right after the
+  session is up, since it announces nothing: FRR showed ``endOfRibRecv`` true for both.  A router
+  restarting under GR defers its best-path selection until every GR peer's End-of-RIB is in
+  (FRR ``select-defer-time``, 360 s by default); ExaBGP does not delay it: after a SIGKILL of
+  FRR's bgpd, the table and both End-of-RIBs came 1.1 s after the session was up again.
+* ExaBGP does not implement the RFC 8538 N bit (FRR offers it; ``nBit`` false): a NOTIFICATION,
+  e.g. a hold-timer expiry, ends the session the ordinary way on both sides.
+* ExaBGP keeps no stale routes for a peer whose session drops (no RIB here, and it synthesises
+  no withdraws): what the other routers keep announcing for a restarting router, and for how
+  long, is bgpwatch's to work out (the ``PeerOpen`` event says whether the peer offered GR and
+  its restart time; negotiated = offered by the peer and ``graceful_restart`` > 0 here).
 """
 
 from __future__ import annotations

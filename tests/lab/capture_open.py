@@ -57,6 +57,7 @@ class Scenario:
     router: str  # frr | bird | gobgp
     router_gr: bool
     collector_gr: int  # collector.graceful_restart
+    restart_router: bool = False  # SIGKILL the router's BGP daemon once the table is in, start it again
 
 
 SCENARIOS = (
@@ -66,6 +67,7 @@ SCENARIOS = (
     Scenario("bird-gr", "bird", True, 120),
     Scenario("gobgp", "gobgp", False, 120),
     Scenario("gobgp-gr", "gobgp", True, 120),
+    Scenario("frr-gr-bgpd-restart", "frr", True, 120, restart_router=True),
 )
 
 
@@ -200,12 +202,25 @@ class Capture:
             "zebra.out",
         )
         wait(lambda: (frr / "zserv.api").exists(), 15, "zebra's zserv socket")
-        self.start(
+        self._start_bgpd()
+
+    def _start_bgpd(self) -> None:
+        frr = self.dir / "frr"
+        with contextlib.suppress(FileNotFoundError):
+            (frr / "bgpd.vty").unlink()
+        common = ["-z", str(frr / "zserv.api"), "--vty_socket", str(frr), "-P", "0"]
+        self.bgpd = self.start(
             ["/usr/lib/frr/bgpd", "-n", "-f", str(frr / "bgpd.conf"), "-i", str(frr / "bgpd.pid"), *common],
             self.router_ns,
             "bgpd.out",
         )
         wait(lambda: (frr / "bgpd.vty").exists(), 15, "bgpd's vty socket")
+
+    def restart_bgpd(self) -> None:
+        """Crash FRR's bgpd (SIGKILL: the kernel resets the TCP session) and start it again."""
+        self.bgpd.kill()
+        self.bgpd.wait(timeout=10)
+        self._start_bgpd()
 
     def _start_bird(self) -> None:
         gr = ["  graceful restart on;"] if self.scenario.router_gr else []
@@ -387,6 +402,20 @@ def capture(scenario: Scenario, exabgp: Path, out_dir: Path) -> dict[str, Any]:
         while time.monotonic() - up_at < SETTLE and len(_eors(cap.lines())) < 2:
             time.sleep(0.2)
         time.sleep(0.5)  # anything right behind the End-of-RIBs
+        restart: dict[str, Any] = {}
+        if scenario.restart_router:
+            cap.restart_bgpd()
+            wait(lambda: [_state(d) for d in cap.lines()].count("up") >= 2, 60, "the second state up")
+            second_up = time.monotonic()
+            while time.monotonic() - second_up < 30 and len(_eors(cap.lines())) < 4:
+                time.sleep(0.2)
+            docs = cap.lines()
+            ups = [d["time"] for d in docs if _state(d) == "up"]
+            eor_times = [d["time"] for d in docs if d.get("neighbor", {}).get("message", {}).get("eor")]
+            restart = {
+                "second_up_to_last_eor_s": round(eor_times[-1] - ups[1], 3) if len(eor_times) >= 4 else None
+            }
+            time.sleep(0.5)
         before = cap.router_view()
         exa.send_signal(signal.SIGTERM)
         exa.wait(timeout=20)
@@ -403,6 +432,7 @@ def capture(scenario: Scenario, exabgp: Path, out_dir: Path) -> dict[str, Any]:
             "open": [d["neighbor"]["open"] for d in docs if d.get("type") == "open"],
             "router_before_stop": before,
             "router_after_stop": after,
+            **restart,
         }
     except Exception:
         for log in sorted(cap.dir.glob("*.out")) + sorted(cap.dir.glob("frr/*.log")):
