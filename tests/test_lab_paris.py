@@ -3,7 +3,8 @@
 3 March 2025, PAR6 (DESIGN.md): a zone's power cut, its routes lingering elsewhere until hold
 timers expired (stale routes), the network topology split, the Metrics API unreachable.  Here:
 par2 (which hosts metrics-api) loses power silently; 12 s later the par1-par3 link is cut too,
-so the surviving sites form two islands; then the link heals and par2 powers back on.
+so the surviving sites form two islands; then the link heals and par2 powers back on.  Two root
+causes, so two incidents: par2's (site down, stale routes, session, services) and the split's.
 
 With BGPWATCH_SAVE_FIXTURES=DIR the input recording is saved there as paris.jsonl.gz: the
 bundled demo (`bgpwatch demo`) replays it.
@@ -83,6 +84,10 @@ def test_paris_incident(tmp_path):
         assert {
             t["incident"] for t in got if t["kind"] in ("stale_routes", "session_down", "service_unreachable")
         } == roots
+        # Two root causes (the power cut, then the link cut), two incidents: the split is its own.
+        split = {t["incident"] for t in got if t["kind"] == "topology_split"}
+        assert len(split) == 1 and split != roots
+        assert len({t["incident"] for t in got}) == 2
         assert incidents and "par2" in timeline, timeline
         print("\n" + timeline)
         for t in got:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 PENDING = "pending"
 FIRING = "firing"
 RESOLVING = "resolving"  # firing, condition clear, within hold-down
@@ -96,6 +97,8 @@ class Finding:
     for_: float = 0.5  # the detectors' defaults (bgpwatch.detect.base.COMMON_PARAMS)
     keep: float = 2.0
     since: float | None = None  # when the condition began, if earlier than now
+    title: str = ""  # what an incident rooted here is called ("site par2 down"); default: the summary
+    adopts: tuple[AlertKey, ...] = ()  # earlier evidence of the same root cause: join its incident
 
     @property
     def key(self) -> AlertKey:
@@ -120,6 +123,7 @@ class Alert:
     asserted: bool = False  # restored: a detector states the condition now
     end_seen: float | None = None  # restored: when the condition was last seen to end since the restart
     restart_note: dict[str, Any] | None = None  # set when resolved by settle_restored
+    planned: dict[str, Any] | None = None  # planned work it is part of (maintenance, drain), set at firing
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready view of the alert (state pending, firing or resolving)."""
@@ -156,6 +160,9 @@ class AlertBook:
         self._history_size = history_size
         self._next = INFINITY
         self.now: float | None = None
+        # Whether a finding is about planned work (maintenance window, GRACEFUL_SHUTDOWN drain): the
+        # engine sets it from its PlannedWork; answered once, when the alert fires.
+        self.planned_for: Callable[[Finding, float], dict[str, Any] | None] = lambda _finding, _at: None
 
     # -- detector side ----------------------------------------------------------------------
     def upsert(self, finding: Finding, now: float) -> None:
@@ -340,9 +347,16 @@ class AlertBook:
             return
         alert.waiting = False
         alert.state, alert.fired_at = FIRING, at
+        alert.planned = self.planned_for(alert.finding, at)
+        adopted = None if cause is not None and cause.incident is not None else self._adoptable(alert)
         if cause is not None and cause.incident is not None:
             alert.incident = cause.incident
             self._incident_entry(cause.incident, cause)["alerts"].append(self._describe_key(alert))
+        elif adopted is not None:
+            # Evidence of the same root cause came first (bgpwatch's session to a site died before the
+            # others confirmed the site is gone): this alert joins that incident and becomes its root.
+            alert.incident = adopted.incident
+            self._escalate(self._incident_entry(adopted.incident, adopted), alert, at)
         else:
             alert.incident = self._open_incident(alert, at)
         self._transition(alert, FIRING, at)
@@ -351,6 +365,27 @@ class AlertBook:
         for other in sorted(self.alerts.values(), key=lambda a: a.deadline):
             if other.waiting and other.finding.cause == key:
                 self._fire(other, at)
+
+    def _adoptable(self, alert: Alert) -> Alert | None:
+        """Return the firing alert whose incident this one should join (see Finding.adopts), if any."""
+        for key in alert.finding.adopts:
+            other = self.alerts.get(key)
+            if other is not None and other is not alert and other.fired_at is not None and other.incident:
+                return other
+        return None
+
+    def _escalate(self, entry: dict[str, Any], alert: Alert, at: float) -> None:
+        """Make ``alert`` the root of an open incident: what happened is now known better."""
+        f = alert.finding
+        entry.setdefault("escalations", []).append(
+            {"at": iso_ms(at), "from": entry["root"], "to": self._describe_key(alert), "summary": f.summary}
+        )
+        entry["root"] = self._describe_key(alert)
+        entry["title"] = f.title or f.summary
+        entry["summary"] = f.summary
+        if SEVERITY_RANK.get(f.severity, 0) > SEVERITY_RANK.get(entry["severity"], 0):
+            entry["severity"] = f.severity
+        entry["alerts"].append(self._describe_key(alert))
 
     def _resolve(self, alert: Alert) -> None:
         del self.alerts[alert.finding.key]
@@ -371,6 +406,7 @@ class AlertBook:
             "root": self._describe_key(alert),
             "severity": alert.finding.severity,
             "summary": alert.finding.summary,
+            "title": alert.finding.title or alert.finding.summary,
             "opened_at": iso_ms(at),
             "closed_at": None,
             "alerts": [self._describe_key(alert)],
@@ -400,6 +436,7 @@ class AlertBook:
             "root": root_desc,
             "severity": severity,
             "summary": summary,
+            "title": str((stored or {}).get("title") or summary),
             "opened_at": opened,
             "closed_at": None,
             "alerts": [],
@@ -418,7 +455,7 @@ class AlertBook:
             "kind": f.kind,
             "state": state,
             "at": iso_ms(at),
-            "severity": f.severity,
+            "severity": "info" if alert.planned is not None else f.severity,
             "labels": dict(f.labels),
             "summary": f.summary if state == FIRING else _resolved_summary(f, alert),
             "incident": alert.incident,
@@ -430,6 +467,13 @@ class AlertBook:
             transition["duration_seconds"] = round(alert.cleared_at - alert.since, 3)
         if state == RESOLVED and alert.restart_note is not None:
             transition["annotations"]["restart"] = dict(alert.restart_note)
+        entry = self.incidents.get(alert.incident or "")
+        if entry is not None:
+            transition["incident_title"] = entry.get("title") or entry.get("summary")
+            transition["incident_root"] = entry.get("root") == self._describe_key(alert)
+        if alert.planned is not None:
+            transition["planned"] = dict(alert.planned)
+            transition["annotations"]["severity_unplanned"] = f.severity
         self.history.append(transition)
         self.emit(transition)
 

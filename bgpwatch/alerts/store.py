@@ -340,6 +340,13 @@ class Store:
         old_severity, old_opened_ts = row
         if state == "firing" and SEVERITY_RANK.get(severity, 0) > SEVERITY_RANK.get(old_severity, 0):
             db.execute("UPDATE incidents SET severity = ? WHERE id = ?", (severity, incident))
+        if state == "firing" and transition.get("incident_root"):
+            # The incident escalated: a later alert (site_down after session_down) is now its root cause.
+            labels = orjson.dumps(transition.get("labels") or {}, option=orjson.OPT_SORT_KEYS).decode()
+            db.execute(
+                "UPDATE incidents SET root_kind = ?, root_labels = ?, summary = ? WHERE id = ?",
+                (transition.get("kind", ""), labels, str(transition.get("summary", "")), incident),
+            )
         if opened_ts < old_opened_ts:
             db.execute(
                 "UPDATE incidents SET opened_ts = ?, opened_at = ? WHERE id = ?",

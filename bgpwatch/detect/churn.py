@@ -121,7 +121,9 @@ class MassWithdrawalDetector(Detector):
                 owner = model.owner_of(family, site_key)
                 owners[owner] = owners.get(owner, 0) + 1
         for owner in sorted(owners, key=owners.get, reverse=True):
-            cause = self.cause_if_active("site_down", {"site": owner})
+            cause = self.cause_if_active("site_down", {"site": owner}) or self.cause_if_active(
+                "visibility_loss", {"site": owner}
+            )
             if cause is not None:
                 return cause
         for key in self.ctx.book.active_keys():

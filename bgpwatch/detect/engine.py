@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bgpwatch.alerts.lifecycle import AlertBook, iso_ms, parse_iso
+from bgpwatch.alerts.lifecycle import AlertBook, Finding, iso_ms, parse_iso
 from bgpwatch.detect.base import (
     REGISTRY,
     Detector,
@@ -55,7 +55,8 @@ from bgpwatch.events import (
     SessionState,
     Tick,
 )
-from bgpwatch.sessions import SessionTable
+from bgpwatch.planned import PlannedWork, sites_from_config
+from bgpwatch.sessions import CHANGE_DOWN, SessionTable
 from bgpwatch.topology import DOWN, LIVE, UNKNOWN, SiteModel, Topology
 
 if TYPE_CHECKING:
@@ -95,7 +96,10 @@ class DetectionEngine:
         # The one owner of session state: the pipeline's table (or, fed directly, the engine's own);
         # the engine applies every event to it (see process).
         self.sessions: SessionTable = sessions if sessions is not None else SessionTable(config)
-        self.planned: Any = None  # bgpwatch.planned.PlannedWork, set by the daemon when it has one
+        # Planned work (maintenance windows, GRACEFUL_SHUTDOWN drains); the daemon replaces it with
+        # its own, which keeps the operator's windows in the store.
+        self.planned: PlannedWork = PlannedWork(sites_from_config(config))
+        self.book.planned_for = self._planned_for
         self.now: float | None = None
         self._last_tick: float | None = None
         self.relearning = False  # restored alerts wait for the re-learn (see restore)
@@ -244,6 +248,12 @@ class DetectionEngine:
             self.tick(now)  # first what was due before this event, on the state before it
         session = self.sessions.apply(event)
         self.now = now
+        if changes and self.planned is not None:
+            vp = self.topology.vps.get(changes[0].peer)
+            if vp is not None:
+                self.planned.observe_routes(vp.info.name, vp.info.site, changes, now)
+        if session is not None and session.kind == CHANGE_DOWN and session.session.configured:
+            self.planned.session_down(session.session.name, now)
         self.book.advance(now)
         for detector in self._event_detectors:
             detector.on_event(event, changes, now)
@@ -256,6 +266,13 @@ class DetectionEngine:
         self.book.advance(now)
         if self.relearning:
             self._check_relearn(now)
+
+    def _planned_for(self, finding: Finding, at: float) -> dict[str, Any] | None:
+        """Return the planned work an alert is part of (maintenance window, drain), or None."""
+        if self.planned is None:
+            return None
+        labels = finding.labels
+        return self.planned.match(labels.get("site"), labels.get("peer"), at)
 
     @property
     def collector_lost(self) -> dict[str, float]:

@@ -60,25 +60,45 @@ class SessionDownDetector(Detector):
             flaps = self.flaps(address, now)
             flapping = flaps >= self.p["flap_count"]
             summary = f"BGP session {info.name} ({address}) to {info.site} down: {reason}"
-            if site.state == LIVE:
+            title = f"session {info.name} to {info.site} down"
+            annotations: dict[str, Any] = {
+                "address": address,
+                "reason": reason,
+                "down_cause": vp.session.cause or None,
+                "site_state": site.state,
+                "flaps": flaps,
+                "flapping": flapping,
+            }
+            blind = site.state == LIVE and not any(v.up for v in topology.vps_of_site[info.site])
+            if blind and vp.ever_up:
+                # bgpwatch has no session left into the site, the others still announce its routes: a
+                # lost vantage point, or a silent death hidden by the others' hold timers and graceful
+                # restart.  Say exactly that; site_down adopts this incident if the death is confirmed.
+                title = f"{info.site} unreachable from bgpwatch"
+                still = ", ".join(site.seen_by) or "the other sites"
+                summary = f"{info.site} unreachable from bgpwatch ({info.name}: {reason}); {still} still announce its routes"
+                restart = vp.session.restart_time if self.ctx.sessions.gr_negotiated(vp.session) else None
+                if restart:
+                    summary += f"; with graceful restart they may keep them up to {restart} s"
+                    annotations["graceful_restart_time"] = restart
+                elif vp.session.cause == "hold_timer":
+                    summary += "; if the site died silently, their own hold timers will tell"
+                annotations["still_seen_by"] = list(site.seen_by)
+            elif site.state == LIVE:
                 summary += "; the other sites still see its prefixes: a lost vantage point, not a site down"
             else:
                 summary += f"; site {info.site} is {site.state}"
             if flapping:
                 summary += f" (flapping: {flaps} downs in {self.p['flap_window']:g} s)"
-            annotations = {
-                "address": address,
-                "reason": reason,
-                "site_state": site.state,
-                "flaps": flaps,
-                "flapping": flapping,
-            }
-            cause = self.cause_if_active("site_down", {"site": info.site})
-            findings.append(
-                self.finding(
-                    {"peer": info.name, "site": info.site}, summary, info.name, annotations, cause, since
-                )
+                title += " (flapping)"
+            cause = self.cause_if_active("site_down", {"site": info.site}) or self.cause_if_active(
+                "visibility_loss", {"site": info.site}
             )
+            finding = self.finding(
+                {"peer": info.name, "site": info.site}, summary, info.name, annotations, cause, since
+            )
+            finding.title = title
+            findings.append(finding)
         self.sync(findings, now)
 
 

@@ -8,8 +8,9 @@
   to its prefixes (the hold-timer window of the 2025-03-03 post-mortem); resolves when they
   are gone, with ``duration_seconds`` = the window.  Starts when the site left ``live``.
 - topology_split: the live sites form more than one island; labels {"islands": "par1 | par2,par3"}.
-  Root named after the first site of the smallest island, unless a site went down just before
-  (within ``correlation_window``): then it joins that site's incident.
+  Root named after the first site of the smallest island, unless a down site was what connected
+  the islands (in the site graph as last seen whole): then it joins that site's incident.  A split
+  between sites that had a direct adjacency is its own root cause (a link cut), titled as a split.
 - visibility_loss: some of a site's prefixes are missing at a live site (including its own:
   a site that stops originating shows as missing everywhere, not as down, because its sessions
   are up and still updating).  One alert per site; the prefixes and where they are missing are
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from bgpwatch.alerts.lifecycle import AlertKey, alert_key
+import networkx as nx
+
+from bgpwatch.alerts.lifecycle import AlertKey, Finding, alert_key
 from bgpwatch.detect.base import Detector, Param, register
 from bgpwatch.rib.prefix import format_prefix
 from bgpwatch.topology import DOWN, SUSPECTED, UNKNOWN
@@ -91,7 +94,15 @@ class SiteDownDetector(Detector):
                 "still_seen_by": list(view.seen_by),
                 "sessions": sessions,
             }
-            findings.append(self.finding({"site": name}, summary, name, annotations, since=view.left_live_at))
+            finding = self.finding({"site": name}, summary, name, annotations, since=view.left_live_at)
+            finding.title = f"site {name} down"
+            # bgpwatch's own session to the site may have died first (hold timer, graceful restart
+            # hiding the death from the others): that incident is this one, now confirmed.
+            finding.adopts = tuple(
+                alert_key("session_down", {"peer": vp.info.name, "site": name})
+                for vp in topology.vps_of_site[name]
+            )
+            findings.append(finding)
         self.sync(findings, now)
 
 
@@ -147,20 +158,48 @@ class TopologySplitDetector(Detector):
         subject = islands[smallest][0]
         described = " and ".join("{" + ", ".join(island) + "}" for island in islands)
         summary = f"live sites form {len(islands)} islands: {described}"
-        cause = None
-        window = self.p["correlation_window"]
-        for name, view in topology.states.items():
-            if (
-                view.state in (SUSPECTED, DOWN)
-                and view.left_live_at is not None
-                and now - view.left_live_at <= window
-            ):
-                cause = self.cause_if_active("site_down", {"site": name}) or cause
+        cause = self._site_cause(islands, now)
         annotations = {
             "islands": [list(island) for island in islands],
             "down_sites": [n for n, v in topology.states.items() if v.state in (SUSPECTED, DOWN)],
         }
-        self.sync([self.finding({"islands": label}, summary, subject, annotations, cause)], now)
+        finding = self.finding({"islands": label}, summary, subject, annotations, cause)
+        finding.title = f"topology split: {label}"
+        self.sync([finding], now)
+
+    def _site_cause(self, islands: list[list[str]], now: float) -> AlertKey | None:
+        """Return the site_down alert of the site whose loss split the others, if one did.
+
+        A down site caused the split when, in the site graph as it was when last whole, the live
+        islands were connected only through it (a transit site on a ring).  A split between sites that
+        had a direct adjacency is a root cause of its own (a link cut), even if a site died meanwhile.
+        Without a whole picture since start, a site down within ``correlation_window`` is taken.
+        """
+        topology = self.ctx.topology
+        down = [
+            name
+            for name, view in topology.states.items()
+            if view.state in (SUSPECTED, DOWN) and self.cause_if_active("site_down", {"site": name})
+        ]
+        if not down:
+            return None
+        whole = topology.whole_graph
+        live = [site for island in islands for site in island]
+        if whole is None:
+            window = self.p["correlation_window"]
+            for name in down:
+                view = topology.states[name]
+                if view.left_live_at is not None and now - view.left_live_at <= window:
+                    return self.cause_if_active("site_down", {"site": name})
+            return None
+        without = whole.subgraph([s for s in live if s in whole])
+        if nx.number_connected_components(without) < len(islands):
+            return None  # the islands had direct adjacencies of their own: something else cut them
+        for name in down:
+            through = whole.subgraph([s for s in (*live, name) if s in whole])
+            if nx.number_connected_components(through) < nx.number_connected_components(without):
+                return self.cause_if_active("site_down", {"site": name})
+        return None
 
 
 @register
@@ -176,6 +215,7 @@ class VisibilityLossDetector(Detector):
         book = self.ctx.book
         findings = []
         observers = topology.observers
+        split = _split_key(book)
         for site, found in topology.missing.items():
             view = topology.states[site]
             if view.state == UNKNOWN:
@@ -188,16 +228,55 @@ class VisibilityLossDetector(Detector):
             where = sorted({s for sites in found.values() for s in sites})
             everywhere = all(len(sites) == len(observers) for sites in found.values())
             prefixes = {format_prefix(*p): list(sites) for p, sites in found.items()}
+            families = sorted({f for f, _key in found})
+            family = f" IPv{families[0]}" if len(families) == 1 else ""
             if everywhere:
-                summary = (
-                    f"{len(found)} of {expected} prefixes of {site} missing everywhere: {', '.join(prefixes)}"
-                )
+                summary = f"{len(found)} of {expected}{family} prefixes of {site} missing everywhere: {', '.join(prefixes)}"
             else:
-                summary = f"{len(found)} of {expected} prefixes of {site} missing at {', '.join(where)}"
+                summary = (
+                    f"{len(found)} of {expected}{family} prefixes of {site} missing at {', '.join(where)}"
+                )
             annotations = {"missing": prefixes, "everywhere": everywhere}
-            cause = self.cause_if_active("site_down", {"site": site}) or _split_key(book)
-            findings.append(self.finding({"site": site}, summary, site, annotations, cause))
-        self.sync(findings, now)
+            cause = self.cause_if_active("site_down", {"site": site}) or split
+            finding = self.finding({"site": site}, summary, site, annotations, cause)
+            finding.title = f"{site}:{family} prefixes missing" + (
+                " everywhere" if everywhere else f" at {', '.join(where)}"
+            )
+            findings.append((finding, set(where)))
+        self._group(findings)
+        self.sync([finding for finding, _where in findings], now)
+
+    def _group(self, findings: list[tuple[Finding, set[str]]]) -> None:
+        """Root the losses of one event at the site they all involve.
+
+        One site shutting its IPv6 sessions makes its IPv6 prefixes missing everywhere *and* the
+        other sites' IPv6 prefixes missing at it: every loss involves that site (as the owner of the
+        missing prefixes, or as the only place they are missing).  Those losses are one incident about
+        that site, rooted at its own loss (or the first one); bgpwatch's session to it that went down
+        for the same reason joins it too.
+        """
+        free = [(f, where) for f, where in findings if f.cause is None]
+        if not free:
+            return
+        sites = self.ctx.model.sites
+        pivot = None
+        for candidate in sites:
+            if all(f.labels["site"] == candidate or where <= {candidate} for f, where in free):
+                pivot = candidate
+                break
+        if pivot is None:
+            return
+        root = next((f for f, _where in free if f.labels["site"] == pivot), free[0][0])
+        root.adopts = tuple(
+            alert_key("session_down", {"peer": vp.info.name, "site": pivot})
+            for vp in self.ctx.topology.vps_of_site[pivot]
+        )
+        if len(free) > 1:
+            root.title = f"{pivot}: prefixes missing to and from the other sites"
+            root.annotations["grouped_at"] = pivot
+        for finding, _where in free:
+            if finding is not root:
+                finding.cause = root.key
 
 
 @register
