@@ -232,6 +232,10 @@ class Daemon:
         return 0
 
     async def _shutdown(self) -> None:
+        if self.engine is not None:
+            # A clean stop (SIGTERM, systemctl restart) closes the sessions on purpose: no
+            # collector_degraded now, nothing to restore or resolve at the next start.
+            self.engine.book.mute()
         if self.supervisor is not None:
             await self.supervisor.stop()
         # Let the relays deliver what ExaBGP said while stopping, within a bound.

@@ -234,3 +234,19 @@ def test_engine_resolves_once_what_ended_while_down(tmp_path):
     # Converged and settled well before the bound: resolved within the hold-down after that.
     assert max(parse_iso(t["at"]) for t in second.out) < last + 10
     assert store.active_alerts() == [] and store.open_incidents() == [] and store.check() == []
+
+
+def test_a_muted_book_emits_nothing_during_a_clean_stop() -> None:
+    """SIGTERM: the daemon mutes the book before stopping ExaBGP, so the sessions it closes page nobody."""
+    from bgpwatch.alerts.lifecycle import AlertBook, Finding
+
+    sent: list = []
+    book = AlertBook(sent.append)
+    book.upsert(Finding("site_down", {"site": "par2"}, "critical", "site par2 down", "par2"), 100.0)
+    book.advance(101.0)
+    assert [t["state"] for t in sent] == ["firing"]
+    book.mute()
+    book.upsert(Finding("collector_degraded", {}, "warning", "ExaBGP shut down", "collector", for_=0.0), 102.0)
+    book.clear(("site_down", (("site", "par2"),)), 102.0)
+    book.advance(110.0)
+    assert [t["kind"] for t in sent] == ["site_down"]  # nothing after the mute: no firing, no resolution

@@ -163,6 +163,7 @@ class AlertBook:
         # Whether a finding is about planned work (maintenance window, GRACEFUL_SHUTDOWN drain): the
         # engine sets it from its PlannedWork; answered once, when the alert fires.
         self.planned_for: Callable[[Finding, float], dict[str, Any] | None] = lambda _finding, _at: None
+        self.muted = False  # a clean stop of bgpwatch: what follows is its own doing (see mute)
 
     # -- detector side ----------------------------------------------------------------------
     def upsert(self, finding: Finding, now: float) -> None:
@@ -449,7 +450,17 @@ class AlertBook:
     def _describe_key(alert: Alert) -> dict[str, Any]:
         return {"kind": alert.finding.kind, "labels": dict(alert.finding.labels)}
 
+    def mute(self) -> None:
+        """Emit nothing more: bgpwatch is stopping cleanly, and closing its own sessions is no incident.
+
+        The alerts firing before the stop stay firing in the store (they are restored at the next start);
+        what the stop itself causes (sessions closed by ExaBGP, collector_degraded) is never sent.
+        """
+        self.muted = True
+
     def _transition(self, alert: Alert, state: str, at: float) -> None:
+        if self.muted:
+            return
         f = alert.finding
         transition: dict[str, Any] = {
             "kind": f.kind,

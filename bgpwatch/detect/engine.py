@@ -402,11 +402,13 @@ class DetectionCollector(Collector):
                 if value is not None:
                     ratio.add_metric([s, t], value)
         yield ratio
-        yield GaugeMetricFamily(
+        islands = GaugeMetricFamily(
             "bgpwatch_topology_islands",
-            "Connected components of the live sites (1 = whole, more = topology split)",
-            value=len(topology.islands),
+            "Connected components of the live sites (1 = whole, more = topology split; absent: unknown yet)",
         )
+        if topology.known:
+            islands.add_metric([], float(len(topology.islands)))
+        yield islands
         reachable = GaugeMetricFamily(
             "bgpwatch_service_reachable",
             "1 when every prefix of the service is reachable from the site, 0 when not (absent: unknown)",

@@ -21,7 +21,9 @@ def render_text(snapshot: dict[str, Any]) -> str:
     sites = snapshot["sites"]
     names = [site["name"] for site in sites]
     islands = snapshot.get("islands", [])
-    whole = "SPLIT" if snapshot.get("split") else "whole"
+    whole = {"split": "SPLIT", "unknown": "UNKNOWN (no session converged yet)"}.get(
+        str(snapshot.get("state")), "SPLIT" if snapshot.get("split") else "whole"
+    )
     described = " | ".join("{" + ", ".join(island) + "}" for island in islands) or "(no live site)"
     lines = [
         f"topology at {_clock(snapshot.get('at'))} UTC: {whole}, {len(islands)} island(s): {described}",
