@@ -3,6 +3,8 @@
 Every problem in a file is collected and reported at once, one line each, as
 ``FILE: key.path: what was expected, got X``; nothing is ever reported as a traceback, and
 secrets (BGP MD5 passwords, tokens, webhook URLs and headers) never appear in a message or a repr.
+Things that load but are probably unintended (a prefix in two sites not declared ``anycast``) are
+kept in ``Config.warnings``, one line each in the same form, and logged once at load.
 ``check_config`` runs exactly the code the daemon runs, so ``bgpwatch check-config`` is the real test.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +37,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from bgpwatch.rib.prefix import format_prefix, parse_prefix
+
+log = logging.getLogger("bgpwatch.config")
 
 __all__ = [
     "AlertingConfig",
@@ -454,6 +459,8 @@ class WatchedPrefix(_Model):
 class Config(_Model):
     collector: CollectorConfig
     sites: list[Site] = Field(min_length=1)
+    # Prefixes originated by several sites; each must be in the prefixes of at least two sites.
+    anycast: list[Prefix] = []
     services: list[Service] = []
     api: ApiConfig = ApiConfig()
     alerting: AlertingConfig = AlertingConfig()
@@ -469,6 +476,7 @@ class Config(_Model):
     _peer_by_name: Mapping[str, Peer] = PrivateAttr()
     _site_of_address: Mapping[str, str] = PrivateAttr()
     _site_by_name: Mapping[str, Site] = PrivateAttr()
+    _warnings: tuple[str, ...] = PrivateAttr(default=())
 
     def model_post_init(self, context: Any, /) -> None:
         """Index peers and sites once; the config never changes after load."""
@@ -479,6 +487,7 @@ class Config(_Model):
             {peer.address: site.name for site in self.sites for peer in site.peers}
         )
         self._site_by_name = MappingProxyType({site.name: site for site in self.sites})
+        self._warnings = tuple(f"{path}: {message}" for path, message in _undeclared_anycast(self))
 
     @model_validator(mode="after")
     def _check_cross_references(self, info: ValidationInfo) -> Config:
@@ -490,6 +499,11 @@ class Config(_Model):
         if problems:
             raise _problem("; ".join(f"{path}: {message}" for path, message in problems))
         return self
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Return what loads but is probably a mistake, one line each (``FILE: key.path: ...``)."""
+        return self._warnings
 
     @property
     def source(self) -> Path | None:
@@ -567,6 +581,7 @@ def _cross_problems(data: Any) -> list[tuple[str, str]]:
                 if isinstance(peer, dict):
                     path = f"{site_path}.peers[{position}]"
                     problems += _check_peer(peer, path, name, peer_names, peer_addresses)
+    problems += _check_anycast(data.get("anycast"), sites)
     services = data.get("services")
     if isinstance(services, list):
         problems += _check_services(services, site_names if all_sites_named else None)
@@ -587,6 +602,75 @@ def _cross_problems(data: Any) -> list[tuple[str, str]]:
             else:
                 seen[prefix] = index
     return problems
+
+
+def _site_prefix_places(sites: Any) -> dict[str, list[tuple[str, Any]]]:
+    """Map each canonical site prefix to where it is listed: [(key path, site name)], file order."""
+    places: dict[str, list[tuple[str, Any]]] = {}
+    if not isinstance(sites, list):
+        return places
+    for index, site in enumerate(sites):
+        if not isinstance(site, dict) or not isinstance(site.get("prefixes"), list):
+            continue
+        name = site.get("name")
+        for position, text in enumerate(site["prefixes"]):
+            prefix = _prefix_or_none(text)
+            if prefix is None:
+                continue
+            where = places.setdefault(prefix, [])
+            if all(other != name for _, other in where):  # listed twice in one site: reported apart
+                where.append((f"sites[{index}].prefixes[{position}]", name))
+    return places
+
+
+def _check_anycast(anycast: Any, sites: Any) -> list[tuple[str, str]]:
+    """Check that every anycast prefix is listed once and is in the prefixes of two sites or more."""
+    if not isinstance(anycast, list):
+        return []
+    problems = []
+    places = _site_prefix_places(sites)
+    seen: dict[str, int] = {}
+    for index, text in enumerate(anycast):
+        prefix = _prefix_or_none(text)
+        if prefix is None:
+            continue
+        path = f"anycast[{index}]"
+        if prefix in seen:
+            problems.append((path, f"{prefix} is listed twice (also anycast[{seen[prefix]}])"))
+            continue
+        seen[prefix] = index
+        where = places.get(prefix, [])
+        rule = (
+            "an anycast prefix must be in the prefixes of at least two sites (each site that originates it)"
+        )
+        if not where:
+            problems.append((path, f"{prefix} is not in the prefixes of any site; {rule}"))
+        elif len(where) == 1:
+            site_path, name = where[0]
+            problems.append(
+                (path, f"{prefix} is only in the prefixes of site {name!r} ({site_path}); {rule}")
+            )
+    return problems
+
+
+def _undeclared_anycast(config: Config) -> list[tuple[str, str]]:
+    """Return (key path, message) for each prefix listed by several sites but not declared anycast."""
+    raw = [{"name": site.name, "prefixes": site.prefixes} for site in config.sites]
+    declared = set(config.anycast)
+    warnings = []
+    for prefix, where in _site_prefix_places(raw).items():
+        if len(where) < 2 or prefix in declared:
+            continue
+        first_path, first_site = where[0]
+        for path, _name in where[1:]:
+            warnings.append(
+                (
+                    path,
+                    f"{prefix} is also a prefix of site {first_site!r} ({first_path}) but not declared "
+                    "under anycast; add it to anycast if both sites originate it, else remove it from one",
+                )
+            )
+    return warnings
 
 
 def _duplicate_prefixes(prefixes: Any, path: str) -> list[tuple[str, str]]:
@@ -940,6 +1024,9 @@ def _parse(text: str, name: str, base_dir: Path | None) -> Config:
     ]
     if problems:
         raise ConfigError(problems)
+    config._warnings = tuple(f"{name}: {warning}" for warning in config.warnings)
+    for warning in config.warnings:
+        log.warning("configuration warning: %s", warning)
     return config
 
 

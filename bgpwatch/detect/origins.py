@@ -385,6 +385,11 @@ class OriginChangeDetector(RouteDetector):
         self.watched = PrefixIndex(entries)
         model = self.ctx.topology.model
         self.model = model
+        # An anycast prefix may be originated by any of its sites: the union of their ASes.
+        self.anycast_origins: dict[tuple[int, int], frozenset[int]] = {
+            prefix: frozenset().union(*(model.site_as[s] for s in model.owners_of(*prefix)))
+            for prefix in model.anycast_prefixes()
+        }
 
     def expected(self, family: int, key: int) -> tuple[int, int, frozenset[int], str | None] | None:
         """Return (anchor prefix, expected origins, site) for a route, None when unprotected."""
@@ -397,7 +402,8 @@ class OriginChangeDetector(RouteDetector):
             return family, anchor, origins, owner
         if site_key is None:
             return None
-        return family, site_key, self.model.site_as[site], site
+        origins = self.anycast_origins.get((family, site_key)) if self.anycast_origins else None
+        return family, site_key, origins or self.model.site_as[site], site
 
     def judge(
         self, peer: str, family: int, key: int, before: PathAttributes | None, after: PathAttributes
@@ -431,6 +437,8 @@ class OriginChangeDetector(RouteDetector):
         prefixes = self.prefixes(group, peers)
         sample = next(self.details(group, peers))
         what = f"site {site} prefix" if site is not None else "watched prefix"
+        if site is not None and self.model.is_anycast(family, anchor):
+            what = f"anycast prefix (sites {', '.join(self.model.owners_of(family, anchor))})"
         expected = ", ".join(f"AS{a}" for a in origins)
         shown = ", ".join(prefixes) + (", ..." if len(prefixes) == SAMPLES else "")
         summary = (

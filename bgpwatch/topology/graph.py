@@ -348,12 +348,17 @@ class Topology:
         if count > 0:
             cover[prefix] = count
             if count == delta:  # 0 -> n
-                self.vis_count[site][self.model.owner_of(*prefix)] += 1
+                vis = self.vis_count[site]
+                # An anycast prefix counts toward the visibility of every site that originates it.
+                for owner in self.model.owners_of(*prefix):
+                    vis[owner] += 1
                 self.dirty = True
             return
         if cover.pop(prefix, None) is None:
             return
-        self.vis_count[site][self.model.owner_of(*prefix)] -= 1
+        vis = self.vis_count[site]
+        for owner in self.model.owners_of(*prefix):
+            vis[owner] -= 1
         self.dirty = True
 
     def _svc_cover(self, site: str, prefix: PrefixId, delta: int) -> None:
@@ -478,6 +483,10 @@ class Topology:
         """Tell whether a trusted site re-learned enough of t's prefixes since t went away."""
         gone = self.states[t].left_live_at
         prefixes = self.model.expected[t]
+        # An anycast prefix stays reachable through its other origins while t is away: a route to it
+        # held all along says nothing about t, so judge on t's own prefixes when it has any.
+        unicast = tuple(p for p in prefixes if not self.model.is_anycast(*p))
+        prefixes = unicast or prefixes
         if gone is None or not prefixes:
             return False
         for s in trusted:
@@ -543,7 +552,10 @@ class Topology:
             if view.state not in (SUSPECTED, DOWN):
                 continue
             holders = {}
-            prefixes = self.model.expected[t]
+            # An anycast prefix still announced by another origin site is held through it, not stale.
+            prefixes = tuple(p for p in self.model.expected[t] if not self._held_elsewhere(t, p))
+            if not prefixes:
+                continue
             for vp in self.vps.values():
                 if vp.state != UP:
                     continue
@@ -562,6 +574,20 @@ class Topology:
             if holders:
                 stale[t] = holders
         self.stale = stale
+
+    def _held_elsewhere(self, t: str, prefix: PrefixId) -> bool:
+        """Tell whether another origin site of an anycast prefix of t still announces it."""
+        owners = self.model.owners_of(*prefix)
+        if len(owners) < 2:
+            return False
+        for owner in owners:
+            if owner == t or self.states[owner].state in (SUSPECTED, DOWN):
+                continue
+            # Its own routers' view shows whether it still originates; with no view of its own, a
+            # site that is not down is taken at its word.
+            if not self.active_count[owner] or prefix in self.site_cover[owner]:
+                return True
+        return False
 
     def _services(self, observed: set[str], frozen: set[str]) -> None:
         observers = set(self._observers(observed, frozen))

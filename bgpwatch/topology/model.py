@@ -18,6 +18,11 @@ covering it -- but a covering route counts only if it is at least as specific as
 prefix that contains the service (no aggregates, no default route).  A service prefix
 outside every site prefix accepts any covering route except a default route.
 
+Anycast: a prefix listed by several sites (declared under ``anycast:``; an undeclared one
+is accepted with a config warning and treated the same) has every such site as an owner.  It
+is in each owner's ``expected`` prefixes, so a route to it counts toward the visibility of
+every owner; the topology holds it reachable while any owner still announces it.
+
 Cost: mapping a route to its site prefix takes one dict lookup per distinct site-prefix
 length (usually one or two per family), so a full table of unrelated routes costs about a
 dict lookup per route and touches nothing else.
@@ -63,7 +68,9 @@ class SiteModel:
     def __init__(self, config: Config) -> None:
         self.sites: tuple[str, ...] = tuple(site.name for site in config.sites)
         self.expected: dict[str, tuple[PrefixId, ...]] = {}
+        # First owner of each site prefix (old callers); ``owners`` holds all of them (anycast).
         self.owner: dict[int, dict[int, str]] = {4: {}, 6: {}}
+        self.owners: dict[int, dict[int, tuple[str, ...]]] = {4: {}, 6: {}}
         self.peers: dict[str, PeerInfo] = {}
         self.peers_of_site: dict[str, tuple[str, ...]] = {}
         self.site_as: dict[str, frozenset[int]] = {}
@@ -71,8 +78,10 @@ class SiteModel:
             expected = []
             for text in site.prefixes:
                 family, key = parse_prefix(text)
-                # Duplicates across sites are refused by the config; keep the first if not.
                 self.owner[family].setdefault(key, site.name)
+                owners = self.owners[family].get(key, ())
+                if site.name not in owners:
+                    self.owners[family][key] = (*owners, site.name)
                 expected.append((family, key))
             self.expected[site.name] = tuple(expected)
             self.peers_of_site[site.name] = tuple(peer.address for peer in site.peers)
@@ -128,8 +137,21 @@ class SiteModel:
         return found
 
     def owner_of(self, family: int, site_key: int) -> str:
-        """Return the site that declares a site prefix."""
+        """Return the first site that declares a site prefix (one of several for anycast)."""
         return self.owner[family][site_key]
+
+    def owners_of(self, family: int, site_key: int) -> tuple[str, ...]:
+        """Return every site that declares a site prefix, in config order."""
+        return self.owners[family][site_key]
+
+    def is_anycast(self, family: int, site_key: int) -> bool:
+        """Tell whether a site prefix is originated by more than one site."""
+        owners = self.owners[family].get(site_key)
+        return owners is not None and len(owners) > 1
+
+    def anycast_prefixes(self) -> list[PrefixId]:
+        """Return the site prefixes with more than one owner site."""
+        return [(f, k) for f, owners in self.owners.items() for k, names in owners.items() if len(names) > 1]
 
     def all_site_prefixes(self) -> list[tuple[str, PrefixId]]:
         """Return (site, prefix) for every declared site prefix, in config order."""
@@ -182,6 +204,7 @@ class SiteModel:
                     "prefixes": [format_prefix(f, k) for f, k in self.expected[site]],
                     "peers": [self.peers[a].name for a in self.peers_of_site[site]],
                     "asns": sorted(self.site_as[site]),
+                    "anycast": [format_prefix(f, k) for f, k in self.expected[site] if self.is_anycast(f, k)],
                 }
                 for site in self.sites
             ],
