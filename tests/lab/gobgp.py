@@ -458,19 +458,37 @@ class GobgpRouter(Router):
                 extra = ["--reason", message] if message else []
                 self.gobgp("neighbor", address, "disable", *extra)
 
-    def _apply_export(self) -> None:
+    def _export_policies(self) -> None:
         policies = [_NEXTHOP]
         if self._export_denied:
             policies.append(_DENY)
         if self._draining:
             policies.append(_DRAIN)
         self.gobgp("global", "policy", "export", "set", *policies, "default", "accept")
+
+    def _apply_export(self) -> None:
+        self._export_policies()
         # A policy change is not applied to what was already sent: re-run the export for every peer.
+        # softresetout re-sends what the policy now accepts (tagged or not) but, in 3.10, sends no
+        # withdrawal for what it now rejects (see set_export).
         self.gobgp("neighbor", "all", "softresetout")
 
     def set_export(self, enabled: bool) -> None:
         self._export_denied = not enabled
-        self._apply_export()
+        if enabled:
+            self._apply_export()
+            return
+        # softresetout would only empty GoBGP's Adj-RIB-Out, peers keep the routes.  Withdrawals do
+        # go out: delete the originated routes once the deny is in place, then add them back (the
+        # deny keeps them from being sent).  Routes learned from other sites stay announced.
+        self._export_policies()
+        for prefix in self.spec.prefixes:
+            self.gobgp(
+                "global", "rib", "del", "-a", f"ipv{family_of(prefix)}", str(ipaddress.ip_network(prefix))
+            )
+        if self._originating:
+            for prefix in self.spec.prefixes:
+                self._add_route(prefix)
 
     def set_graceful_shutdown(self, enabled: bool) -> None:
         self._draining = enabled
