@@ -184,6 +184,9 @@ class Topology:
         self.islands: list[list[str]] = []
         self.observers: list[str] = []  # live, active, not frozen, not settling: views that count
         self.graph: nx.Graph = nx.Graph()
+        self.blind: list[str] = []  # sites up but sending no site prefix to bgpwatch
+        self.unmeasured: list[str] = []  # live sites whose connectivity cannot be measured
+        self.whole_graph: nx.Graph | None = None  # the site graph when last whole (every site live, one island)
         self.missing: dict[str, dict[PrefixId, tuple[str, ...]]] = {}
         self.stale: dict[str, dict[str, int]] = {}
         self.service_reach: dict[tuple[str, str], bool | None] = {}
@@ -414,9 +417,17 @@ class Topology:
         expected = self.model.expected
         sees = self._sees
         prev = {s: view.state for s, view in self.states.items()}
-        observed = {s for s in sites if self.active_count[s] > 0}
-        # An observed site whose own view lacks its prefixes does not originate them now.
+        alive = {s for s in sites if self.active_count[s] > 0}
+        # A site whose sessions are up but that sends bgpwatch no site prefix at all (an export policy
+        # denying everything) is alive but blind: its empty view proves nothing about the others.
+        blind = {s for s in alive if not any(vp.counted and vp.have for vp in self.vps_of_site[s])}
+        observed = alive - blind
+        # An observed site whose own view lacks its prefixes does not originate them now; a blind one
+        # originates them as far as the others still see them.
         originates = {s: bool(expected[s]) and (s not in observed or sees(s, s)) for s in sites}
+        for s in blind:
+            originates[s] = bool(expected[s]) and any(sees(o, s) for o in observed if o != s)
+        self.blind = sorted(blind)
         live_prev = {s for s in sites if prev[s] == LIVE}
         frozen = set()
         for t in observed:
@@ -436,7 +447,7 @@ class Topology:
             if originates[t]:
                 losers = tuple(s for s in sorted(trusted) if s != t and not sees(s, t))
             p = prev[t]
-            if t in observed:
+            if t in alive:
                 if t in frozen and losers:
                     new = SUSPECTED
                 elif p in (LIVE, SUSPECTED):
@@ -508,6 +519,7 @@ class Topology:
         live = [s for s in self.model.sites if self.states[s].state == LIVE]
         graph = nx.Graph()
         graph.add_nodes_from(live)
+        measured: set[str] = set()
         for i, s in enumerate(live):
             for t in live[i + 1 :]:
                 known = []
@@ -515,10 +527,18 @@ class Topology:
                     known.append(self._sees(s, t))
                 if t in observed and originates[s]:
                     known.append(self._sees(t, s))
+                if known:
+                    measured.update((s, t))
                 if known and all(known):
                     graph.add_edge(s, t)
+        # A live site with no measurable direction to any other (blind, and not originating) is
+        # neither connected nor cut off: nothing can be said, so it is not an island of its own.
+        self.unmeasured = [s for s in live if s not in measured] if len(live) > 1 else []
+        graph.remove_nodes_from(self.unmeasured)
         self.graph = graph
         self.islands = sorted(sorted(c) for c in nx.connected_components(graph))
+        if len(self.islands) == 1 and len(live) == len(self.model.sites) and len(live) > 1:
+            self.whole_graph = graph.copy()
 
     def _observers(self, observed: set[str], frozen: set[str]) -> list[str]:
         states = self.states
@@ -602,6 +622,17 @@ class Topology:
         self.service_reach = reach
 
     # -- views ------------------------------------------------------------------------------
+    @property
+    def known(self) -> bool:
+        """Tell whether anything is known yet: some vantage point converged since start."""
+        return any(self.active_count.values()) or any(v.state != UNKNOWN for v in self.states.values())
+
+    def overall(self) -> str:
+        """Return "unknown" (nothing converged yet), "split" (several islands) or "whole"."""
+        if not self.known:
+            return UNKNOWN
+        return "split" if len(self.islands) > 1 else "whole"
+
     def live_sites(self) -> list[str]:
         """Return the live sites, in config order."""
         return [s for s in self.model.sites if self.states[s].state == LIVE]
@@ -673,7 +704,10 @@ class Topology:
             "visibility": visibility,
             "edges": sorted([sorted(e) for e in self.graph.edges]),
             "islands": self.islands,
-            "split": len(self.islands) > 1,
+            "split": None if self.known is False else len(self.islands) > 1,
+            "state": self.overall(),
+            "blind": list(self.blind),
+            "unmeasured": list(self.unmeasured),
             "stale": [{"site": s, "holders": holders} for s, holders in sorted(self.stale.items())],
             "missing": [
                 {"site": t, "prefix": format_prefix(*p), "missing_at": list(where)}
