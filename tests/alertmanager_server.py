@@ -139,28 +139,32 @@ class Notification:
     body: dict[str, Any]
 
 
+def _footer_group(footer: str) -> str:
+    """Return the group bgpwatch.tmpl's footer names: "incident <id> · ..." or "<alertname> · ..."."""
+    return footer.split(" · ", 1)[0].removeprefix("incident ")
+
+
 def notification(receiver: str, body: dict[str, Any]) -> Notification:
     """Return the notification an integration's request body carries."""
-    if "event_action" in body:  # PagerDuty Events API v2
+    if "event_action" in body:  # PagerDuty Events API v2; details.status is bgpwatch.footer
         details = body.get("payload", {}).get("custom_details", {})
         return Notification(
             receiver,
             "resolved" if body["event_action"] == "resolve" else "firing",
             body.get("payload", {}).get("summary", ""),
             details.get("text", ""),
-            details.get("incident") or body.get("dedup_key", ""),
+            _footer_group(details.get("status", "")) or body.get("dedup_key", ""),
             body,
         )
-    if "attachments" in body:  # Slack; the footer is bgpwatch.tmpl's "incident <id> · <status> · ..."
+    if "attachments" in body:  # Slack; the footer is bgpwatch.footer
         [attachment] = body["attachments"]
         footer = attachment.get("footer", "")
-        head, _, rest = footer.partition(" · ")
         return Notification(
             receiver,
-            rest.split(" · ", 1)[0],
+            footer.split(" · ")[1] if footer.count(" · ") >= 1 else "",
             attachment.get("title", ""),
             attachment.get("text", ""),
-            head.removeprefix("incident "),
+            _footer_group(footer),
             body,
         )
     labels = body.get("groupLabels", {})  # Alertmanager's webhook JSON

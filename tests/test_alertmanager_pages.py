@@ -275,3 +275,102 @@ def test_paris_replay_pages_once_per_incident(tmp_path: Path) -> None:
 def recorder_filter(notes: list[Notification], receiver: str, group: str) -> list[Notification]:
     """Return one receiver's notifications for one group, in arrival order."""
     return [n for n in notes if n.receiver == receiver and n.group == group]
+
+
+def post_alerts(alertmanager: str, alerts: list[dict[str, Any]]) -> None:
+    """POST alerts to Alertmanager's API v2."""
+    request = urllib.request.Request(
+        f"{alertmanager}/api/v2/alerts",
+        data=json.dumps(alerts).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.status == 200
+
+
+def test_templates_for_groups_without_a_root_and_for_prometheus(tmp_path: Path) -> None:
+    """An incident whose alerts name no root, a warning-only incident, a Prometheus page."""
+    now = time.time()
+    ends = rfc3339(now + 3600)
+    daemon = {"source": "bgpwatch"}
+    alerts = [
+        # No root label (older bgpwatch, or a consequence whose root is not critical): the title
+        # comes from the incident_title annotation, every alert is listed.
+        {
+            "labels": {
+                **daemon,
+                "alertname": "site_down",
+                "severity": "critical",
+                "incident": "i-5",
+                "site": "par5",
+            },
+            "annotations": {
+                "summary": "site par5 down (confirmed): gone",
+                "incident_title": "site par5 down",
+            },
+        },
+        {
+            "labels": {
+                **daemon,
+                "alertname": "service_unreachable",
+                "severity": "critical",
+                "incident": "i-5",
+                "service": "api",
+                "site": "par1",
+            },
+            "annotations": {
+                "summary": "service api unreachable from par1",
+                "incident_title": "site par5 down",
+            },
+        },
+        # Warnings only: chat, never the pager.
+        {
+            "labels": {
+                **daemon,
+                "alertname": "session_down",
+                "severity": "warning",
+                "incident": "i-6",
+                "peer": "p6",
+            },
+            "annotations": {"summary": "BGP session p6 down: hold timer expired"},
+        },
+    ]
+    for alert in alerts:  # 5 s old: group_wait (10 s) still gathers both alerts of i-5
+        alert.update(startsAt=rfc3339(now - 5), endsAt=ends)
+    # Prometheus' own page, 2 min old: its route's group_wait (1 min) is over, it is sent at once.
+    absent = {
+        "labels": {
+            "alertname": "BgpwatchAbsent",
+            "severity": "critical",
+            "source": "prometheus",
+            "job": "bgpwatch",
+        },
+        "annotations": {"summary": "bgpwatch target missing for 2 minutes"},
+        "startsAt": rfc3339(now - 120),
+        "endsAt": ends,
+    }
+    with NotificationRecorder() as recorder:
+        config = yaml.safe_dump(alertmanager_server.shipped_config(recorder.url))
+        listen = f"127.0.0.1:{free_port()}"
+        with alertmanager_server.running_alertmanager(tmp_path / "am", listen, config=config) as am:
+            post_alerts(am, [*alerts, absent])
+            expected = {("oncall", "i-5"), ("chat", "i-5"), ("chat", "i-6")}
+            expected |= {("oncall", "BgpwatchAbsent"), ("chat", "BgpwatchAbsent")}
+            deadline = time.monotonic() + 20
+            while not expected <= {(n.receiver, n.group) for n in recorder.got()}:
+                assert time.monotonic() < deadline, counts(recorder.got())
+                time.sleep(0.2)
+            time.sleep(0.5)  # anything wrongly sent along with them
+            notes = recorder.got()
+    assert sorted((n.receiver, n.group) for n in notes) == sorted(expected)
+    [page] = recorder_filter(notes, "oncall", "i-5")
+    assert page.title == "[CRITICAL] site par5 down"
+    assert page.text.startswith("Root cause: site par5 down\n\nFiring:\n"), page.text
+    assert "• site_down (critical): site par5 down (confirmed): gone" in page.text
+    assert "• service_unreachable (critical): service api unreachable from par1" in page.text
+    [warning] = recorder_filter(notes, "chat", "i-6")
+    assert warning.title == "[WARNING] BGP session p6 down: hold timer expired"
+    assert warning.body["attachments"][0]["color"] == "warning"
+    [prometheus] = recorder_filter(notes, "oncall", "BgpwatchAbsent")
+    assert prometheus.title == "[CRITICAL] bgpwatch target missing for 2 minutes"
+    assert "Incident" not in prometheus.text
