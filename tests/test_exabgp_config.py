@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -90,3 +91,60 @@ def test_exabgp_accepts_the_generated_file(tmp_path: Path, seconds: int) -> None
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "✓ loading" in result.stdout + result.stderr
+
+
+# -- live: the generated configuration against real routers (root, FRR, BIRD, GoBGP) ----------------
+
+
+def _live_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    if not EXABGP.exists():
+        return "ExaBGP is not installed in .venv"
+    for tool in (
+        "ip",
+        "bird",
+        "birdc",
+        "/usr/lib/frr/bgpd",
+        "/usr/lib/frr/zebra",
+        "vtysh",
+        "gobgpd",
+        "gobgp",
+    ):
+        if shutil.which(tool) is None:
+            return f"needs {tool}"
+    return None
+
+
+LIVE = _live_unavailable()
+
+
+@pytest.mark.lab
+@pytest.mark.skipif(LIVE is not None, reason=LIVE or "")
+@pytest.mark.parametrize(
+    ("scenario", "offered", "eors"),
+    [
+        ("frr-gr", (True, 120, (4, 6)), ["ipv4 unicast", "ipv6 unicast"]),
+        ("frr-gr-collector-nogr", (True, 120, (4, 6)), []),  # FRR: End-of-RIB only to GR peers
+        ("bird", (True, 120, ()), ["ipv4 unicast", "ipv6 unicast"]),
+        ("gobgp", (False, None, ()), []),  # GoBGP: End-of-RIB only when GR is negotiated
+        ("gobgp-gr", (True, 120, (4, 6)), ["ipv4 unicast", "ipv6 unicast"]),
+    ],
+)
+def test_live_open_and_end_of_rib(tmp_path: Path, scenario: str, offered: tuple, eors: list[str]) -> None:
+    from lab import capture_open
+
+    from bgpwatch.events import PeerOpen
+    from bgpwatch.ingest import ExaBGPJsonParser
+    from bgpwatch.rib import AttributePool
+
+    (wanted,) = [s for s in capture_open.SCENARIOS if s.name == scenario]
+    summary = capture_open.capture(wanted, EXABGP, tmp_path)
+    assert sorted(summary["eor"]) == eors
+    parser = ExaBGPJsonParser(AttributePool())
+    lines = (tmp_path / f"open-{scenario}.jsonl").read_bytes().splitlines()
+    opens = [e for line in lines for e in parser.parse(line) if isinstance(e, PeerOpen)]
+    assert [(e.graceful_restart, e.restart_time, e.gr_families, e.families, e.peer_as) for e in opens] == [
+        (*offered, (4, 6), 65001)
+    ]
+    assert parser.errors == {}
