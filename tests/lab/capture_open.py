@@ -11,8 +11,8 @@ addresses only), eBGP AS65000 (collector) <-> AS65001 (router, passive), the rou
 (``render_worker``) with only its API process replaced by ``cat >> FILE``.  After the session is
 up and the End-of-RIBs are in (or 8 s passed), ExaBGP is stopped with SIGTERM, and the router's
 view of the session is recorded before and after the stop (``open-router-views.json``, also
-printed).  Everything
-started is killed by pid and both namespaces are deleted, also on error.
+printed).  Everything started is killed by pid and both namespaces are deleted, also on error
+(``CAPTURE_KEEP=1`` keeps the directory with the configurations and logs).
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ class Capture:
         self.procs.append(proc)
         return proc
 
-    def close(self) -> None:
+    def close(self, keep_files: bool = False) -> None:
+        """Kill what was started, delete the namespaces, remove the directory (unless ``keep_files``)."""
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -150,7 +151,10 @@ class Capture:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(word), signal.SIGKILL)
             run(["ip", "netns", "del", namespace], check=False)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if keep_files:
+            print(f"kept {self.dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- routers ----------------------------------------------------------------------------------
     def start_router(self) -> None:
@@ -439,10 +443,7 @@ def capture(scenario: Scenario, exabgp: Path, out_dir: Path) -> dict[str, Any]:
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
         raise
     finally:
-        if os.environ.get("CAPTURE_KEEP"):
-            print(f"kept {cap.dir}", file=sys.stderr)
-            cap.dir = Path(tempfile.mkdtemp())
-        cap.close()
+        cap.close(keep_files=bool(os.environ.get("CAPTURE_KEEP")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
