@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,13 @@ from lab import (
     BULK_V4_CAPACITY,
     Lab,
     LabError,
+    SiteSpec,
     bulk_v4_prefixes,
     bulk_v6_prefixes,
     cleanup_stale,
     lab_available,
+    ring,
+    sites,
 )
 
 UNAVAILABLE = lab_available()
@@ -205,3 +209,130 @@ def test_cleanup_stale_removes_a_dead_owners_lab() -> None:
     assert not _namespaces(lab_id)
     assert not _processes_mentioning(tmpdir)
     assert not Path(tmpdir).exists()
+
+
+def test_ring_with_chord_and_separate_family_sessions_plan() -> None:
+    lab = Lab(sites(4), links=ring(["par1", "par2", "par3", "par4"], [("par1", "par3")]), split_families=True)
+    assert [(link.a, link.b) for link in lab.links] == [
+        ("par1", "par2"), ("par2", "par3"), ("par3", "par4"), ("par4", "par1"), ("par1", "par3"),
+    ]  # fmt: skip
+    par1 = {n.name: n for n in lab.neighbors("par1")}
+    assert list(par1) == [
+        "collector", "peer_par2", "peer_par2_v6", "peer_par4", "peer_par4_v6", "peer_par3", "peer_par3_v6",
+    ]  # fmt: skip
+    assert par1["collector"].family is None and par1["collector"].passive
+    assert (par1["peer_par2"].local, par1["peer_par2"].remote, par1["peer_par2"].families) == (
+        "198.51.100.1", "198.51.100.2", (4,),
+    )  # fmt: skip
+    # Link 3 is par4-par1: par4 is its first end (.1), par1 the second (.2).
+    assert (par1["peer_par4_v6"].local, par1["peer_par4_v6"].remote) == (
+        "2001:db8:ff:4::2",
+        "2001:db8:ff:4::1",
+    )
+    assert par1["peer_par3"].ifname == "s-par3" and par1["peer_par3"].remote_as == 65003
+    assert lab.family_sessions("par1", 6) == ["peer_par2_v6", "peer_par4_v6", "peer_par3_v6"]
+    assert [n.name for n in lab.neighbors("par2")] == [
+        "collector",
+        "peer_par1",
+        "peer_par1_v6",
+        "peer_par3",
+        "peer_par3_v6",
+    ]
+    with pytest.raises(LabError, match="no link"):
+        lab.link_address("par2", "par4")
+    lab.close()
+
+
+def test_route_reflector_and_collector_session_plan(tmp_path: Path) -> None:
+    lab = Lab(
+        sites(4, asn=65010, route_reflectors=("par1",)),
+        links=[("par1", "par2"), ("par1", "par3"), ("par2", "par3"), ("par1", "par4")],
+        collector_split_families=True,
+    )
+    assert [(n.name, n.rr_client, n.ibgp) for n in lab.neighbors("par1")] == [
+        ("collector", False, False), ("collector_v6", False, False),
+        ("peer_par2", True, True), ("peer_par3", True, True), ("peer_par4", True, True),
+    ]  # fmt: skip
+    # Two clients: their link carries no session.
+    assert [n.name for n in lab.neighbors("par2")] == ["collector", "collector_v6", "peer_par1"]
+    config = yaml.safe_load(lab.bgpwatch_config(tmp_path).read_text())
+    assert config["sites"][1]["peers"] == [
+        {
+            "name": "par2-rr1",
+            "address": "192.0.2.6",
+            "peer_as": 65010,
+            "local_address": "192.0.2.5",
+            "hold_time": 9,
+        },
+        {
+            "name": "par2-rr1-v6",
+            "address": "2001:db8:c0:2::2",
+            "peer_as": 65010,
+            "local_address": "2001:db8:c0:2::1",
+            "hold_time": 9,
+        },
+    ]
+    lab.close()
+
+
+def test_plan_errors() -> None:
+    with pytest.raises(LabError, match="duplicate"):
+        Lab(links=[("par1", "par2"), ("par2", "par1")])
+    with pytest.raises(LabError, match="unknown router kind"):
+        Lab([SiteSpec("par1", 65001, ("203.0.113.0/27",), router="quagga")])
+    with pytest.raises(LabError, match="overlaps the inter-site link addresses"):
+        Lab([SiteSpec("par1", 65001, ("198.51.100.0/29",)), SiteSpec("par2", 65002, ("203.0.113.0/27",))])
+    with pytest.raises(LabError, match="unknown site"):
+        Lab(links=[("par1", "par9")])
+
+
+@pytest.mark.lab
+@needs_lab
+def test_bird_ring_with_v6_sessions_silent_power_loss_and_blackhole() -> None:
+    """The router-independent operations on BIRD: split families, a ring cut, IPv6 shut, silent death."""
+    with Lab(sites(4), links=ring(["par1", "par2", "par3", "par4"]), split_families=True) as lab:
+        lab.wait_established(30)
+        assert set(lab.session_states("par1")) == {
+            "collector", "peer_par2", "peer_par2_v6", "peer_par4", "peer_par4_v6",
+        }  # fmt: skip
+        lab.wait_route("par1", "203.0.113.128/27", timeout=10)
+        assert lab.best_path("par1", "2001:db8:1003::/48") in ((65002, 65003), (65004, 65003))
+        lab.cut_link("par1", "par2")
+        lab.wait_route("par1", "203.0.113.64/27", as_path=(65004, 65003, 65002), timeout=10)
+        lab.heal("par1", "par2")
+        lab.wait_established(30)
+        lab.wait_route("par1", "203.0.113.64/27", as_path=(65002,), timeout=10)
+
+        assert lab.shutdown_family("par2", 6) == ["peer_par1_v6", "peer_par3_v6"]
+        lab.wait_route("par1", "2001:db8:1002::/48", present=False, timeout=10)
+        assert lab.best_path("par1", "203.0.113.64/27") == (65002,)
+        lab.wait_established(30)  # the shut sessions are not expected up
+        lab.enable_family("par2", 6)
+        lab.wait_established(30)
+        lab.wait_route("par1", "2001:db8:1002::/48", as_path=(65002,), timeout=10)
+
+        # Silent power loss: no carrier loss, so par1 notices only on its hold timer (9 s).
+        lab.power_off("par2", carrier=False)
+        assert lab.bird_pid("par2") is None
+        time.sleep(3)
+        assert lab.best_path("par1", "203.0.113.64/27") == (65002,), "no carrier loss: not noticed yet"
+        lab.wait_route("par1", "203.0.113.64/27", present=False, timeout=20)
+        lab.power_on("par2")
+        lab.wait_established(30)
+        lab.wait_route("par1", "203.0.113.64/27", as_path=(65002,), timeout=15)
+
+        lab.blackhole("par3")
+        tables = subprocess.run(
+            ["ip", "netns", "exec", lab.site_ns("par3"), "nft", "list", "tables"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "bwlab_blackhole" in tables
+        lab.restore()
+        tables = subprocess.run(
+            ["ip", "netns", "exec", lab.site_ns("par3"), "nft", "list", "tables"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "bwlab_blackhole" not in tables
+        lab.wait_established(30)

@@ -17,6 +17,21 @@ from .netlab import Lab
 
 BGPWATCH = [sys.executable, "-m", "bgpwatch"]
 
+# One URL per input line, one JSON line out ({"status": code, "body": text}): a CLI call costs a
+# Python start-up per query, this costs one per daemon.
+_FETCHER = """
+import json, sys, urllib.error, urllib.request
+for line in sys.stdin:
+    try:
+        with urllib.request.urlopen(line.strip(), timeout=30) as answer:
+            out = {"status": answer.status, "body": answer.read().decode()}
+    except urllib.error.HTTPError as exc:
+        out = {"status": exc.code, "body": exc.read().decode(errors="replace")}
+    except OSError as exc:
+        out = {"status": 0, "body": str(exc)}
+    print(json.dumps(out), flush=True)
+"""
+
 
 class LabDaemon:
     """A `bgpwatch run` process in the collector namespace of `lab`, with its log in `tmpdir`.
@@ -36,6 +51,7 @@ class LabDaemon:
         self.config = lab.bgpwatch_config(self.tmpdir, **config_overrides)
         self.log_path = self.tmpdir / "bgpwatch.log"
         self.process: subprocess.Popen | None = None
+        self._fetcher: subprocess.Popen | None = None
 
     def start(self, log_level: str = "debug") -> LabDaemon:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
@@ -67,6 +83,24 @@ class LabDaemon:
         if not json_output:
             return proc.returncode, out.decode(), err.decode()
         return json.loads(out) if proc.returncode == 0 else None
+
+    def get(self, path: str, **params: str) -> Any:
+        """GET an API path (e.g. /api/v1/peers) from inside the collector namespace; parsed JSON, None on error."""
+        import urllib.parse
+
+        if self._fetcher is None or self._fetcher.poll() is not None:
+            self._fetcher = self.lab.collector_exec(
+                [sys.executable, "-u", "-c", _FETCHER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        assert self._fetcher.stdin is not None and self._fetcher.stdout is not None
+        self._fetcher.stdin.write(f"http://{self.api}{path}{query}\n")
+        self._fetcher.stdin.flush()
+        answer = json.loads(self._fetcher.stdout.readline() or '{"status": 0, "body": ""}')
+        return json.loads(answer["body"]) if answer["status"] == 200 else None
 
     def try_cli(self, *args: str) -> Any:
         return self.cli(*args, check=False)

@@ -164,6 +164,8 @@ class FrrRouter(Router):
         procs = self.lab.processes(self.site)
         zebra = procs.get("zebra")
         if zebra is None or zebra.poll() is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.rundir / "zserv.api").unlink()  # a killed zebra's socket: wait for the new one
             self._spawn("zebra", [ZEBRA, *self._common("zebra")])
             # bgpd gives up on zebra's socket after a while: let zebra create it first.
             wait_until(lambda: (self.rundir / "zserv.api").exists(), 15.0, f"zebra of {self.site}", 0.02)

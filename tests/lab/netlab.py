@@ -366,6 +366,13 @@ class Lab:
         if len(pairs) > 64:
             raise LabError("at most 64 inter-site links fit 198.51.100.0/24 with one /30 each")
         self.links: list[_Link] = []
+        link_space = ipaddress.ip_network(f"198.51.100.0/{32 - max(2, (4 * len(pairs) - 1).bit_length())}")
+        for spec in self.sites:
+            for prefix in spec.prefixes:
+                if ipaddress.ip_network(prefix).overlaps(link_space):
+                    raise LabError(
+                        f"site {spec.name}: {prefix} overlaps the inter-site link addresses {link_space}"
+                    )
         for a, b in pairs:
             self._check_site(a)
             self._check_site(b)
