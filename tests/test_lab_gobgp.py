@@ -295,9 +295,6 @@ def test_sessions_routes_and_end_of_rib(daemon, lab):
         assert set(negotiated[site].values()) == {True}, negotiated
     FACTS["graceful_restart_negotiated"] = negotiated
     routes = daemon.routes()
-    by_peer: dict[str, set[str]] = {}
-    for route in routes:
-        by_peer.setdefault(route.get("peer") or route.get("peer_name") or "", set()).add(route["prefix"])
     everything = {prefix for spec in SITES for prefix in spec.prefixes}
     assert {route["prefix"] for route in routes} == everything
     # Every vantage point sees every site's prefixes (IPv6 too: GoBGP's next hop is fixed by policy,
