@@ -72,7 +72,7 @@ def render_text(snapshot: dict[str, Any]) -> str:
     if services:
         lines += ["", "services:"]
         lines += [
-            f"  {s['service']} from {s['site']}: {'reachable' if s['reachable'] else 'UNREACHABLE'}"
+            f"  {s['service']} from {s['site']}: {_reach(s['reachable'], s['site'], snapshot)}"
             for s in services
         ]
     lost = (snapshot.get("collector") or {}).get("sessions_lost") or []
@@ -87,3 +87,11 @@ def _describe(item: Any) -> str:
     if not isinstance(item, dict):
         return str(item)
     return " ".join(f"{k}={v}" for k, v in item.items())
+
+
+def _reach(reachable: bool | None, site: str, snapshot: dict) -> str:
+    """Say whether a service is reachable from a site; unknown when bgpwatch has no view of the site."""
+    if reachable is None:
+        state = next((x.get("state") for x in snapshot.get("sites", []) if x.get("name") == site), None)
+        return f"unknown (no converged view of {site}{f', site {state}' if state else ''})"
+    return "reachable" if reachable else "UNREACHABLE"
