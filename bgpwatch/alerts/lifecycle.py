@@ -11,10 +11,21 @@ into transitions:
 Firing happens at the deadline itself (``since + for_``), even when the clock only advances
 later (a recording without ticks), so a replay and a live run give the same times.
 
-Incidents: an alert may name a ``cause`` (the key of another alert).  When it fires and its
-cause is firing, it joins the cause's incident; when its cause is still pending, it waits
-and fires right after the cause; otherwise it opens its own incident
-``<firing time to the second>Z-<subject>`` (subject: a site, a peer or "collector").
+Incidents: one per root cause (what happened: a site died, a link was cut), titled by it.  An alert
+may name a ``cause`` (the key of another alert).  When it fires and its cause is firing, it joins the
+cause's incident; when its cause is still pending, it waits and fires right after the cause.  An alert
+may also *adopt* earlier evidence of the same root cause (``Finding.adopts``: site_down adopts its
+site's session_down, seen first when graceful restart hides a silent death from the other sites): it
+joins that incident and becomes its root (same id; the escalation is kept in the incident's
+``escalations``, its title and severity follow the new root).  Otherwise it opens its own incident
+``<firing time to the second>Z-<subject>`` (subject: a site, a peer or "collector").  Every
+transition carries the incident's current ``incident_title`` and whether it is the root
+(``incident_root``).
+
+Planned work: when an alert fires, ``planned_for`` (the engine's PlannedWork) says whether it is part
+of a maintenance window or a GRACEFUL_SHUTDOWN drain; then its transitions carry ``planned`` and
+severity ``info`` (the unplanned severity in ``annotations.severity_unplanned``).  A clean stop of
+bgpwatch mutes the book (`mute`): closing its own sessions is nobody's incident.
 
 Restart (`restore`, then `settle_restored`): the alerts still firing when bgpwatch last stopped are
 taken back from the store as firing, *restored* alerts: same started_at, incident and firing time,
