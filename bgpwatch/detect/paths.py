@@ -44,14 +44,13 @@ AsPair = tuple[int, int]
 class _Link:
     """What is known about one learned inter-site adjacency."""
 
-    __slots__ = ("as_pairs", "carrying", "routes", "lost_at", "back_at")
+    __slots__ = ("as_pairs", "carrying", "routes", "lost_at")
 
     def __init__(self, as_pairs: tuple[AsPair, ...], routes: int) -> None:
         self.as_pairs = as_pairs
         self.carrying = routes > 0
         self.routes = routes  # routes it carried when the network was last seen whole
         self.lost_at: float | None = None  # when its last route moved off it
-        self.back_at: float | None = None  # when it carried routes again (to resolve from then)
 
 
 @register
@@ -103,14 +102,14 @@ class PathDetourDetector(Detector):
     def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
         # Called before the topology follows this event: what it shows is the previous event's doing.
         if self.learned and self._seen_at is not None:
-            self._observe(self._seen_at)
+            self._observe(self._seen_at, now)
         if changes:
             self._seen_at = now
 
     def evaluate(self, now: float) -> None:
         at = self._seen_at if self._seen_at is not None else now
-        self._observe(at)
-        self._seed_from_book(at)
+        self._observe(at, now)
+        self._seed_from_book(at, now)
         topology = self.ctx.topology
         states = topology.states
         book = self.ctx.book
@@ -144,11 +143,7 @@ class PathDetourDetector(Detector):
         grace = float(self.p["join_grace"])
         findings = []
         for pair, link in self.learned.items():
-            key = alert_key(self.kind, self._label(pair))
             if link.carrying:
-                if link.back_at is not None and book.is_active(key):
-                    book.clear(key, now, ended_at=link.back_at)
-                link.back_at = None
                 continue
             judged = self._judged_since.get(pair)
             if judged is None or pair in self._apart_at or now < judged + grace:
@@ -162,20 +157,27 @@ class PathDetourDetector(Detector):
         self.sync(findings, now)
 
     # -- learning ---------------------------------------------------------------------------
-    def _observe(self, at: float) -> None:
-        """Note which learned adjacencies carry routes now, stamping changes with ``at``."""
+    def _observe(self, at: float, now: float) -> None:
+        """Note which learned adjacencies carry routes now, stamping changes with ``at``.
+
+        A detour ends at the event that brought a route back onto the link, even in a recording
+        with no event (so no tick) for a while after it.
+        """
         edges = self.ctx.topology.as_edges
-        for link in self.learned.values():
+        for pair, link in self.learned.items():
             routes = 0
             for as_pair in link.as_pairs:
                 routes += edges.get(as_pair, 0)
             if routes:
                 if not link.carrying:
-                    link.carrying, link.back_at, link.lost_at = True, at, None
+                    link.carrying, link.lost_at = True, None
+                    key = alert_key(self.kind, self._label(pair))
+                    if self.ctx.book.is_active(key):
+                        self.ctx.book.clear(key, now, ended_at=at)
             elif link.carrying:
                 link.carrying, link.lost_at = False, at
 
-    def _seed_from_book(self, at: float) -> None:
+    def _seed_from_book(self, at: float, now: float) -> None:
         """Take as learned the links of detours still active (restored after a restart, or a reload)."""
         for kind, labels in self.ctx.book.active_keys():
             if kind != self.kind:
@@ -186,7 +188,7 @@ class PathDetourDetector(Detector):
             pair = self._pair(*names)
             if pair not in self.learned and pair in self._as_pairs:
                 self.learned[pair] = _Link(self._as_pairs[pair], 0)
-                self._observe(at)
+                self._observe(at, now)
 
     def _learn(self, now: float, at: float, degraded: bool, one_island: bool, together: Any) -> None:
         topology = self.ctx.topology
@@ -224,7 +226,8 @@ class PathDetourDetector(Detector):
     def _finding(self, pair: SitePair, link: _Link, since: float) -> Any:
         x, y = pair
         name = f"{x}-{y}"
-        detour = self._detour(x, y) or self._detour(y, x)
+        avoid = frozenset(link.as_pairs)
+        detour = self._detour(x, y, avoid) or self._detour(y, x, avoid)
         if detour is not None:
             source, target, hops = detour
             via = ", ".join(self._site_of(asn) for asn in hops[1:-1]) or "another path"
@@ -249,8 +252,10 @@ class PathDetourDetector(Detector):
         sites = self.ctx.model.sites_of_as.get(asn, ())
         return sites[0] if len(sites) == 1 else f"AS{asn}"
 
-    def _detour(self, source: str, target: str) -> tuple[str, str, tuple[int, ...]] | None:
-        """Return the AS path one of ``source``'s vantage points has to a prefix of ``target``, if any."""
+    def _detour(
+        self, source: str, target: str, avoid: frozenset[AsPair]
+    ) -> tuple[str, str, tuple[int, ...]] | None:
+        """Return the AS path one of ``source``'s vantage points has to a prefix of ``target`` around the link."""
         model = self.ctx.model
         addresses = set(model.peers_of_site[source])
         wanted = model.expected[target]
@@ -266,5 +271,10 @@ class PathDetourDetector(Detector):
                 # iBGP sessions do not show the site's own AS: the path starts behind the router.
                 hops = path if path and path[0] == peer_as else (peer_as, *path)
                 # Prepending repeats an AS: show each hop once.
-                return source, target, tuple(a for i, a in enumerate(hops) if i == 0 or hops[i - 1] != a)
+                hops = tuple(a for i, a in enumerate(hops) if i == 0 or hops[i - 1] != a)
+                # A tick runs before the topology follows an event the RIB already holds: a route
+                # back on the link itself is no detour.
+                if any((min(a, b), max(a, b)) in avoid for a, b in zip(hops, hops[1:], strict=False)):
+                    continue
+                return source, target, hops
         return None
