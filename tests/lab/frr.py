@@ -282,6 +282,10 @@ class FrrRouter(Router):
                 return dict(path)
         return None
 
+    def stale(self, prefix: str) -> bool | None:
+        path = self._route(prefix)
+        return None if path is None else bool(path.get("stale"))
+
     def best_path(self, prefix: str) -> tuple[int, ...] | None:
         path = self._route(prefix)
         if path is None:

@@ -212,6 +212,10 @@ class Router(ABC):
         """Return the standard communities ("A:B") of the best route to ``prefix``, None if none."""
         raise self._unsupported("community queries")
 
+    def stale(self, prefix: str) -> bool | None:
+        """Return whether the best route to ``prefix`` is a GR-stale one (None: no route, or cannot tell)."""
+        return None
+
     def graceful_restart(self, name: str) -> bool | None:
         """Return whether graceful restart was negotiated on session ``name`` (None: cannot tell)."""
         return None
