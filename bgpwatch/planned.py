@@ -245,8 +245,15 @@ class PlannedWork:
         self._gs_keep.append(communities)
         return answer
 
-    def observe_routes(self, peer: str, site: str | None, changes: list[RouteChanges], now: float) -> None:
-        """Count the routes of session `peer` (its name) that carry GRACEFUL_SHUTDOWN after these changes."""
+    def observe_routes(
+        self, peer: str, site: str | None, changes: list[RouteChanges], now: float, own_as: int | None = None
+    ) -> None:
+        """Count the routes of session `peer` (its name) that carry GRACEFUL_SHUTDOWN after these changes.
+
+        With ``own_as`` (the peer's AS), only the routes its own site originates count (AS path empty or
+        only ``own_as``): a draining router tags what it sends, and its neighbours pass its tagged routes
+        on, so a tagged route learned from another site says that site drains, not this session.
+        """
         cache = self._gs
         gained = lost = withdrawn = 0
         session_lost = False
@@ -265,7 +272,7 @@ class PlannedWork:
                             last_has = cache.get(id(communities))
                             if last_has is None:
                                 last_has = self._carries_gs(communities)
-                        if last_has:
+                        if last_has and (own_as is None or _originated(before.as_path, own_as)):
                             lost += 1
                             if after is None:
                                 withdrawn += 1
@@ -279,7 +286,7 @@ class PlannedWork:
                             last_has = cache.get(id(communities))
                             if last_has is None:
                                 last_has = self._carries_gs(communities)
-                        if last_has:
+                        if last_has and (own_as is None or _originated(after.as_path, own_as)):
                             gained += 1
         if not gained and not lost:
             return
@@ -413,3 +420,8 @@ class PlannedWork:
             "since": max(p["since"] for p in parts),  # ISO strings of one format sort as times
             "until": min(untils) if untils else None,
         }
+
+
+def _originated(path: tuple[int, ...], own_as: int) -> bool:
+    """Tell whether a route with this AS path was originated by the site of AS ``own_as``."""
+    return all(asn == own_as for asn in path)

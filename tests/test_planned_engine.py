@@ -73,8 +73,12 @@ def test_a_drained_site_going_away_is_planned_not_paged(tmp_path: Path) -> None:
     # par2 drains (RFC 8326): it re-announces everything it sends with 65535:0 ...
     for site in PEERS:
         lab.announce(80, "par2", site, communities=(GS,))
+    # par1 and par3 pass par2's tagged routes on: that says par2 drains, not their sessions.
+    lab.announce(80.01, "par1", "par2", communities=(GS,))
+    lab.announce(80.01, "par3", "par2", communities=(GS,))
     lab.engine.tick(T0 + 81)
     assert lab.got() == [("planned_work", "firing", "info", "graceful_shutdown")]
+    assert [d["peer"] for d in lab.engine.planned.drains(T0 + 81)] == ["par2-rr1"]
     # ... then shuts its sessions: the others withdraw its prefixes, bgpwatch's session closes.
     lab.withdraw(90, "par1", "par2")
     lab.withdraw(90, "par3", "par2")

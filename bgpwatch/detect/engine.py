@@ -251,7 +251,7 @@ class DetectionEngine:
         if changes and self.planned is not None:
             vp = self.topology.vps.get(changes[0].peer)
             if vp is not None:
-                self.planned.observe_routes(vp.info.name, vp.info.site, changes, now)
+                self.planned.observe_routes(vp.info.name, vp.info.site, changes, now, vp.info.peer_as)
         if session is not None and session.kind == CHANGE_DOWN and session.session.configured:
             self.planned.session_down(session.session.name, now)
         self.book.advance(now)

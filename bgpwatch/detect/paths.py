@@ -63,7 +63,7 @@ class PathDetourDetector(Detector):
     defaults: ClassVar[dict[str, Any]] = {"for": 2.0}
     params: ClassVar[dict[str, Param]] = {
         "learn_after": Param(
-            float, 10.0, "seconds an adjacency must carry routes in a whole network to be learned", 0, 86400
+            float, 5.0, "seconds an adjacency must carry routes in a whole network to be learned", 0, 86400
         ),
         "join_grace": Param(
             float, 10.0, "seconds two sites must be together again before their link is judged", 0, 3600
@@ -244,7 +244,23 @@ class PathDetourDetector(Detector):
             "routes_before": link.routes,
             "detour": " ".join(str(asn) for asn in detour[2]) if detour is not None else None,
         }
-        finding = self.finding(self._label(pair), summary, name, annotations, since=since)
+        # A link that went quiet because one of its sites is dying (graceful restart keeping its routes
+        # stale elsewhere, bgpwatch's session to it lost) belongs to that site's incident.
+        cause = None
+        for site in (x, y):
+            cause = (
+                cause
+                or self.cause_if_active("site_down", {"site": site})
+                or next(
+                    (
+                        key
+                        for vp in self.ctx.topology.vps_of_site[site]
+                        if (key := self.cause_if_active("session_down", {"peer": vp.info.name, "site": site}))
+                    ),
+                    None,
+                )
+            )
+        finding = self.finding(self._label(pair), summary, name, annotations, cause, since=since)
         finding.title = f"link {name} carries no routes (detour)"
         return finding
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from bgpwatch.alerts.lifecycle import alert_key
 from bgpwatch.detect.base import Detector, Param, register
 from bgpwatch.events import UP
 from bgpwatch.topology import LIVE
@@ -98,6 +99,15 @@ class SessionDownDetector(Detector):
                 {"peer": info.name, "site": info.site}, summary, info.name, annotations, cause, since
             )
             finding.title = title
+            if blind and vp.ever_up:
+                # A link to this site that went quiet first (its neighbours' sessions to it dying) is the
+                # same root cause: join that incident.
+                finding.adopts = tuple(
+                    alert_key("path_detour", {"link": "-".join(pair)})
+                    for other in self.ctx.model.sites
+                    if other != info.site
+                    for pair in ((info.site, other), (other, info.site))
+                )
             findings.append(finding)
         self.sync(findings, now)
 
