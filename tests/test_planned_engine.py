@@ -90,6 +90,8 @@ def test_a_drained_site_going_away_is_planned_not_paged(tmp_path: Path) -> None:
     ), fired
     assert {k for k, *_ in fired} >= {"site_down", "session_down"}
     assert not [t for t in lab.out if t["severity"] == "critical"]
+    # One root cause (the drain), one incident: the drain's, which site_down escalated.
+    assert len({t["incident"] for t in lab.out}) == 1, lab.out
 
 
 def test_a_maintenance_window_marks_what_happens_inside_it(tmp_path: Path) -> None:
@@ -109,6 +111,9 @@ def test_a_maintenance_window_marks_what_happens_inside_it(tmp_path: Path) -> No
         and site_down[0]["planned"]["reason"] == "router upgrade"
     )
     assert site_down[0]["annotations"]["severity_unplanned"] == "critical"
+    assert len({t["incident"] for t in lab.out}) == 1  # the maintenance is the root cause
+    (incident,) = lab.engine.incidents()
+    assert incident["severity"] == "info" and incident["root"]["kind"] == "site_down", incident
     # Outside any window the same failure pages as usual.
     lab.engine.planned.end("par3", T0 + 86)
     lab.engine.tick(T0 + 87)

@@ -136,13 +136,18 @@ class Alert:
     restart_note: dict[str, Any] | None = None  # set when resolved by settle_restored
     planned: dict[str, Any] | None = None  # planned work it is part of (maintenance, drain), set at firing
 
+    @property
+    def severity(self) -> str:
+        """Return the severity it is reported with: info when it is part of planned work."""
+        return "info" if self.planned is not None else self.finding.severity
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready view of the alert (state pending, firing or resolving)."""
         f = self.finding
         view = {
             "kind": f.kind,
             "state": self.state,
-            "severity": f.severity,
+            "severity": self.severity,
             "labels": dict(f.labels),
             "summary": f.summary,
             "incident": self.incident,
@@ -150,6 +155,8 @@ class Alert:
             "started_at": iso_ms(self.since),
             "fired_at": iso_ms(self.fired_at) if self.fired_at is not None else None,
         }
+        if self.planned is not None:
+            view["planned"] = dict(self.planned)
         if self.restored:
             view["restored"] = True  # firing before the restart, being checked against the re-learn
         return view
@@ -395,8 +402,8 @@ class AlertBook:
         entry["root"] = self._describe_key(alert)
         entry["title"] = f.title or f.summary
         entry["summary"] = f.summary
-        if SEVERITY_RANK.get(f.severity, 0) > SEVERITY_RANK.get(entry["severity"], 0):
-            entry["severity"] = f.severity
+        if SEVERITY_RANK.get(alert.severity, 0) > SEVERITY_RANK.get(entry["severity"], 0):
+            entry["severity"] = alert.severity
         entry["alerts"].append(self._describe_key(alert))
 
     def _resolve(self, alert: Alert) -> None:
@@ -416,7 +423,7 @@ class AlertBook:
         self.incidents[ident] = {
             "id": ident,
             "root": self._describe_key(alert),
-            "severity": alert.finding.severity,
+            "severity": alert.severity,
             "summary": alert.finding.summary,
             "title": alert.finding.title or alert.finding.summary,
             "opened_at": iso_ms(at),
@@ -477,7 +484,7 @@ class AlertBook:
             "kind": f.kind,
             "state": state,
             "at": iso_ms(at),
-            "severity": "info" if alert.planned is not None else f.severity,
+            "severity": alert.severity,
             "labels": dict(f.labels),
             "summary": f.summary if state == FIRING else _resolved_summary(f, alert),
             "incident": alert.incident,
@@ -511,7 +518,7 @@ class AlertBook:
         counts: dict[tuple[str, str], int] = {}
         for alert in self.alerts.values():
             if alert.state in (FIRING, RESOLVING):
-                key = (alert.finding.kind, alert.finding.severity)
+                key = (alert.finding.kind, alert.severity)
                 counts[key] = counts.get(key, 0) + 1
         return counts
 

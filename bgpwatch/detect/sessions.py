@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from bgpwatch.alerts.lifecycle import alert_key
 from bgpwatch.detect.base import Detector, Param, register
+from bgpwatch.detect.sites import planned_keys
 from bgpwatch.events import UP
 from bgpwatch.topology import LIVE
 
@@ -99,10 +100,12 @@ class SessionDownDetector(Detector):
                 {"peer": info.name, "site": info.site}, summary, info.name, annotations, cause, since
             )
             finding.title = title
+            # Planned work on the site or session (maintenance, drain) is the root cause of this down.
+            finding.adopts = planned_keys(info.site, [info.name])
             if blind and vp.ever_up:
                 # A link to this site that went quiet first (its neighbours' sessions to it dying) is the
                 # same root cause: join that incident.
-                finding.adopts = tuple(
+                finding.adopts += tuple(
                     alert_key("path_detour", {"link": "-".join(pair)})
                     for other in self.ctx.model.sites
                     if other != info.site

@@ -49,6 +49,13 @@ class TopologySettings(Detector):
     }
 
 
+def planned_keys(site: str, peers: list[str]) -> tuple[AlertKey, ...]:
+    """Return the keys of the planned_work alerts about a site or its sessions (its incident is theirs)."""
+    return (alert_key("planned_work", {"site": site}),) + tuple(
+        alert_key("planned_work", {"peer": peer, "site": site}) for peer in peers
+    )
+
+
 def _split_key(book: Any) -> AlertKey | None:
     for key in book.active_keys():
         if key[0] == "topology_split":
@@ -98,9 +105,16 @@ class SiteDownDetector(Detector):
             finding.title = f"site {name} down"
             # bgpwatch's own session to the site may have died first (hold timer, graceful restart
             # hiding the death from the others): that incident is this one, now confirmed.
-            finding.adopts = tuple(
-                alert_key("session_down", {"peer": vp.info.name, "site": name})
-                for vp in topology.vps_of_site[name]
+            peers = [vp.info.name for vp in topology.vps_of_site[name]]
+            finding.adopts = (
+                tuple(alert_key("session_down", {"peer": peer, "site": name}) for peer in peers)
+                + planned_keys(name, peers)
+                + tuple(
+                    alert_key("path_detour", {"link": "-".join(pair)})
+                    for other in topology.model.sites
+                    if other != name
+                    for pair in ((name, other), (other, name))
+                )
             )
             findings.append(finding)
         self.sync(findings, now)
