@@ -319,6 +319,15 @@ class PlannedWork:
         elif drain.until is None:
             del self._drains[peer]
 
+    def session_up(self, peer: str, now: float) -> None:
+        """End the drain of a session that is established again: the planned work is over.
+
+        (A router still draining tags its routes again on the new session, which starts a new drain.)
+        """
+        drain = self._drains.get(peer)
+        if drain is not None and drain.until is not None:
+            del self._drains[peer]
+
     def _active_drain(self, peer: str | None, now: float) -> _Drain | None:
         if peer is None:
             return None

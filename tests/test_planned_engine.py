@@ -25,6 +25,10 @@ GS = (65535, 0)
 class Engine:
     def __init__(self, tmp_path: Path) -> None:
         data = yaml.safe_load((ROOT / "fixtures" / "scenarios" / "lab-config.yaml").read_text())
+        # A service inside par2's prefixes, needed from par1 and par3 (par2 is the site that goes away).
+        data["services"] = [
+            {"name": "metrics-api", "prefixes": ["203.0.113.70/32"], "required_from": ["par1", "par3"]}
+        ]
         path = tmp_path / "bgpwatch.yaml"
         path.write_text(yaml.safe_dump(data))
         self.config = load_config(path)
@@ -88,10 +92,19 @@ def test_a_drained_site_going_away_is_planned_not_paged(tmp_path: Path) -> None:
     assert fired and all(
         severity == "info" and by == "graceful_shutdown" for _k, _s, severity, by in fired
     ), fired
-    assert {k for k, *_ in fired} >= {"site_down", "session_down"}
+    assert {k for k, *_ in fired} >= {"site_down", "session_down", "service_unreachable"}  # consequences too
     assert not [t for t in lab.out if t["severity"] == "critical"]
     # One root cause (the drain), one incident: the drain's, which site_down escalated.
     assert len({t["incident"] for t in lab.out}) == 1, lab.out
+    # par2 is back with a new session and untagged routes: the planned work is over.
+    lab.feed(SessionState(T0 + 120, PEERS["par2"], UP))
+    for site in PEERS:
+        lab.announce(120.01, "par2", site)
+    lab.feed(EndOfRib(T0 + 120.02, PEERS["par2"], 4))
+    lab.feed(EndOfRib(T0 + 120.02, PEERS["par2"], 6))
+    lab.engine.tick(T0 + 125)
+    assert lab.engine.planned.drains(T0 + 125) == []
+    assert ("planned_work", "resolved", "info", "graceful_shutdown") in lab.got()
 
 
 def test_a_maintenance_window_marks_what_happens_inside_it(tmp_path: Path) -> None:

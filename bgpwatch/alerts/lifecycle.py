@@ -367,6 +367,8 @@ class AlertBook:
         alert.waiting = False
         alert.state, alert.fired_at = FIRING, at
         alert.planned = self.planned_for(alert.finding, at)
+        if alert.planned is None and cause is not None and cause.planned is not None:
+            alert.planned = dict(cause.planned)  # a consequence of planned work is planned too
         adopted = None if cause is not None and cause.incident is not None else self._adoptable(alert)
         if cause is not None and cause.incident is not None:
             alert.incident = cause.incident

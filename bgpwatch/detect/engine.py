@@ -56,7 +56,7 @@ from bgpwatch.events import (
     Tick,
 )
 from bgpwatch.planned import PlannedWork, sites_from_config
-from bgpwatch.sessions import CHANGE_DOWN, SessionTable
+from bgpwatch.sessions import CHANGE_DOWN, CHANGE_UP, SessionTable
 from bgpwatch.topology import DOWN, LIVE, UNKNOWN, SiteModel, Topology
 
 if TYPE_CHECKING:
@@ -252,8 +252,11 @@ class DetectionEngine:
             vp = self.topology.vps.get(changes[0].peer)
             if vp is not None:
                 self.planned.observe_routes(vp.info.name, vp.info.site, changes, now, vp.info.peer_as)
-        if session is not None and session.kind == CHANGE_DOWN and session.session.configured:
-            self.planned.session_down(session.session.name, now)
+        if session is not None and session.session.configured:
+            if session.kind == CHANGE_DOWN:
+                self.planned.session_down(session.session.name, now)
+            elif session.kind == CHANGE_UP:
+                self.planned.session_up(session.session.name, now)
         self.book.advance(now)
         for detector in self._event_detectors:
             detector.on_event(event, changes, now)
