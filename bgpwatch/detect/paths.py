@@ -138,7 +138,7 @@ class PathDetourDetector(Detector):
             elif pair in self._judged_since:
                 # Apart for less than `for` (a site state flickering during path hunting) is no rejoin.
                 self._apart_at.setdefault(pair, now)
-        self._learn(now, at, degraded, len(topology.islands) == 1, together)
+        self._learn(now, degraded, len(topology.islands) == 1, together)
 
         grace = float(self.p["join_grace"])
         findings = []
@@ -190,7 +190,7 @@ class PathDetourDetector(Detector):
                 self.learned[pair] = _Link(self._as_pairs[pair], 0)
                 self._observe(at, now)
 
-    def _learn(self, now: float, at: float, degraded: bool, one_island: bool, together: Any) -> None:
+    def _learn(self, now: float, degraded: bool, one_island: bool, together: Any) -> None:
         topology = self.ctx.topology
         whole = (
             not degraded
@@ -215,7 +215,8 @@ class PathDetourDetector(Detector):
             del self._carried_since[pair]
         after = float(self.p["learn_after"])
         for pair, routes in carried.items():
-            since = self._carried_since.setdefault(pair, at)
+            # From now, not from the last route change: it must carry routes while the network is whole.
+            since = self._carried_since.setdefault(pair, now)
             if now - since >= after:
                 del self._carried_since[pair]
                 self.learned[pair] = _Link(self._as_pairs[pair], routes)

@@ -394,8 +394,10 @@ class Topology:
             count = edges.get(pair, 0) + delta
             if count > 0:
                 edges[pair] = count
-            else:
-                edges.pop(pair, None)
+                if count == delta:  # 0 -> 1: an adjacency appeared (path_detour judges it at once)
+                    self.dirty = True
+            elif edges.pop(pair, None) is not None:
+                self.dirty = True  # an adjacency carries no route any more
 
     # -- derived state --------------------------------------------------------------------
     def visibility(self, from_site: str, to_site: str) -> float | None:
