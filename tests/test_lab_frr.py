@@ -17,11 +17,13 @@ transitions/timeline are saved there (that is how fixtures/lab/frr-scenarios.* w
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,7 +65,8 @@ SEVERITY = {"info": 0, "warning": 1, "critical": 2}
 # `target` = the issue-9 model, checked with BGPWATCH_LAB_STRICT=1 by check_expected():
 #   incidents: how many open during the scenario (one per root cause); root: (kind or None = any,
 #   labels the root must carry); severity: the highest severity of the firing transitions (None: any);
-#   absent: alert kinds that must not appear; quiet_labels: no transition may carry these labels.
+#   absent: alert kinds that must not appear; quiet_labels: no transition may carry these labels;
+#   clean_end: as in `now`, where today's code does not get it right yet.
 EXPECTED: dict[str, dict[str, Any]] = {
     "power_loss_silent_par2": {
         "now": {"alert_due": True, "clean_end": True},
@@ -150,10 +153,16 @@ EXPECTED: dict[str, dict[str, Any]] = {
         },
     },
     "drain_then_power_off_par2": {
-        "now": {"max_severity": "info", "clean_end": True},
+        "now": {"alert_due": True, "max_severity": "info", "clean_end": True},
         # RFC 8326: par2 drains (65535:0), then is switched off: planned work, info, not paged; one
-        # incident for the maintenance.
-        "target": {"incidents": 1, "root": (None, {"site": "par2"}), "severity": "info", "absent": set()},
+        # incident for the maintenance, closed once par2 is back undrained.
+        "target": {
+            "incidents": 1,
+            "root": (None, {"site": "par2"}),
+            "severity": "info",
+            "absent": set(),
+            "clean_end": True,
+        },
     },
     "collector_restart": {
         "now": {"alert_due": True, "clean_end": True},
@@ -406,16 +415,28 @@ def daemon(lab, tmp_path_factory):
     )
 
 
+# Alerts a scenario left firing (reported there): later scenarios neither wait for nor blame them.
+LEFTOVER: set[str] = set()
+
+
+def alert_id(t: dict) -> str:
+    return json.dumps([t["kind"], t["labels"]], sort_keys=True)
+
+
 def settle(daemon: LabDaemon, lab: Lab, quiet: float = 30.0) -> list[dict]:
     """Wait for the network and bgpwatch to be nominal; return what is still firing after ``quiet`` s."""
     lab.wait_established(60)
     daemon.wait_for(lambda: converged(daemon, daemon.with_eor), 90, "all sessions converged again")
     deadline = time.monotonic() + quiet
-    firing = firing_now(daemon)
-    while firing and time.monotonic() < deadline:
+
+    def firing() -> list[dict]:
+        return [t for t in firing_now(daemon) if alert_id(t) not in LEFTOVER]
+
+    still = firing()
+    while still and time.monotonic() < deadline:
         time.sleep(0.3)
-        firing = firing_now(daemon)
-    return firing
+        still = firing()
+    return still
 
 
 def scenario(
@@ -432,13 +453,22 @@ def scenario(
     outcome = Outcome(name, started=time.time())
     if before:
         outcome.notes["firing_before"] = [brief(t) for t in before]
-    act()
-    outcome.acted = time.time()
-    observe(outcome)
-    time.sleep(2)  # the detectors' de-bounce and the recorder's flush
+    try:
+        act()
+        outcome.acted = time.time()
+        observe(outcome)
+        time.sleep(2)  # the detectors' de-bounce and the recorder's flush
+    except BaseException:
+        # Leave the lab nominal for the next scenario, then report this one's failure.
+        with contextlib.suppress(Exception):
+            recover()
+        with contextlib.suppress(Exception):
+            lab.restore()
+        raise
     recover()
     outcome.recovered = time.time()
     outcome.open_at_end = settle(daemon, lab)
+    LEFTOVER.update(alert_id(t) for t in outcome.open_at_end)
     outcome.ended = time.time()
     outcome.transitions = transitions_since(daemon, outcome.started)
     outcome.incidents = incidents_since(daemon, outcome.started)
@@ -498,6 +528,8 @@ def check_expected(name: str, outcome: Outcome) -> None:
     if target.get("severity"):
         worst = max((SEVERITY.get(t.get("severity"), 2) for t in firing), default=-1)
         assert worst == SEVERITY[target["severity"]], f"{name}: severity\n{dump}"
+    if target.get("clean_end"):
+        assert outcome.open_at_end == [], f"{name}: still firing after recovery\n{dump}"
     kinds = {t["kind"] for t in outcome.transitions}
     assert not kinds & set(target.get("absent", ())), f"{name}: unexpected kinds\n{dump}"
     for quiet in target.get("quiet_labels", ()):
@@ -758,43 +790,6 @@ def test_blackholed_collector_session(lab, daemon):
     )
 
 
-def test_graceful_shutdown_drain_then_power_off(lab, daemon):
-    par2 = lab.router_address("par2").v4
-    mine = [p for p in lab.site_prefixes("par2") if p != ANYCAST]
-
-    def act() -> None:
-        lab.graceful_shutdown("par2")  # returns once par1 sees 65535:0 on par2's routes
-
-    def observe(outcome: Outcome) -> None:
-        assert "65535:0" in (lab.communities("par1", "203.0.113.64/27") or set())
-        time.sleep(3)  # drained: the operator now switches the router off
-        outcome.notes["powered_off_at"] = round(time.time() - outcome.started, 2)
-        lab.power_off("par2")
-        lab.wait_route("par1", "203.0.113.64/27", present=False, timeout=15)
-        time.sleep(1)
-
-    def recover() -> None:
-        lab.power_on("par2")  # bgpd starts from its file: no graceful-shutdown any more
-        lab.wait_established(60)
-        lab.wait_route("par1", "203.0.113.64/27", as_path=(65002,), timeout=20)
-        assert "65535:0" not in (lab.communities("par1", "203.0.113.64/27") or set())
-
-    scenario(
-        "drain_then_power_off_par2",
-        daemon,
-        lab,
-        act,
-        observe,
-        recover,
-        {
-            "par2 re-announces with 65535:0": announces_of(
-                ["203.0.113.64/27"], from_peer=par2, community=[65535, 0]
-            ),
-            "withdrawals of par2's prefixes after the power-off": withdraws_of(mine, not_from=par2),
-        },
-    )
-
-
 def test_collector_exabgp_restart(lab, daemon):
     workers: list[dict] = []
 
@@ -823,6 +818,46 @@ def test_collector_exabgp_restart(lab, daemon):
             "first session up again": lambda doc: (
                 doc.get("type") == "state" and doc["neighbor"].get("state") == "up"
             ),
+        },
+    )
+
+
+def test_graceful_shutdown_drain_then_power_off(lab, daemon):
+    par2 = lab.router_address("par2").v4
+    mine = [p for p in lab.site_prefixes("par2") if p != ANYCAST]
+
+    def act() -> None:
+        lab.graceful_shutdown("par2")  # returns once par1 sees 65535:0 on par2's routes
+
+    def observe(outcome: Outcome) -> None:
+        # Path hunting after the re-announcements can briefly pick an untagged path: wait for the tag.
+        lab.wait_for(
+            lambda: "65535:0" in (lab.communities("par1", "203.0.113.64/27") or set()), 10, "65535:0 at par1"
+        )
+        time.sleep(3)  # drained: the operator now switches the router off
+        outcome.notes["powered_off_at"] = round(time.time() - outcome.started, 2)
+        lab.power_off("par2")
+        lab.wait_route("par1", "203.0.113.64/27", present=False, timeout=15)
+        time.sleep(1)
+
+    def recover() -> None:
+        lab.power_on("par2")  # bgpd starts from its file: no graceful-shutdown any more
+        lab.wait_established(60)
+        lab.wait_route("par1", "203.0.113.64/27", as_path=(65002,), timeout=20)
+        assert "65535:0" not in (lab.communities("par1", "203.0.113.64/27") or set())
+
+    scenario(
+        "drain_then_power_off_par2",
+        daemon,
+        lab,
+        act,
+        observe,
+        recover,
+        {
+            "par2 re-announces with 65535:0": announces_of(
+                ["203.0.113.64/27"], from_peer=par2, community=[65535, 0]
+            ),
+            "withdrawals of par2's prefixes after the power-off": withdraws_of(mine, not_from=par2),
         },
     )
 
@@ -902,6 +937,28 @@ def test_mixed_bird_and_frr_with_separate_collector_sessions(tmp_path):
                 "End-of-RIB on every session",
             )
         daemon.stop()
+        # restore() undoes everything at once, on both kinds.
+        mixed.shutdown_sessions("par2", ["peer_par3"])
+        mixed.graceful_shutdown("par3")
+        mixed.blackhole("par3")
+        mixed.power_off("par1", carrier=False)
+        mixed.restore()
+        mixed.wait_established(60)
+        assert mixed.session_states("par2")["peer_par3"] == "Established"
+        mixed.wait_route("par2", "203.0.113.0/27", as_path=(65001,), timeout=20)
+        mixed.wait_route("par2", "203.0.113.128/27", as_path=(65003,), timeout=20)
+        mixed.wait_for(
+            lambda: "65535:0" not in (mixed.communities("par2", "203.0.113.128/27") or {"65535:0"}),
+            15,
+            "drain undone",
+        )
+        for site in ("par1", "par3"):
+            tables = subprocess.run(
+                ["ip", "netns", "exec", mixed.site_ns(site), "nft", "list", "tables"],
+                capture_output=True,
+                text=True,
+            )
+            assert "bwlab" not in tables.stdout
 
 
 def test_report(capsys):

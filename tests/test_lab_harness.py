@@ -336,3 +336,27 @@ def test_bird_ring_with_v6_sessions_silent_power_loss_and_blackhole() -> None:
         ).stdout
         assert "bwlab_blackhole" not in tables
         lab.wait_established(30)
+
+
+@pytest.mark.lab
+@needs_lab
+def test_bird_route_reflectors_in_one_as() -> None:
+    """AS65010 everywhere, par1 and par2 reflect: reflected routes resolve (next hop self), one RR may die."""
+    links = [
+        ("par1", "par2"),
+        ("par1", "par3"),
+        ("par1", "par4"),
+        ("par2", "par3"),
+        ("par2", "par4"),
+        ("par3", "par4"),
+    ]
+    with Lab(sites(4, asn=65010, route_reflectors=("par1", "par2")), links=links) as lab:
+        assert set(lab.session_states("par3")) == {"collector", "peer_par1", "peer_par2"}
+        lab.wait_established(30)
+        lab.wait_route("par3", "203.0.113.192/27", as_path=(), timeout=15)
+        out = lab.birdc("par3", "show", "route", "203.0.113.192/27", "all")
+        assert "BGP.originator_id: 192.0.2.14" in out and "BGP.cluster_list" in out
+        assert "unreachable" not in out.split("\n", 2)[1]  # the best route resolves on a link
+        lab.power_off("par1")
+        lab.wait_route("par3", "203.0.113.192/27", as_path=(), timeout=15)
+        lab.wait_route("par3", "203.0.113.0/27", present=False, timeout=15)
