@@ -276,7 +276,17 @@ def test_link_cut_with_detour_is_a_warning(daemon, lab):
     expected = {("path_detour", "firing", link), ("path_detour", "resolved", link)}
     par2 = lab.site_prefixes("par2")[0]
 
+    def whole():
+        topo = daemon.cli("topology")
+        return len(topo["islands"]) == 1 and all(
+            site["state"] == "live" and not site["settling"] for site in topo["sites"]
+        )
+
     def act():
+        # path_detour learns the direct links once the network has been whole (one island, every
+        # site live and none settling after a come-back) for learn_after (5 s).
+        daemon.wait_for(whole, 30, "network whole, no site settling")
+        time.sleep(6)
         lab.split("par1", "par2")
         lab.wait_route("par1", par2, as_path=(lab.site_as("par3"), lab.site_as("par2")), timeout=30)
 
