@@ -7,15 +7,17 @@ island, every site live and not settling, the collector healthy, no detour pendi
 When a learned adjacency carries no route any more while both its sites are live, in the same
 island and at least one of them has an active vantage point, the traffic between them takes a
 longer path: a warning, labels {"link": "X-Y"} (sites in config order), root of its own incident
-(a cut link is a root cause).  It resolves when the adjacency carries routes again.
+(a cut link is a root cause) unless one of its sites is down or lost its session to bgpwatch (then
+it joins that incident).  It resolves when the adjacency carries routes again.
 
 What it leaves to the others: a site down or a split (a site not live, or the two sites in
 different islands) is not a detour and ends the condition; a collector fault freezes it (nothing
 new fires, what fires stays).  After the two sites were apart (a split, a site back) they are
 judged only ``join_grace`` seconds later, while their inter-site sessions come back one by one.
 
-Times come from the stream: the adjacency is checked after every event with route changes, so
-the condition starts at the event that moved the last route off it, whatever the tick rate.
+Times come from the stream: the topology marks itself dirty when an AS adjacency appears or
+disappears, so the engine evaluates this detector right after the event that moved the last route
+off a link (or brought one back), whatever the tick rate; no per-event hook (hot path).
 ``for`` is 2 s: path hunting on a ring lasts 50-560 ms (lab NOTES section 6).
 
 Limits: an AS shared by several sites says nothing about which site a path crosses, so its
@@ -27,15 +29,11 @@ still active in the alert book (restored after a restart, or carried over a relo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from bgpwatch.alerts.lifecycle import alert_key
 from bgpwatch.detect.base import Detector, Param, register
 from bgpwatch.topology import LIVE
-
-if TYPE_CHECKING:
-    from bgpwatch.events import Event
-    from bgpwatch.rib import RouteChanges
 
 SitePair = tuple[str, str]
 AsPair = tuple[int, int]
@@ -89,7 +87,6 @@ class PathDetourDetector(Detector):
         self._carried_since: dict[SitePair, float] = {}  # not learned yet: carrying in a whole network since
         self._judged_since: dict[SitePair, float] = {}  # learned: its sites together and judgeable since
         self._apart_at: dict[SitePair, float] = {}  # learned, judged, but its sites apart since
-        self._seen_at: float | None = None  # time of the last event with route changes
 
     def _pair(self, x: str, y: str) -> SitePair:
         return (x, y) if self._rank[x] < self._rank[y] else (y, x)
@@ -99,17 +96,9 @@ class PathDetourDetector(Detector):
         return {"link": f"{pair[0]}-{pair[1]}"}
 
     # -- hooks ----------------------------------------------------------------------------
-    def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
-        # Called before the topology follows this event: what it shows is the previous event's doing.
-        if self.learned and self._seen_at is not None:
-            self._observe(self._seen_at, now)
-        if changes:
-            self._seen_at = now
-
     def evaluate(self, now: float) -> None:
-        at = self._seen_at if self._seen_at is not None else now
-        self._observe(at, now)
-        self._seed_from_book(at, now)
+        self._observe(now)
+        self._seed_from_book(now)
         topology = self.ctx.topology
         states = topology.states
         book = self.ctx.book
@@ -157,8 +146,8 @@ class PathDetourDetector(Detector):
         self.sync(findings, now)
 
     # -- learning ---------------------------------------------------------------------------
-    def _observe(self, at: float, now: float) -> None:
-        """Note which learned adjacencies carry routes now, stamping changes with ``at``.
+    def _observe(self, now: float) -> None:
+        """Note which learned adjacencies carry routes now (a change happened at ``now``: see the module doc).
 
         A detour ends at the event that brought a route back onto the link, even in a recording
         with no event (so no tick) for a while after it.
@@ -173,11 +162,11 @@ class PathDetourDetector(Detector):
                     link.carrying, link.lost_at = True, None
                     key = alert_key(self.kind, self._label(pair))
                     if self.ctx.book.is_active(key):
-                        self.ctx.book.clear(key, now, ended_at=at)
+                        self.ctx.book.clear(key, now)
             elif link.carrying:
-                link.carrying, link.lost_at = False, at
+                link.carrying, link.lost_at = False, now
 
-    def _seed_from_book(self, at: float, now: float) -> None:
+    def _seed_from_book(self, now: float) -> None:
         """Take as learned the links of detours still active (restored after a restart, or a reload)."""
         for kind, labels in self.ctx.book.active_keys():
             if kind != self.kind:
@@ -188,7 +177,7 @@ class PathDetourDetector(Detector):
             pair = self._pair(*names)
             if pair not in self.learned and pair in self._as_pairs:
                 self.learned[pair] = _Link(self._as_pairs[pair], 0)
-                self._observe(at, now)
+                self._observe(now)
 
     def _learn(self, now: float, degraded: bool, one_island: bool, together: Any) -> None:
         topology = self.ctx.topology
