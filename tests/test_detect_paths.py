@@ -117,3 +117,46 @@ def test_the_detour_fires_after_for_and_resolves_after_keep(tmp_path: Path) -> N
     link = {"link": "par1-par3"}
     assert kinds(emitted) == [("path_detour", "firing", link), ("path_detour", "resolved", link)]
     assert emitted[0]["at"].endswith(":22.017Z") and emitted[1]["at"].endswith(":42.000Z")
+
+
+def test_a_detour_firing_before_a_restart_is_still_judged_after_it(tmp_path: Path) -> None:
+    # bgpwatch restarts while par1-par3 is cut: the network it re-learns never shows that link, but
+    # the restored alert names it, so it stays firing (not resolved by the re-learn) until the heal.
+    from bgpwatch.alerts.lifecycle import iso_ms
+    from bgpwatch.detect.engine import DetectionEngine
+    from bgpwatch.rib import Rib
+    from tests.test_detect_scenarios import T0, Feeder
+
+    config = make_config(tmp_path)
+    rib = Rib()
+    emitted: list[dict[str, Any]] = []
+    engine = DetectionEngine(config, rib, emitted.append)
+    before = {
+        "kind": "path_detour",
+        "state": "firing",
+        "labels": {"link": "par1-par3"},
+        "severity": "warning",
+        "summary": "link par1-par3 carries no routes",
+        "at": iso_ms(T0 - 100),
+        "started_at": iso_ms(T0 - 102),
+        "incident": "2026-11-26T11:06:40Z-par1-par3",
+    }
+    assert engine.restore([before]) == 1
+    feeder = Feeder(config, rib)
+
+    def feed(items: list[dict[str, Any]]) -> None:
+        for event in sorted((e for item in items for e in feeder.events(item)), key=lambda e: e.at):
+            engine.tick(event.at)
+            engine.process(event, rib.apply(event))
+
+    feed(feeder.converged_start(LINE))
+    for k in range(1, 101):
+        engine.tick(T0 + k / 10)
+    assert not engine.relearning  # every session converged: the restored alerts were settled
+    assert [a["labels"] for a in engine.active_alerts()] == [{"link": "par1-par3"}]  # kept by the re-learn
+    feed(DETOUR[2:])
+    for k in range(201, 301):
+        engine.tick(T0 + k / 10)
+    link = {"link": "par1-par3"}
+    assert kinds(emitted) == [("path_detour", "resolved", link)]
+    assert emitted[0]["at"] == iso_ms(T0 + 22.0)  # heal at +20 s, keep 2 s

@@ -87,6 +87,7 @@ class PathDetourDetector(Detector):
         self._carried_since: dict[SitePair, float] = {}  # not learned yet: carrying in a whole network since
         self._judged_since: dict[SitePair, float] = {}  # learned: its sites together and judgeable since
         self._apart_at: dict[SitePair, float] = {}  # learned, judged, but its sites apart since
+        self._seeded: set[SitePair] = set()  # learned from an active alert, not judged yet
 
     def _pair(self, x: str, y: str) -> SitePair:
         return (x, y) if self._rank[x] < self._rank[y] else (y, x)
@@ -118,10 +119,15 @@ class PathDetourDetector(Detector):
             )
 
         wobble = float(self.p["for"])
+        grace = float(self.p["join_grace"])
         for pair in self.learned:
             if not degraded and together(*pair):
                 apart = self._apart_at.pop(pair, None)
-                if apart is not None and now - apart > wobble:
+                if pair in self._seeded:
+                    # Taken from an alert restored after a restart: judged at once (the re-learn decides).
+                    self._seeded.discard(pair)
+                    self._judged_since[pair] = now - grace
+                elif apart is not None and now - apart > wobble:
                     self._judged_since.pop(pair, None)  # really apart: a rejoin, judged after the grace
                 self._judged_since.setdefault(pair, now)
             elif pair in self._judged_since:
@@ -129,7 +135,6 @@ class PathDetourDetector(Detector):
                 self._apart_at.setdefault(pair, now)
         self._learn(now, degraded, len(topology.islands) == 1, together)
 
-        grace = float(self.p["join_grace"])
         findings = []
         for pair, link in self.learned.items():
             if link.carrying:
@@ -171,12 +176,19 @@ class PathDetourDetector(Detector):
         for kind, labels in self.ctx.book.active_keys():
             if kind != self.kind:
                 continue
-            names = dict(labels).get("link", "").split("-", 1)
-            if len(names) != 2 or not all(n in self._rank for n in names):
+            link = dict(labels).get("link", "")
+            # Site names may hold a dash: try every split into two known sites.
+            pairs = [
+                (link[:i], link[i + 1 :])
+                for i, char in enumerate(link)
+                if char == "-" and link[:i] in self._rank and link[i + 1 :] in self._rank
+            ]
+            if len(pairs) != 1:
                 continue
-            pair = self._pair(*names)
+            pair = self._pair(*pairs[0])
             if pair not in self.learned and pair in self._as_pairs:
                 self.learned[pair] = _Link(self._as_pairs[pair], 0)
+                self._seeded.add(pair)
                 self._observe(now)
 
     def _learn(self, now: float, degraded: bool, one_island: bool, together: Any) -> None:
