@@ -937,6 +937,15 @@ def test_mixed_bird_and_frr_with_separate_collector_sessions(tmp_path):
                 "End-of-RIB on every session",
             )
         daemon.stop()
+        # A drain and its undo, as a neighbour sees them.
+        mixed.graceful_shutdown("par3")
+        assert "65535:0" in (mixed.communities("par1", "203.0.113.128/27") or set())
+        mixed.graceful_shutdown_end("par3")
+        mixed.wait_for(
+            lambda: "65535:0" not in (mixed.communities("par1", "203.0.113.128/27") or {"65535:0"}),
+            15,
+            "undrained",
+        )
         # restore() undoes everything at once, on both kinds.
         mixed.shutdown_sessions("par2", ["peer_par3"])
         mixed.graceful_shutdown("par3")
