@@ -245,6 +245,14 @@ class PlannedWork:
         self._gs_keep.append(communities)
         return answer
 
+    def _tagged(self, attrs: Any, own_as: int | None) -> bool:
+        """Tell whether a route carries GRACEFUL_SHUTDOWN (and, with ``own_as``, is its site's own)."""
+        communities = attrs.communities
+        has = self._gs.get(id(communities))
+        if has is None:
+            has = self._carries_gs(communities)
+        return has and (own_as is None or _originated(attrs.as_path, own_as))
+
     def observe_routes(
         self, peer: str, site: str | None, changes: list[RouteChanges], now: float, own_as: int | None = None
     ) -> None:
@@ -254,40 +262,21 @@ class PlannedWork:
         only ``own_as``): a draining router tags what it sends, and its neighbours pass its tagged routes
         on, so a tagged route learned from another site says that site drains, not this session.
         """
-        cache = self._gs
         gained = lost = withdrawn = 0
         session_lost = False
-        # Hot path: most routes carry no community at all, and those that do share a few interned
-        # lists (one per distinct list, the same object for every prefix of an UPDATE): remember the
-        # last list seen, else one dict lookup by id; no allocation either way.
-        last: tuple | None = None
-        last_has: bool | None = False
+        # Hot path: most routes carry no community at all (one attribute read, nothing else); those
+        # that do share a few interned lists, judged once each (`_tagged`).
+        tagged = self._tagged
         for change in changes:
             for _key, before, after in change.items:
-                if before is not None:
-                    communities = before.communities
-                    if communities:
-                        if communities is not last:
-                            last = communities
-                            last_has = cache.get(id(communities))
-                            if last_has is None:
-                                last_has = self._carries_gs(communities)
-                        if last_has and (own_as is None or _originated(before.as_path, own_as)):
-                            lost += 1
-                            if after is None:
-                                withdrawn += 1
-                                if change.reason == "session_down":
-                                    session_lost = True
-                if after is not None:
-                    communities = after.communities
-                    if communities:
-                        if communities is not last:
-                            last = communities
-                            last_has = cache.get(id(communities))
-                            if last_has is None:
-                                last_has = self._carries_gs(communities)
-                        if last_has and (own_as is None or _originated(after.as_path, own_as)):
-                            gained += 1
+                if before is not None and before.communities and tagged(before, own_as):
+                    lost += 1
+                    if after is None:
+                        withdrawn += 1
+                        if change.reason == "session_down":
+                            session_lost = True
+                if after is not None and after.communities and tagged(after, own_as):
+                    gained += 1
         if not gained and not lost:
             return
         drain = self._drains.get(peer)
