@@ -423,6 +423,16 @@ def alert_id(t: dict) -> str:
     return json.dumps([t["kind"], t["labels"]], sort_keys=True)
 
 
+def whole(daemon: LabDaemon) -> bool:
+    topo = daemon.get("/api/v1/topology") or {}
+    sites_ = topo.get("sites") or []
+    return (
+        len(topo.get("islands") or []) == 1
+        and bool(sites_)
+        and all(site.get("state") == "live" and not site.get("settling") for site in sites_)
+    )
+
+
 def settle(daemon: LabDaemon, lab: Lab, quiet: float = 30.0) -> list[dict]:
     """Wait for the network and bgpwatch to be nominal; return what is still firing after ``quiet`` s."""
     lab.wait_established(60)
@@ -447,9 +457,18 @@ def scenario(
     observe: Callable[[Outcome], None],
     recover: Callable[[], None],
     decisive: dict[str, Callable[[dict], bool]],
+    whole_for: float = 0.0,
 ) -> Outcome:
-    """Act, observe (router-level checks), recover, collect bgpwatch's view; check EXPECTED; print it."""
+    """Act, observe (router-level checks), recover, collect bgpwatch's view; check EXPECTED; print it.
+
+    ``whole_for``: wait until bgpwatch sees the network whole (one island, every site live, none
+    settling), then that long before acting: path_detour learns the direct adjacencies only while
+    the network is whole (for 5 s).
+    """
     before = settle(daemon, lab)
+    if whole_for:
+        daemon.wait_for(lambda: whole(daemon), 60, "network whole, no site settling")
+        time.sleep(whole_for)
     outcome = Outcome(name, started=time.time())
     if before:
         outcome.notes["firing_before"] = [brief(t) for t in before]
@@ -661,6 +680,7 @@ def test_link_cut_reroutes(lab, daemon):
                 ["203.0.113.64/27"], from_peer=par1, path_len=3
             )
         },
+        whole_for=6.0,
     )
 
 
@@ -766,6 +786,7 @@ def test_link_flap(lab, daemon):
                 ["203.0.113.64/27"], from_peer=par1, path_len=3
             )
         },
+        whole_for=6.0,
     )
 
 
