@@ -11,6 +11,7 @@ failure outside any window pages (site_down critical) as usual.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import pytest
@@ -35,6 +36,14 @@ def ts(at: str) -> float:
 def converged(daemon: LabDaemon) -> bool:
     peers = daemon.get("/api/v1/peers") or []
     return len(peers) == 3 and all(p["state"] == "up" and p.get("converged") for p in peers)
+
+
+def back(lab: Lab) -> None:
+    """Wait until par1 and par2 route to par3's prefixes again (a rebooted FRR under graceful restart
+    may defer its updates until it has every neighbour's End-of-RIB)."""
+    for site in ("par1", "par2"):
+        for prefix in SITES[2].prefixes:
+            lab.wait_route(site, prefix, present=True, timeout=120)
 
 
 def since(daemon: LabDaemon, start: float) -> list[dict]:
@@ -73,9 +82,15 @@ def test_maintenance_window_is_reported_not_paged(tmp_path):
             )
             lab.power_on("par3")
             lab.wait_established(60)
+            back(lab)
             daemon.wait_for(lambda: converged(daemon), 90, "par3 back")
             assert daemon.cli("maintenance", "end", "par3", json_output=False)[0] == 0
-            daemon.wait_for(lambda: daemon.cli("alerts") == [], 60, "nothing open after the window")
+            try:
+                daemon.wait_for(lambda: daemon.cli("alerts") == [], 60, "nothing open after the window")
+            except AssertionError:
+                print(json.dumps(daemon.cli("topology"), indent=1)[:6000])
+                print(json.dumps(daemon.get("/api/v1/peers"), indent=1)[:3000])
+                raise
             planned = since(daemon, start)
             print("\ninside the window:")
             for t in planned:
@@ -106,6 +121,7 @@ def test_maintenance_window_is_reported_not_paged(tmp_path):
             assert site_down["severity"] == "critical" and "planned" not in site_down
             lab.power_on("par3")
             lab.wait_established(60)
+            back(lab)
             daemon.wait_for(lambda: daemon.cli("alerts") == [], 90, "recovered")
             assert len({t["incident"] for t in since(daemon, start)}) == 1
         finally:

@@ -98,6 +98,9 @@ class FrrRouter(Router):
                 " bgp graceful-restart",
                 f" bgp graceful-restart restart-time {lab.restart_time}",
                 " bgp graceful-restart preserve-fw-state",
+                # A rebooted router defers its best paths (and so its updates) until every neighbour's
+                # End-of-RIB, 360 s at most by default: bound it so a lab recovery stays short.
+                f" bgp graceful-restart select-defer-time {max(lab.restart_time, 10)}",
             ]
         for neighbor in neighbors:
             address = neighbor.remote
