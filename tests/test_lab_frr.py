@@ -389,8 +389,7 @@ def daemon(lab, tmp_path_factory):
         lab,
         tmp,
         services=SERVICES,
-        # Today's only way to say "two origins are right" for the anycast prefix (issue 9 §5 adds one).
-        watched_prefixes=[{"prefix": ANYCAST, "origins": [65002, 65004]}],
+        anycast=[ANYCAST],  # originated by par2 and par4, declared as such (issue 9 §5)
         recording={"path": str(tmp / "recording")},
     )
     daemon.start()

@@ -455,7 +455,16 @@ class Topology:
                 elif p in (LIVE, SUSPECTED):
                     new = LIVE  # up and still updating: alive (an island, or not originating)
                 elif p == DOWN:
-                    new = LIVE if self._fresh_seers(trusted, t) else DOWN
+                    # Back when another site learned its routes again, or when it is seen both ways:
+                    # its own converged view sees every trusted site and none of them misses it.
+                    both_ways = (
+                        t in observed
+                        and t not in frozen
+                        and not losers
+                        and bool(seers)
+                        and all(sees(t, s) for s in trusted if s != t and originates[s])
+                    )
+                    new = LIVE if both_ways or self._fresh_seers(trusted, t) else DOWN
                 elif seers or bootstrap or self.grace_over:
                     new = LIVE
                 else:
