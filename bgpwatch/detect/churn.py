@@ -96,7 +96,7 @@ class MassWithdrawalDetector(Detector):
         since = self.active.setdefault(address, now)
         name = self.ctx.peer_identity(address)[0]
         summary = f"mass withdrawal: {name} withdrew {count} of {total} routes ({count / total:.0%}) within {window:g} s"
-        if address in self.ctx.mid_session:
+        if self.ctx.joined_mid_session(address):
             summary += " (of the routes seen since the input started: its earlier table is unknown)"
         annotations = {"withdrawn": count, "table": total, "share": round(count / total, 3)}
         cause = self._cause(recent)

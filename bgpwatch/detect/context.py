@@ -98,10 +98,10 @@ class DetectionContext:
         """Return the sessions lost on the collector's side (address -> when)."""
         return self._engine.sessions.collector_lost()
 
-    @property
-    def mid_session(self) -> set[str]:
-        """Return the peers whose routes came before any 'up'."""
-        return self._engine.mid_session
+    def joined_mid_session(self, address: str) -> bool:
+        """Tell whether a peer's routes came before any 'up' (its earlier table is unknown)."""
+        session = self._engine.sessions.find(address)
+        return session is not None and session.mid_session
 
     def route_count(self, address: str) -> int:
         """Return how many routes a peer's Adj-RIB-In holds."""

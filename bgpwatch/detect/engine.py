@@ -282,15 +282,6 @@ class DetectionEngine:
         """Return the sessions lost on the collector's side (address -> when)."""
         return self.sessions.collector_lost()
 
-    @property
-    def mid_session(self) -> set[str]:
-        """Return the peers whose routes came before any 'up' (their earlier table is unknown)."""
-        return {
-            s.address
-            for s in (*self.sessions.by_address.values(), *self.sessions.strangers.values())
-            if s.mid_session
-        }
-
     def peer_loaded(self, address: str) -> bool:
         """Tell whether a peer's initial table is in, so its routes may be judged (see `bgpwatch.sessions`)."""
         return self.sessions.loaded(address)

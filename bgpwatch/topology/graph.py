@@ -186,7 +186,8 @@ class Topology:
         self.graph: nx.Graph = nx.Graph()
         self.blind: list[str] = []  # sites up but sending no site prefix to bgpwatch
         self.unmeasured: list[str] = []  # live sites whose connectivity cannot be measured
-        self.whole_graph: nx.Graph | None = None  # the site graph when last whole (every site live, one island)
+        # The site graph when last whole (every site live, one island).
+        self.whole_graph: nx.Graph | None = None
         self.missing: dict[str, dict[PrefixId, tuple[str, ...]]] = {}
         self.stale: dict[str, dict[str, int]] = {}
         self.service_reach: dict[tuple[str, str], bool | None] = {}
