@@ -129,6 +129,73 @@ class Tick:
     at: float
 
 
+# -- BMP (RFC 7854): what routers report about their own sessions -------------------------------
+# A route-monitoring view is named "<router>|<peer address>|<policy>" (policy: pre, post, loc):
+# BMP routes live in their own RIB (`Pipeline.bmp_rib`), never mixed with bgpwatch's sessions.
+PRE_POLICY = "pre"
+POST_POLICY = "post"
+LOC_RIB = "loc"
+
+
+def view_key(router: str, peer: str, policy: str) -> str:
+    """Return the RIB key of one BMP route-monitoring view."""
+    return f"{router}|{peer}|{policy}"
+
+
+def split_view_key(key: str) -> tuple[str, str, str]:
+    """Return (router, peer, policy) of a view key made by `view_key`."""
+    router, peer, policy = key.rsplit("|", 2)
+    return router, peer, policy
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class MonitorState:
+    """A BMP router's monitoring session: up (Initiation seen), or gone (Termination, TCP closed)."""
+
+    at: float
+    router: str  # the configured router name, else the address it connected from
+    up: bool
+    address: str = ""  # where the router connected from
+    sys_name: str = ""
+    sys_descr: str = ""
+    reason: str = ""
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class MonitoredSession:
+    """A router reported one of its own BGP sessions Established or closed (BMP Peer Up / Peer Down).
+
+    ``cause`` is typed like `SessionState.cause` (`bgpwatch.ingest.reasons`): hold_timer when the
+    NOTIFICATION says Hold Timer Expired, peer when the peer closed it, other otherwise.
+    """
+
+    at: float
+    router: str
+    peer: str  # the monitored peer's address (canonical text)
+    state: str  # UP | DOWN
+    peer_as: int | None = None
+    peer_bgp_id: str | None = None  # from the per-peer header (the peer's BGP identifier)
+    local_bgp_id: str | None = None  # the router's own identifier (its sent OPEN, Peer Up only)
+    local_address: str = ""
+    reason: str = ""  # human text: "hold timer expired (local NOTIFICATION 4/0)"
+    cause: str = ""
+    code: int | None = None  # BMP Peer Down reason code (1..6)
+    graceful_restart: bool = False  # both OPENs carry the GR capability (Peer Up)
+    add_path: bool = False
+    four_byte_asn: bool = False
+    hold_time: int | None = None  # the negotiated hold time (Peer Up)
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class MonitorStats:
+    """A BMP Statistics Report: counters a router keeps for one monitored peer."""
+
+    at: float
+    router: str
+    peer: str
+    counters: tuple[tuple[int, int], ...]  # (stat type, value), RFC 7854 4.8
+
+
 Event = (
     SessionState
     | Announce
@@ -140,4 +207,7 @@ Event = (
     | CollectorStatus
     | FeedGap
     | Tick
+    | MonitorState
+    | MonitoredSession
+    | MonitorStats
 )
