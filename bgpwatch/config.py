@@ -369,6 +369,9 @@ class Peer(_Model):
     passive: Flag = False
     hold_time: HoldTime | None = None
     port: Port = 179
+    # The BGP identifier of the router behind this session (else learnt from its OPEN): how BMP
+    # reports of other routers' sessions to it are recognised as inter-site sessions.
+    router_id: RouterId | None = None
 
 
 class Site(_Model):
@@ -437,6 +440,41 @@ class AlertingConfig(_Model):
     sinks: list[Sink] = [LogSink()]
 
 
+class ExabgpInput(_Model):
+    """BGP sessions through ExaBGP, configured by the ``collector:`` section (the default input)."""
+
+    type: Literal["exabgp"] = "exabgp"
+
+
+class BmpRouter(_Model):
+    """A router that streams BMP to bgpwatch, and the site it belongs to."""
+
+    name: Name
+    site: Name
+    address: Address | None = None  # matched by the address it connects from
+    sys_name: Text | None = None  # or by the sysName of its Initiation message
+    router_id: RouterId | None = None  # its BGP identifier, if not learnt from its Peer Up messages
+    addresses: list[Address] = []  # its addresses on inter-site links (sessions of other routers to it)
+
+
+class BmpInput(_Model):
+    """A BMP monitoring station (RFC 7854): routers connect to it and report their own sessions."""
+
+    type: Literal["bmp"] = "bmp"
+    listen: ListenAddress = "127.0.0.1:11019"
+    routers: list[BmpRouter] = []
+    # A message longer than this is a framing error: the connection is closed.
+    max_message_bytes: Annotated[int, _int_check(4096, 16 << 20, "expected bytes (4096-16777216)")] = 1 << 20
+    # Malformed messages tolerated from one connection before it is closed (others are unaffected).
+    max_errors: Annotated[int, _int_check(1, 1_000_000, "expected a count (1-1000000)")] = 100
+    # Routers that connect but do not match any entry of ``routers``: accepted (their sessions are shown,
+    # they count for no site) or refused.
+    accept_unknown: Flag = True
+
+
+Input = Annotated[ExabgpInput | BmpInput, Field(discriminator="type")]
+
+
 class RecordingConfig(_Model):
     # Directory for the recorded input stream (gzip JSON lines); None: do not record.
     path: FilePath | None = None
@@ -466,6 +504,8 @@ class Config(_Model):
     alerting: AlertingConfig = AlertingConfig()
     storage: StorageConfig = StorageConfig()
     recording: RecordingConfig = RecordingConfig()
+    # Input plug-ins (bgpwatch.ingest.sources); without this section, ExaBGP alone.
+    inputs: list[Input] = [ExabgpInput()]
     # Per-detector parameters, validated by bgpwatch.detect.
     detectors: dict[str, dict[str, Any]] = {}
     watched_prefixes: list[WatchedPrefix] = []
@@ -535,6 +575,16 @@ class Config(_Model):
         """Map a site name to its site."""
         return self._site_by_name
 
+    @property
+    def bmp(self) -> BmpInput | None:
+        """Return the BMP input, if one is configured."""
+        return next((item for item in self.inputs if isinstance(item, BmpInput)), None)
+
+    @property
+    def exabgp_enabled(self) -> bool:
+        """Tell whether bgpwatch holds BGP sessions through ExaBGP (the ``exabgp`` input)."""
+        return any(isinstance(item, ExabgpInput) for item in self.inputs)
+
     def local_as_for(self, peer: Peer) -> int:
         """Return the local AS used towards ``peer`` (its own, else the collector's)."""
         return peer.local_as if peer.local_as is not None else self.collector.local_as
@@ -585,6 +635,7 @@ def _cross_problems(data: Any) -> list[tuple[str, str]]:
     services = data.get("services")
     if isinstance(services, list):
         problems += _check_services(services, site_names if all_sites_named else None)
+    problems += _check_inputs(data.get("inputs"), site_names if all_sites_named else None)
     watched = data.get("watched_prefixes")
     if isinstance(watched, list):
         seen: dict[str, int] = {}
@@ -601,6 +652,54 @@ def _cross_problems(data: Any) -> list[tuple[str, str]]:
                 )
             else:
                 seen[prefix] = index
+    return problems
+
+
+def _check_inputs(inputs: Any, site_names: dict[str, int] | None) -> list[tuple[str, str]]:
+    """Return problems of the inputs list: one input per type, BMP routers named once, known sites."""
+    problems: list[tuple[str, str]] = []
+    if not isinstance(inputs, list):
+        return problems
+    types: dict[str, int] = {}
+    for index, item in enumerate(inputs):
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            continue
+        kind = item["type"]
+        if kind in types:
+            problems.append((f"inputs[{index}].type", f"a second {kind} input (also inputs[{types[kind]}])"))
+            continue
+        types[kind] = index
+        routers = item.get("routers")
+        if not isinstance(routers, list):
+            continue
+        names: dict[str, int] = {}
+        matches: dict[str, str] = {}
+        for position, router in enumerate(routers):
+            if not isinstance(router, dict):
+                continue
+            path = f"inputs[{index}].routers[{position}]"
+            name = router.get("name")
+            if isinstance(name, str):
+                if name in names:
+                    problems.append((f"{path}.name", f"duplicate router name (also routers[{names[name]}])"))
+                else:
+                    names[name] = position
+            site = router.get("site")
+            if site_names is not None and isinstance(site, str) and site not in site_names:
+                problems.append((f"{path}.site", f"no site is named {site!r}"))
+            if router.get("address") is None and router.get("sys_name") is None:
+                problems.append((path, "give the router's address or sys_name, to recognise its connection"))
+            for key in ("address", "sys_name"):
+                value = router.get(key)
+                if key == "address":
+                    value = _canonical_address(value)
+                if not isinstance(value, str):
+                    continue
+                marker = f"{key}={value}"
+                if marker in matches:
+                    problems.append((f"{path}.{key}", f"{value} already identifies {matches[marker]}"))
+                else:
+                    matches[marker] = f"{path}"
     return problems
 
 

@@ -37,6 +37,9 @@ from bgpwatch.events import (
     Announce,
     EndOfRib,
     Event,
+    MonitoredSession,
+    MonitorState,
+    MonitorStats,
     Notification,
     PeerOpen,
     SessionState,
@@ -44,11 +47,13 @@ from bgpwatch.events import (
 )
 from bgpwatch.ingest import reasons
 from bgpwatch.ingest.reasons import down_cause
+from bgpwatch.monitors import MonitorChange, MonitorTable
 
 if TYPE_CHECKING:
     from bgpwatch.config import Config
 
 IDLE = "idle"  # never heard of since bgpwatch started
+_MONITOR_EVENTS = frozenset({MonitorState, MonitoredSession, MonitorStats})
 INFINITY = float("inf")
 
 # How a session converged (Session.converged_by).
@@ -103,6 +108,7 @@ class Session:
     gr_offered: bool | None = None
     restart_time: int | None = None
     open_at: float | None = None
+    router_id: str | None = None  # the peer's BGP identifier (configured, else from its OPEN)
 
     @property
     def up(self) -> bool:
@@ -151,6 +157,8 @@ class SessionTable:
         self.flap_window = 300.0
         self.graceful_restart = 0  # restart time bgpwatch advertises (0: not advertised)
         self._pending: set[Session] = set()  # up, table not yet complete
+        # What BMP routers report about their own sessions (bgpwatch.monitors): a fact of its own.
+        self.monitors = MonitorTable(self)
         if config is not None:
             self.reconfigure(config)
 
@@ -169,8 +177,11 @@ class SessionTable:
                     session = Session(peer.name, peer.address, site.name, peer.peer_as)
                 else:
                     session.name, session.site, session.peer_as = peer.name, site.name, peer.peer_as
+                if peer.router_id is not None:
+                    session.router_id = peer.router_id
                 sessions[peer.address] = session
         self.by_address = sessions
+        self.monitors.reconfigure(config)
         self._pending = {s for s in self._pending if s.address in sessions or s.address in self.strangers}
         self.families = frozenset(families)
         self.graceful_restart = int(getattr(config.collector, "graceful_restart", 0) or 0)
@@ -222,9 +233,11 @@ class SessionTable:
         return {a: s.collector_lost_at for a, s in self.by_address.items() if s.collector_lost_at is not None}
 
     # -- changes ------------------------------------------------------------------------------
-    def apply(self, event: Event) -> SessionChange | None:
+    def apply(self, event: Event) -> SessionChange | MonitorChange | None:
         """Update the session an event belongs to; return what changed, if anything that matters."""
         kind = type(event)
+        if kind in _MONITOR_EVENTS:
+            return self.monitors.apply(event)  # type: ignore[arg-type]
         if kind is Announce or kind is Withdraw:
             address = event.peer
             session = self.by_address.get(address)
@@ -258,6 +271,8 @@ class SessionTable:
             session.gr_offered = event.graceful_restart
             session.restart_time = event.restart_time
             session.open_at = event.at
+            if event.router_id and (session.router_id is None or not session.configured):
+                session.router_id = event.router_id
         return None
 
     def _stranger(self, address: str, peer_as: int | None) -> Session:

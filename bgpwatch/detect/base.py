@@ -23,6 +23,7 @@ from bgpwatch.alerts.lifecycle import AlertKey, Finding, alert_key
 if TYPE_CHECKING:
     from bgpwatch.detect.context import DetectionContext
     from bgpwatch.events import Event
+    from bgpwatch.monitors import MonitorChange
     from bgpwatch.rib import RouteChanges
     from bgpwatch.sessions import SessionChange
 
@@ -114,6 +115,9 @@ class Detector:
 
     def on_session(self, change: SessionChange, now: float) -> None:
         """See every session change (up, down, converged, joined) before the topology follows it."""
+
+    def on_monitor(self, change: MonitorChange, now: float) -> None:
+        """See what a BMP router reported (its monitoring session up or lost, one of its sessions)."""
 
     def evaluate(self, now: float) -> None:
         """Re-derive conditions after the topology changed or the clock advanced."""

@@ -52,9 +52,13 @@ from bgpwatch.events import (
     CollectorShutdown,
     CollectorStatus,
     FeedGap,
+    MonitoredSession,
+    MonitorState,
+    MonitorStats,
     SessionState,
     Tick,
 )
+from bgpwatch.monitors import MonitorChange
 from bgpwatch.planned import PlannedWork, sites_from_config
 from bgpwatch.sessions import CHANGE_DOWN, CHANGE_UP, SessionTable
 from bgpwatch.topology import DOWN, LIVE, UNKNOWN, SiteModel, Topology
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
     from bgpwatch.rib import Rib, RouteChanges
 
 _STATE_EVENTS = (SessionState, CollectorShutdown, CollectorStatus, FeedGap)
+_MONITOR_EVENTS = (MonitorState, MonitoredSession, MonitorStats)
 SELF_TICK = 1.0  # seconds of stream time between the engine's own ticks
 
 
@@ -145,6 +150,7 @@ class DetectionEngine:
         # Only detectors that count events are called per event (the hot path).
         self._event_detectors = [d for d in detectors if type(d).on_event is not Detector.on_event]
         self._session_detectors = [d for d in detectors if type(d).on_session is not Detector.on_session]
+        self._monitor_detectors = [d for d in detectors if type(d).on_monitor is not Detector.on_monitor]
 
     def _carry_over(self, previous: Topology) -> None:
         """Keep site states across a reload, then count the RIB again (sessions keep theirs: one owner)."""
@@ -248,6 +254,9 @@ class DetectionEngine:
             self.tick(now)  # first what was due before this event, on the state before it
         session = self.sessions.apply(event)
         self.now = now
+        if isinstance(session, MonitorChange) or type(event) in _MONITOR_EVENTS:
+            self._monitor_change(session, now)
+            return
         if changes and self.planned is not None:
             vp = self.topology.vps.get(changes[0].peer)
             if vp is not None:
@@ -269,6 +278,17 @@ class DetectionEngine:
         self.book.advance(now)
         if self.relearning:
             self._check_relearn(now)
+
+    def _monitor_change(self, change: MonitorChange | None, now: float) -> None:
+        """Follow what a BMP router reported (its monitoring session, one of its BGP sessions)."""
+        self.book.advance(now)
+        if change is None:
+            return
+        for detector in self._monitor_detectors:
+            detector.on_monitor(change, now)
+        self.topology.dirty = True
+        self._evaluate(now)
+        self.book.advance(now)
 
     def _planned_for(self, finding: Finding, at: float) -> dict[str, Any] | None:
         """Return the planned work an alert is part of (maintenance window, drain), or None."""
