@@ -3,18 +3,35 @@
 Every sink owns a bounded queue and one worker task, so a dead or slow endpoint only ever delays
 its own deliveries: `submit()` is synchronous, never awaits and never raises.
 
-Overflow policy: **drop-oldest**.  When a sink's queue is full, the oldest queued transition is
-discarded and counted in `bgpwatch_sink_dropped_total{sink}`.  During a long outage the newest
-transitions describe the network as it is now (a resolution is worth more than the firing it ends),
-and the Alertmanager sink re-sends its firing set anyway, so a dropped firing is repaired by the next
-re-send and a dropped resolution by Alertmanager's own expiry (endsAt).  The same counter also counts
-transitions given up after the last retry and transitions still queued when `close()` runs out of time.
+A receiver that is down (connection refused, timeout, HTTP 5xx/408/425/429) is retried **until it
+comes back**, with capped exponential back-off (`backoff_initial` doubling to `backoff_max`): the
+worker keeps the transition at the head of the queue, so everything is delivered in submission
+order once the receiver answers again.  After `max_attempts` failed attempts in a row the receiver
+is reported down (`bgpwatch_sink_receiver_up{sink} 0`, one error in the log) and retries go on.
+Only a permanent refusal (another HTTP 4xx: a bad request, a wrong token) gives a transition up.
+
+Overflow policy, when `queue_size` transitions are waiting: the **oldest resolved and superseded**
+transition goes first, so that what the receiver learns when it returns is still the network as it
+is now:
+1. a resolution followed in the queue by a later transition of the same alert (kind and labels:
+   it fired again), together with the firing it ended if that is queued too;
+2. else a resolution whose firing is queued too (an alert that began and ended during the
+   outage: both go, it is over and kept in the store);
+3. else the oldest resolution (Alertmanager also expires the alert at its endsAt);
+4. only a queue holding nothing but firings loses its oldest firing.
+Each one dropped is counted in `bgpwatch_sink_dropped_total{sink}`, a firing also in
+`bgpwatch_sink_dropped_firing_total{sink}`.  The same counter counts transitions refused for good,
+and those still queued when `close()` runs out of time (they stay undelivered in the store, and
+the next start hands them to the sink again: `SinkSet.resubmit_undelivered`).
 
 Metrics (one `SinkMetrics` per registry, shared by all sinks):
 - bgpwatch_sink_deliveries_total{sink}: transitions delivered;
 - bgpwatch_sink_failures_total{sink}: failed delivery attempts (each try, each failed re-send);
-- bgpwatch_sink_dropped_total{sink}: transitions abandoned (overflow, retries exhausted, shutdown);
-- bgpwatch_sink_queue_length{sink}: transitions waiting, read at scrape time.
+- bgpwatch_sink_dropped_total{sink}: transitions abandoned (overflow, permanent refusal, shutdown);
+- bgpwatch_sink_dropped_firing_total{sink}: the firings among them;
+- bgpwatch_sink_queue_length{sink}: transitions waiting, read at scrape time;
+- bgpwatch_sink_receiver_up{sink}: 0 after `max_attempts` failures in a row, 1 again at the next
+  delivery.
 """
 
 from __future__ import annotations
@@ -25,6 +42,7 @@ import hashlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -68,6 +86,12 @@ def transition_key(transition: Transition) -> str:
     return hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
+def _identity(transition: Transition) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Return what makes two transitions about the same alert: kind and labels."""
+    labels = transition.get("labels") or {}
+    return (str(transition.get("kind")), tuple(sorted((str(k), str(v)) for k, v in labels.items())))
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, set | frozenset):
         return sorted(value, key=str)
@@ -107,7 +131,19 @@ class SinkMetrics:
         )
         self.dropped = Counter(
             "bgpwatch_sink_dropped_total",
-            "Alert transitions a sink abandoned: queue overflow, retries exhausted or shutdown.",
+            "Alert transitions a sink abandoned: queue overflow, permanent refusal or shutdown.",
+            ["sink"],
+            registry=registry,
+        )
+        self.dropped_firing = Counter(
+            "bgpwatch_sink_dropped_firing_total",
+            "Firing alert transitions among those a sink abandoned.",
+            ["sink"],
+            registry=registry,
+        )
+        self.receiver_up = Gauge(
+            "bgpwatch_sink_receiver_up",
+            "0 while a sink's receiver has failed max_attempts attempts in a row, else 1.",
             ["sink"],
             registry=registry,
         )
@@ -210,7 +246,9 @@ class Sink:
         "name": Param("str", help="distinct name of this sink (metrics label); default: the type"),
         "queue_size": Param("int", 1000, help="transitions held while the destination is slow or down"),
         "timeout_seconds": Param("float", 5.0, help="seconds per delivery attempt"),
-        "max_attempts": Param("int", 6, help="attempts per transition before it is dropped"),
+        "max_attempts": Param(
+            "int", 6, help="failed attempts in a row before the receiver is reported down (retries go on)"
+        ),
         "backoff_initial": Param("float", 0.5, help="seconds before the first retry"),
         "backoff_max": Param("float", 30.0, help="longest wait between retries"),
     }
@@ -229,15 +267,25 @@ class Sink:
         self.backoff_initial: float = params.get("backoff_initial", 0.5)
         self.backoff_max: float = params.get("backoff_max", 30.0)
         self.on_delivered = on_delivered
-        self._queue: asyncio.Queue[Transition] = asyncio.Queue(maxsize=params.get("queue_size", 1000))
+        self.queue_size: int = params.get("queue_size", 1000)
+        self._pending: deque[Transition] = deque()  # oldest first; the one in flight is not in it
+        self._wakeup = asyncio.Event()  # set when something is queued
+        self._idle = asyncio.Event()  # set when nothing is queued or in flight
+        self._idle.set()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
         self._in_flight = False
+        self._current: Transition | None = None
+        self.receiver_down_since: float | None = None  # monotonic time of the first failure in a row
+        self._failed_in_a_row = 0
         self._random = random.Random()
         self._deliveries = metrics.deliveries.labels(self.name)
         self._failures = metrics.failures.labels(self.name)
         self._dropped = metrics.dropped.labels(self.name)
-        metrics.queue_length.labels(self.name).set_function(self._queue.qsize)
+        self._dropped_firing = metrics.dropped_firing.labels(self.name)
+        self._receiver_up = metrics.receiver_up.labels(self.name)
+        self._receiver_up.set(1)
+        metrics.queue_length.labels(self.name).set_function(lambda: len(self._pending))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -273,19 +321,58 @@ class Sink:
     def submit(self, transition: Transition) -> bool:
         """Queue a transition for delivery; return False when it was refused (sink closed)."""
         if self._closed:
-            self._dropped.inc()
+            self._drop(transition)
             return False
         try:
             self.on_submit(transition)
         except Exception:  # a sink's bookkeeping bug must not reach the detector loop
             log.exception("sink %s: cannot account for a %s transition", self.name, transition.get("kind"))
-        if self._queue.full():
-            # drop-oldest: see the module docstring for why
-            self._queue.get_nowait()
-            self._queue.task_done()
-            self._dropped.inc()
-        self._queue.put_nowait(transition)
+        while len(self._pending) >= self.queue_size:
+            self._evict()
+        self._pending.append(transition)
+        self._idle.clear()
+        self._wakeup.set()
         return True
+
+    def _drop(self, transition: Transition) -> None:
+        self._dropped.inc()
+        if transition.get("state") == "firing":
+            self._dropped_firing.inc()
+
+    def _evict(self) -> None:
+        """Make room in a full queue: the oldest resolved and superseded transition first (see above)."""
+        pending = self._pending
+        identities = [_identity(t) for t in pending]
+        last_index = {ident: i for i, ident in enumerate(identities)}
+        victims: list[int] = []
+        fallback: int | None = None
+        for i, transition in enumerate(pending):
+            if transition.get("state") != "resolved":
+                continue
+            ident = identities[i]
+            firing = next((j for j in range(i - 1, -1, -1) if identities[j] == ident), None)
+            if firing is not None and pending[firing].get("state") != "firing":
+                firing = None
+            if last_index[ident] > i:  # superseded: the alert fired again later in the queue
+                victims = [i] if firing is None else [firing, i]
+                break
+            if firing is not None and len(victims) == 0:
+                victims = [firing, i]  # began and ended during the outage
+            if fallback is None:
+                fallback = i
+        if not victims:
+            victims = [fallback if fallback is not None else 0]
+        for index in sorted(victims, reverse=True):
+            dropped = pending[index]
+            del pending[index]
+            self._drop(dropped)
+            if dropped.get("state") == "firing":
+                log.error(
+                    "sink %s: queue full (%d): a %s firing dropped",
+                    self.name,
+                    self.queue_size,
+                    dropped.get("kind"),
+                )
 
     def resume(self, transition: Transition) -> None:
         """Take back an alert still firing at the last shutdown (state only, nothing is sent)."""
@@ -296,7 +383,12 @@ class Sink:
     @property
     def queue_length(self) -> int:
         """Return the number of transitions waiting."""
-        return self._queue.qsize()
+        return len(self._pending)
+
+    @property
+    def receiver_up(self) -> bool:
+        """Tell whether the receiver answered within the last `max_attempts` attempts."""
+        return self._failed_in_a_row < self.max_attempts
 
     # -- lifecycle --
 
@@ -311,21 +403,22 @@ class Sink:
         """Stop accepting, deliver what is queued within `timeout` seconds, then release resources."""
         self._closed = True
         worker, self._worker = self._worker, None
+        in_flight: Transition | None = None
         if worker is not None:
             try:
-                await asyncio.wait_for(self._queue.join(), timeout)
+                await asyncio.wait_for(self._idle.wait(), timeout)
             except TimeoutError:
-                left = self._queue.qsize() + (1 if self._in_flight else 0)
+                in_flight = self._current
+                left = len(self._pending) + (1 if self._in_flight else 0)
                 log.warning("sink %s: %d transition(s) not delivered at shutdown", self.name, left)
-                self._dropped.inc(left)
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-        else:
-            self._dropped.inc(self._queue.qsize())
-        while not self._queue.empty():
-            self._queue.get_nowait()
-            self._queue.task_done()
+        if in_flight is not None:
+            self._drop(in_flight)
+        while self._pending:
+            self._drop(self._pending.popleft())
+        self._idle.set()
         await self.release()
 
     async def open(self) -> None:
@@ -342,25 +435,32 @@ class Sink:
 
     def backoff(self, attempt: int) -> float:
         """Return the wait before retry number `attempt` (1-based): exponential, capped, jittered."""
-        ceiling = min(self.backoff_max, self.backoff_initial * (2 ** (attempt - 1)))
+        ceiling = min(self.backoff_max, self.backoff_initial * (2 ** min(attempt - 1, 60)))
         # "equal jitter": never retry immediately, yet spread a fleet's retries apart
         return ceiling / 2 + self._random.uniform(0, ceiling / 2)
 
     async def _run(self) -> None:
         while True:
-            transition = await self._queue.get()
-            self._in_flight = True
+            while not self._pending:
+                self._idle.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            transition = self._pending.popleft()
+            self._current, self._in_flight = transition, True
             try:
                 await self._deliver_with_retry(transition)
+            except asyncio.CancelledError:
+                raise
             except Exception:  # keep the worker alive whatever one transition does
                 log.exception("sink %s: unexpected error delivering a transition", self.name)
-                self._dropped.inc()
+                self._drop(transition)
             finally:
-                self._in_flight = False
-                self._queue.task_done()
+                self._current, self._in_flight = None, False
 
     async def _deliver_with_retry(self, transition: Transition) -> None:
-        for attempt in range(1, self.max_attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 async with asyncio.timeout(self.timeout):
                     await self.deliver(transition)
@@ -370,25 +470,55 @@ class Sink:
                 reason, retry = f"no answer within {self.timeout:g} s", True
             else:
                 self._deliveries.inc()
+                self._receiver_back()
                 self._notify_delivered(transition)
                 return
             self._failures.inc()
-            if not retry or attempt == self.max_attempts:
+            if not retry:
                 log.error(
-                    "sink %s: dropping %s %s transition after %d attempt(s): %s",
+                    "sink %s: %s %s transition refused for good after %d attempt(s): %s",
                     self.name,
                     transition.get("kind"),
                     transition.get("state"),
                     attempt,
                     reason,
                 )
-                self._dropped.inc()
+                self._drop(transition)
                 return
+            self._receiver_failed(reason)
             delay = self.backoff(attempt)
-            log.warning(
-                "sink %s: attempt %d failed (%s); retrying in %.1f s", self.name, attempt, reason, delay
-            )
+            if self._failed_in_a_row < self.max_attempts:
+                log.warning(
+                    "sink %s: attempt %d failed (%s); retrying in %.1f s", self.name, attempt, reason, delay
+                )
             await asyncio.sleep(delay)
+
+    def _receiver_failed(self, reason: str) -> None:
+        self._failed_in_a_row += 1
+        if self.receiver_down_since is None:
+            self.receiver_down_since = time.monotonic()
+        if self._failed_in_a_row == self.max_attempts:
+            self._receiver_up.set(0)
+            log.error(
+                "sink %s: receiver down (%s); %d transition(s) held, retrying every %g s at most until it is back",
+                self.name,
+                reason,
+                len(self._pending) + 1,
+                self.backoff_max,
+            )
+
+    def _receiver_back(self) -> None:
+        if self.receiver_down_since is None:
+            return
+        if self._failed_in_a_row >= self.max_attempts:
+            log.warning(
+                "sink %s: receiver back after %.1f s; delivering %d held transition(s) in order",
+                self.name,
+                time.monotonic() - self.receiver_down_since,
+                len(self._pending),
+            )
+        self.receiver_down_since, self._failed_in_a_row = None, 0
+        self._receiver_up.set(1)
 
     def _notify_delivered(self, transition: Transition) -> None:
         if self.on_delivered is None:
