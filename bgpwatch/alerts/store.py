@@ -11,6 +11,10 @@ and alert transitions come in handfuls per incident, so the daemon calls it dire
 loop.  `prune()` may touch many rows: run it with `asyncio.to_thread`.  The connection is guarded by a lock and usable from any
 thread, so a caller that prefers may run it through `asyncio.to_thread`.
 
+A write that fails (disk full, I/O error) raises as before and is noted: `write_errors`,
+`failing_since` and `last_write_error` (and `writable`) say so until a write succeeds again; the
+daemon turns them into `store_degraded`, `/healthz` and the `bgpwatch_store_*` metrics.
+
 Tables (schema version in PRAGMA user_version, upgraded by MIGRATIONS on open):
 - transitions: every transition as received (JSON with evidence), keyed by `transition_key`;
 - alerts: one row per alert instance (firing until resolved), pointing at its latest transition;
@@ -29,10 +33,11 @@ An incident closes when its last firing alert resolves, and reopens if one of it
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -165,6 +170,10 @@ class Store:
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.Lock()
+        # write-failure reporting (disk full, I/O errors): read by the daemon's health and metrics
+        self.write_errors = 0
+        self.failing_since: float | None = None
+        self.last_write_error: str | None = None
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -200,6 +209,26 @@ class Store:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock; a failure (disk full, I/O error) is noted, then raised."""
+        try:
+            with self._lock, self._transaction() as db:
+                yield db
+        except sqlite3.Error as exc:
+            self.write_errors += 1
+            if self.failing_since is None:
+                self.failing_since = self.clock()
+            self.last_write_error = str(exc) or type(exc).__name__
+            raise
+        if self.failing_since is not None:
+            self.failing_since = None  # writable again
+
+    @property
+    def writable(self) -> bool:
+        """Tell whether the last write succeeded (False from a failed write until the next good one)."""
+        return self.failing_since is None
 
     @property
     def schema_version(self) -> int:
@@ -246,7 +275,7 @@ class Store:
         incident = transition.get("incident") or None
         akey = alert_key(transition)
         body = json_bytes(dict(transition)).decode()
-        with self._lock, self._transaction() as db:
+        with self._writing() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO transitions"
                 " (key, alert_key, kind, state, severity, incident, at, at_ts, body, recorded_ts)"
@@ -365,7 +394,7 @@ class Store:
 
     def mark_delivered(self, sink: str, transition_key: str) -> None:
         """Remember that `sink` delivered the transition with this key."""
-        with self._lock, self._transaction() as db:
+        with self._writing() as db:
             db.execute(
                 "INSERT OR IGNORE INTO notifications (sink, transition_key, delivered_ts) VALUES (?, ?, ?)",
                 (sink, transition_key, self.clock()),
@@ -374,7 +403,7 @@ class Store:
     def start_maintenance(self, window: Mapping[str, Any]) -> None:
         """Store a window (target, scope, reason, by, since_ts, until_ts); close its target's open one."""
         since = float(window["since_ts"])
-        with self._lock, self._transaction() as db:
+        with self._writing() as db:
             db.execute(
                 "UPDATE maintenance SET ended_ts = ? WHERE target = ? AND ended_ts IS NULL",
                 (since, window["target"]),
@@ -394,7 +423,7 @@ class Store:
 
     def end_maintenance(self, target: str, at: float) -> bool:
         """Mark the open window on `target` ended at `at`; return whether there was one."""
-        with self._lock, self._transaction() as db:
+        with self._writing() as db:
             cur = db.execute(
                 "UPDATE maintenance SET ended_ts = ? WHERE target = ? AND ended_ts IS NULL", (at, target)
             )
@@ -417,7 +446,7 @@ class Store:
         Open incidents and firing alerts are kept whatever their age.
         """
         cutoff = (self.clock() if now is None else now) - retention_days * 86400.0
-        with self._lock, self._transaction() as db:
+        with self._writing() as db:
             db.execute("DELETE FROM incidents WHERE status = 'closed' AND closed_ts < ?", (cutoff,))
             cur = db.execute(
                 "DELETE FROM transitions WHERE at_ts < ?"
