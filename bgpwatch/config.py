@@ -238,7 +238,8 @@ def _check_url(value: Any) -> str:
     except ValueError:
         raise _problem(f"{expected} (the URL does not parse)") from None
     if parts.scheme not in ("http", "https"):
-        raise _problem(f"{expected}, got a URL with scheme {parts.scheme!r}" if parts.scheme else expected)
+        # The scheme is not quoted: "user:password@host" parses as the scheme "user".
+        raise _problem(f"{expected}, got another scheme" if parts.scheme else expected)
     if not parts.hostname:
         raise _problem(expected)
     return value
@@ -277,6 +278,8 @@ def _check_path(value: Any, info: ValidationInfo) -> Path:
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise _expected("expected a file system path")
+    if "\0" in value:  # YAML's "\0" escape: the operating system refuses such a path later, with a traceback
+        raise _problem("expected a file system path (without a NUL character)")
     path = Path(value)
     base = (info.context or {}).get("base_dir")
     # A relative path means relative to the config file, wherever the daemon was started from.
@@ -436,6 +439,29 @@ class WebhookSink(_Model):
     slack: Flag = False
     timeout_seconds: Seconds = 5.0
     queue_size: QueueSize = 1000
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> WebhookSink:
+        # URL credentials, `token` and an Authorization header each set the same header: the HTTP
+        # client refuses the request, every delivery fails and none is retried.  Never quote them.
+        parts = urlsplit(self.url)
+        sources = [
+            what
+            for what, present in (
+                (
+                    "credentials in the url (user:password@)",
+                    parts.username is not None or parts.password is not None,
+                ),
+                ("a token", self.token is not None),
+                ("an Authorization header", any(name.lower() == "authorization" for name in self.headers)),
+            )
+            if present
+        ]
+        if len(sources) > 1:
+            raise _problem(
+                f"{' and '.join(sources)} would each set the Authorization header; keep only one of them"
+            )
+        return self
 
 
 Sink = Annotated[LogSink | AlertmanagerSink | WebhookSink, Field(discriminator="type")]
@@ -802,7 +828,7 @@ def _check_peer(
 ) -> list[tuple[str, str]]:
     problems = []
     name = peer.get("name")
-    if isinstance(name, str):
+    if isinstance(name, str) and _NAME_RE.fullmatch(name):  # else not quoted: reported as a bad name
         if name in peer_names:
             other_path, other_site = peer_names[name]
             problems.append(
@@ -847,7 +873,7 @@ def _check_services(services: list[Any], site_names: dict[str, int] | None) -> l
             continue
         path = f"services[{index}]"
         name = service.get("name")
-        if isinstance(name, str):
+        if isinstance(name, str) and _NAME_RE.fullmatch(name):
             if name in seen_names:
                 problems.append(
                     (f"{path}.name", f"duplicate service name {name!r} (also services[{seen_names[name]}])")
@@ -860,7 +886,7 @@ def _check_services(services: list[Any], site_names: dict[str, int] | None) -> l
             continue
         listed: set[str] = set()
         for position, site in enumerate(required):
-            if not isinstance(site, str):
+            if not isinstance(site, str) or not _NAME_RE.fullmatch(site):
                 continue
             where = f"{path}.required_from[{position}]"
             if site in listed:
