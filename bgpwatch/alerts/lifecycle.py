@@ -67,9 +67,22 @@ def alert_key(kind: str, labels: Mapping[str, str]) -> AlertKey:
     return kind, tuple(sorted(labels.items()))
 
 
+# What datetime can show: 0001-01-01 to 9999-12-31 (as epoch seconds).  Inputs are checked at the
+# edge (times in [0, 2**32)); this only keeps an absurd value that got past it from raising here.
+_MIN_TS = -62135596800.0
+_MAX_TS = 253402300799.0
+
+
+def _shown_ts(ts: float) -> float:
+    """Return a time datetime can format: NaN as 0, anything else clamped to years 1-9999."""
+    if ts != ts:  # NaN
+        return 0.0
+    return min(max(ts, _MIN_TS), _MAX_TS)
+
+
 def iso_ms(ts: float) -> str:
     """Return epoch seconds as ISO-8601 UTC with milliseconds and Z."""
-    millis = round(ts * 1000)
+    millis = round(_shown_ts(ts) * 1000)
     seconds, ms = divmod(millis, 1000)
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
 
@@ -91,7 +104,7 @@ def parse_iso(value: Any) -> float | None:
 
 def iso_s(ts: float) -> str:
     """Return epoch seconds as ISO-8601 UTC to the second, with Z."""
-    return datetime.fromtimestamp(int(round(ts * 1000)) // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(round(_shown_ts(ts) * 1000) // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(slots=True)

@@ -82,6 +82,13 @@ class DaemonCollector(Collector):
         for reason, count in sorted(pipeline.errors.items()):
             errors.add_metric([reason], float(count))
         yield errors
+        # Exceptions each detector raised (contained by the engine: that call skipped, the rest go on).
+        detector_errors = CounterMetricFamily(
+            "bgpwatch_detector_errors", "Detector calls that raised (skipped, logged)", labels=["detector"]
+        )
+        for name, count in sorted(getattr(pipeline.consumer, "detector_errors", {}).items()):
+            detector_errors.add_metric([name], float(count))
+        yield detector_errors
         unknown = CounterMetricFamily(
             "bgpwatch_ingest_unknown_peer_messages", "Messages about peers not in the configuration"
         )

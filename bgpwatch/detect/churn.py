@@ -169,6 +169,8 @@ class UpdateStormDetector(Detector):
         self._check(event.peer, now)
 
     def _roll(self, address: str, now: float) -> list[float]:
+        if not math.isfinite(now):  # rejected at the edge; never let one raise here
+            now = 0.0
         second = math.floor(now)
         rate = self.rates.get(address)
         if rate is None:
@@ -182,7 +184,8 @@ class UpdateStormDetector(Detector):
         if not storming:
             rate[3] += alpha * (rate[1] - rate[3])
             if gap > 1:
-                rate[3] *= (1 - alpha) ** (gap - 1)
+                # Bounded: a huge or negative gap (an absurd time) would overflow or blow up.
+                rate[3] *= (1 - alpha) ** min(max(gap - 1, 0), 1_000_000)
         rate[2] = rate[1] if gap == 1 else 0
         rate[0], rate[1] = second, 0
         return rate

@@ -29,10 +29,18 @@ whose routes arrive without any ``up`` before them joined mid-session (MRT updat
 no End-of-RIB and start in the middle of every session): it is loaded at once, a configured
 one counted as up and converged by the topology (`Topology.join_mid_session`).  Live, ExaBGP
 always says ``up`` first, so the live gating is unchanged.
+
+Containment: an exception in one detector (its ``on_event``, ``on_session``, ``on_tick`` or
+``evaluate``) is a bug in that detector, not a reason to stop the others: the call is skipped for
+that detector only, counted in ``detector_errors`` (``bgpwatch_detector_errors_total{detector}``)
+and logged with its traceback at most once per minute per detector; later events go on.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +78,10 @@ if TYPE_CHECKING:
     from bgpwatch.events import Event
     from bgpwatch.rib import Rib, RouteChanges
 
+log = logging.getLogger("bgpwatch.detect")
+
 _STATE_EVENTS = (SessionState, CollectorShutdown, CollectorStatus, FeedGap)
+ERROR_LOG_EVERY = 60.0  # seconds between two tracebacks logged for one detector
 _MONITOR_EVENTS = (MonitorState, MonitoredSession, MonitorStats)
 SELF_TICK = 1.0  # seconds of stream time between the engine's own ticks
 
@@ -108,6 +119,8 @@ class DetectionEngine:
         self.now: float | None = None
         self._last_tick: float | None = None
         self.relearning = False  # restored alerts wait for the re-learn (see restore)
+        self.detector_errors: Counter[str] = Counter()  # detector name -> calls that raised
+        self._error_logged: dict[str, float] = {}
         self._build(config, previous=None)
         if registry is not None:
             self.register_metrics(registry)
@@ -268,10 +281,16 @@ class DetectionEngine:
                 self.planned.session_up(session.session.name, now)
         self.book.advance(now)
         for detector in self._event_detectors:
-            detector.on_event(event, changes, now)
+            try:
+                detector.on_event(event, changes, now)
+            except Exception:
+                self._detector_failed(detector, "on_event")
         if session is not None:
             for detector in self._session_detectors:
-                detector.on_session(session, now)
+                try:
+                    detector.on_session(session, now)
+                except Exception:
+                    self._detector_failed(detector, "on_session")
         dirty = self.topology.apply(event, changes, now, session)
         if dirty or session is not None or isinstance(event, _STATE_EVENTS):
             self._evaluate(now)
@@ -332,13 +351,19 @@ class DetectionEngine:
         self.book.advance(now)
         for change in self.sessions.tick(now):
             for detector in self._session_detectors:
-                detector.on_session(change, now)
+                try:
+                    detector.on_session(change, now)
+                except Exception:
+                    self._detector_failed(detector, "on_session")
             self.topology.session_changed(change)
         self.topology.tick(now)
         if self.topology.dirty:
             self.topology.evaluate(now)
         for detector in self.detectors:
-            detector.on_tick(now)
+            try:
+                detector.on_tick(now)
+            except Exception:
+                self._detector_failed(detector, "on_tick")
         self.book.advance(now)
         if self.relearning:
             self._check_relearn(now)
@@ -356,7 +381,24 @@ class DetectionEngine:
         if self.topology.dirty:
             self.topology.evaluate(now)
         for detector in self.detectors:
-            detector.evaluate(now)
+            try:
+                detector.evaluate(now)
+            except Exception:
+                self._detector_failed(detector, "evaluate")
+
+    def _detector_failed(self, detector: Detector, call: str) -> None:
+        """Count a detector's exception and log its traceback, at most once per minute per detector."""
+        name = detector.name or type(detector).__name__
+        self.detector_errors[name] += 1
+        clock = time.monotonic()
+        if clock - self._error_logged.get(name, -ERROR_LOG_EVERY) >= ERROR_LOG_EVERY:
+            self._error_logged[name] = clock
+            log.exception(
+                "detector %s failed in %s; that call skipped, the others go on [%d error(s) so far]",
+                name,
+                call,
+                self.detector_errors[name],
+            )
 
     # -- views ---------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

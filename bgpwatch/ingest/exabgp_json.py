@@ -37,12 +37,19 @@ Decisions, with the ExaBGP behaviour they answer (see lab NOTES.md section 2):
 * Compact mode (``exabgp.api.compact``: NLRI as bare strings) and object NLRI both work.
 * ExaBGP 4.x wrote NOTIFICATION data raw into state reasons (invalid JSON); such a line is
   accepted after escaping its control characters and counted in ``repaired``.
-* Details carry the field path and an excerpt of at most 120 characters of the line.
+* Details carry the field path and an excerpt of at most 120 characters of the line; values are
+  shown by `brief`, which never recurses (an AS path nested 1,000 deep is one clean error), and a
+  structure too deep for the checks themselves is rejected as ``too_deep``.
+* Times are finite numbers in [0, 2**32) (what an MRT timestamp can hold), else
+  ``time_out_of_range``; whether a time is plausible *now* is `StreamClock`'s job (the pipeline's).
+* An UPDATE that makes no event and names no unsupported family (no announce nor withdraw, or
+  empty ones) is counted in ``ignored["empty_update"]``: every accepted line leaves a trace.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections import Counter
 from operator import itemgetter
@@ -77,10 +84,17 @@ REASONS = (
     "bad_prefix",  # an NLRI is not a prefix of its family
     "bad_next_hop",  # a next hop is not an IP address
     "bad_attribute",  # origin, as-path, med, local-preference or communities malformed
+    "time_out_of_range",  # not a finite time in [0, 2**32), or too far from the receiving clock
+    "too_deep",  # nested deeper than the checks can walk
 )
 IGNORED_TYPES = frozenset({"keepalive", "negotiated", "fsm", "signal", "refresh", "operational"})
 DEFAULT_MAX_LINE_BYTES = 4 << 20  # an extended (64 KiB) UPDATE prints well under 1 MiB
 EXCERPT_CHARS = 120
+SHOWN_CHARS = 60  # a value quoted in an error detail
+# Times: finite, not before the epoch, before 2106 (MRT's 32-bit seconds); the clock skew allowed
+# between an input's time and the receiving clock (collector.max_clock_skew) by default.
+MAX_TIME = float(1 << 32)
+DEFAULT_MAX_CLOCK_SKEW = 300.0
 
 _FAMILIES = {"ipv4 unicast": 4, "ipv6 unicast": 6}
 _OPEN_FAMILIES = {"ipv4/unicast": 4, "ipv6/unicast": 6}  # as capabilities print them
@@ -132,15 +146,137 @@ def excerpt(line: bytes | bytearray | memoryview | str, limit: int = EXCERPT_CHA
     return shown
 
 
+class _Text(str):
+    """Text `brief` writes as is (brackets, separators), not quoted."""
+
+
+_CLOSE = {list: _Text("]"), dict: _Text("}"), tuple: _Text(")")}
+_OPEN = {list: "[", dict: "{", tuple: "("}
+
+
+def brief(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """Return a repr-like text of a decoded JSON value, at most ``limit`` characters, without recursion."""
+    out: list[str] = []
+    size = 0
+    stack: list[Any] = [value]
+    while stack and size <= limit:
+        item = stack.pop()
+        kind = type(item)
+        if kind is _Text:
+            text = str(item)
+        elif kind is list or kind is tuple or kind is dict:
+            text = _OPEN[kind]
+            stack.append(_CLOSE[kind])
+            # Only what can be shown: each item takes at least one character.
+            items = list(item.items())[:limit] if kind is dict else list(item[:limit])
+            for index in range(len(items) - 1, -1, -1):
+                if kind is dict:
+                    stack.append(items[index][1])
+                    stack.append(_Text(": "))
+                    stack.append(items[index][0])
+                else:
+                    stack.append(items[index])
+                if index:
+                    stack.append(_Text(", "))
+        elif kind is str:
+            text = repr(item[: limit + 1])
+        elif kind is int and item.bit_length() > 128:
+            text = f"<integer of {item.bit_length()} bits>"  # str() of a huge int is slow, or refused
+        else:
+            text = repr(item)
+        out.append(text)
+        size += len(text)
+    shown = "".join(out)
+    if stack or len(shown) > limit:
+        shown = shown[: limit - 3] + "..."
+    return shown
+
+
+def check_time(at: Any, field: str = "time") -> float:
+    """Return an input's time as a float: a finite number in [0, 2**32); raise IngestError otherwise."""
+    if type(at) is float or type(at) is int:
+        if 0 <= at < MAX_TIME and (type(at) is int or math.isfinite(at)):
+            return float(at)
+        raise _bad("time_out_of_range", field, at, f"a time in [0, {MAX_TIME:.0f})")
+    if at is None:
+        raise _missing(field)
+    raise _bad("bad_field", field, at, "a number")
+
+
 def _missing(field: str) -> IngestError:
     return IngestError("missing_field", f"{field} is missing")
 
 
 def _bad(reason: str, field: str, value: Any, expected: str) -> IngestError:
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return IngestError(reason, f"{field}: {expected} expected, got {shown}")
+    return IngestError(reason, f"{field}: {expected} expected, got {brief(value)}")
+
+
+def _unexpected(exc: BaseException) -> IngestError:
+    """Return the error for a shape no check anticipated (or one too deep to check)."""
+    if isinstance(exc, RecursionError):
+        return IngestError("too_deep", "nested too deep to check")
+    text = str(exc)
+    if len(text) > SHOWN_CHARS:
+        text = text[: SHOWN_CHARS - 3] + "..."
+    return IngestError("bad_field", f"unexpected shape ({type(exc).__name__}: {text})")
+
+
+class StreamClock:
+    """Whether an input's time is plausible: within ``skew`` seconds of the receiving clock.
+
+    The receiving clock is the latest of: the wall clock when one is given (live input), the last
+    tick (`advance`), the latest time accepted.  A time more than ``skew`` ahead of it is from the
+    future (``AHEAD``); one more than ``skew`` behind the latest accepted time would move the
+    stream back (``BEHIND``).  A replay has no other clock than the stream: its first time sets
+    the clock, and later ones are judged against the latest accepted.  A rejected time never
+    moves the clock.
+    """
+
+    OK, AHEAD, BEHIND = 0, 1, 2
+
+    def __init__(self, skew: float = DEFAULT_MAX_CLOCK_SKEW) -> None:
+        self.skew = float(skew)
+        self.latest: float | None = None  # the latest time accepted
+        self.ticked: float | None = None  # the latest tick of a wall clock
+
+    def judge(self, at: float, now: float | None = None) -> int:
+        """Return OK (and take ``at`` in), AHEAD or BEHIND for a time; ``now``: the wall clock, if live."""
+        latest = self.latest
+        if latest is None:
+            reference = now if now is not None else self.ticked
+            if reference is not None and at > reference + self.skew:
+                return self.AHEAD
+            self.latest = at
+            return self.OK
+        reference = latest
+        if now is not None and now > reference:
+            reference = now
+        if self.ticked is not None and self.ticked > reference:
+            reference = self.ticked
+        if at > reference + self.skew:
+            return self.AHEAD
+        if at < latest - self.skew:
+            return self.BEHIND
+        if at > latest:
+            self.latest = at
+        return self.OK
+
+    def advance(self, now: float) -> None:
+        """Take a tick of the wall clock (the daemon's timer): quiet periods are not jumps."""
+        if math.isfinite(now) and (self.ticked is None or now > self.ticked):
+            self.ticked = now
+
+    def jump(self, at: float) -> None:
+        """Accept that the stream jumped ahead to ``at`` (a gap in a recording, confirmed by what followed)."""
+        self.latest = at
+
+    def describe(self, at: float, verdict: int, now: float | None = None) -> str:
+        """Return why a time was judged out of range, for the log."""
+        if verdict == self.AHEAD:
+            reference = max(x for x in (self.latest, self.ticked, now) if x is not None)
+            return f"time {at:.6g} is {at - reference:.6g} s ahead of the clock (max {self.skew:g} s)"
+        assert self.latest is not None
+        return f"time {at:.6g} is {self.latest - at:.6g} s behind the stream (max {self.skew:g} s)"
 
 
 def _asns(value: Any, field: str) -> tuple[int, ...]:
@@ -311,11 +447,11 @@ class ExaBGPJsonParser:
         except IngestError as exc:
             self._reject(exc, line)
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError, OverflowError) as exc:
             # A shape no check above anticipated: still one rejected line, never a dead pipeline.
-            error = IngestError("bad_field", f"unexpected shape ({type(exc).__name__}: {exc})")
+            error = _unexpected(exc)
             self._reject(error, line)
-            raise error from exc
+            raise error from None if isinstance(exc, RecursionError) else exc
 
     def _reject(self, exc: IngestError, line: bytes | str) -> None:
         self.errors[exc.reason] += 1
@@ -346,14 +482,7 @@ class ExaBGPJsonParser:
     # -- envelope -------------------------------------------------------------------------------
     @staticmethod
     def _time(doc: dict[str, Any]) -> float:
-        at = doc.get("time")
-        if type(at) is float:
-            return at
-        if type(at) is int:
-            return float(at)
-        if at is None:
-            raise _missing("time")
-        raise _bad("bad_field", "time", at, "a number")
+        return check_time(doc.get("time"))
 
     def _neighbor(self, doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
         neighbor = doc.get("neighbor")
@@ -532,7 +661,7 @@ class ExaBGPJsonParser:
     def _update(self, doc: dict[str, Any]) -> list[Event]:
         # The hot path: the checks of _time and _neighbor inlined for the usual valid line.
         at = doc.get("time")
-        if type(at) is not float:
+        if type(at) is not float or not 0.0 <= at < MAX_TIME:  # NaN fails the comparison too
             at = self._time(doc)
         neighbor = doc.get("neighbor")
         try:
@@ -567,7 +696,7 @@ class ExaBGPJsonParser:
         if unsupported:
             self.ignored["unsupported_family"] += len(unsupported)
             self.ignored_families.update(unsupported)
-        elif withdraw is None and announce is None:
+        elif not events:  # no announce nor withdraw, or empty ones
             self.ignored["empty_update"] += 1
         return events
 

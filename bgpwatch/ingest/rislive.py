@@ -35,7 +35,14 @@ from typing import Any
 import orjson
 
 from bgpwatch.events import CONNECTED, DOWN, UP, Announce, Event, SessionState, Withdraw
-from bgpwatch.ingest.exabgp_json import DEFAULT_MAX_LINE_BYTES, IngestError, excerpt
+from bgpwatch.ingest.exabgp_json import (
+    DEFAULT_MAX_LINE_BYTES,
+    IngestError,
+    _unexpected,
+    brief,
+    check_time,
+    excerpt,
+)
 from bgpwatch.rib.attributes import AttributePool
 from bgpwatch.rib.prefix import parse_prefix
 
@@ -50,6 +57,8 @@ REASONS = (
     "bad_next_hop",  # a next hop is not an IP address
     "bad_attribute",  # path, community, origin or med malformed
     "ris_error",  # the server sent a ris_error frame
+    "time_out_of_range",  # the timestamp is not a finite time in [0, 2**32)
+    "too_deep",  # nested deeper than the checks can walk
 )
 IGNORED_MESSAGES = frozenset({"OPEN", "KEEPALIVE", "NOTIFICATION"})
 IGNORED_FRAMES = frozenset({"ris_subscribe_ok", "pong", "ris_rrc_list"})
@@ -63,10 +72,7 @@ def _missing(field: str) -> IngestError:
 
 
 def _bad(reason: str, field: str, value: Any, expected: str) -> IngestError:
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return IngestError(reason, f"{field}: {expected} expected, got {shown}")
+    return IngestError(reason, f"{field}: {expected} expected, got {brief(value)}")
 
 
 def _asn(value: Any, field: str) -> int:
@@ -155,10 +161,10 @@ class RisLiveParser:
         except IngestError as exc:
             self._reject(exc, line)
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            error = IngestError("bad_field", f"unexpected shape ({type(exc).__name__}: {exc})")
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError, OverflowError) as exc:
+            error = _unexpected(exc)
             self._reject(error, line)
-            raise error from exc
+            raise error from None if isinstance(exc, RecursionError) else exc
 
     def _reject(self, exc: IngestError, line: bytes | str) -> None:
         self.errors[exc.reason] += 1
@@ -187,7 +193,7 @@ class RisLiveParser:
             return self._message(data)
         if frame == "ris_error":
             message = data.get("message") if type(data) is dict else data
-            raise IngestError("ris_error", f"the RIS Live server reported an error: {message!r}")
+            raise IngestError("ris_error", f"the RIS Live server reported an error: {brief(message, 200)}")
         if frame in IGNORED_FRAMES:
             self.ignored[frame] += 1
             return []
@@ -198,14 +204,7 @@ class RisLiveParser:
     # -- envelope -------------------------------------------------------------------------------
     @staticmethod
     def _time(data: dict[str, Any]) -> float:
-        at = data.get("timestamp")
-        if type(at) is float:
-            return at
-        if type(at) is int:
-            return float(at)
-        if at is None:
-            raise _missing("data.timestamp")
-        raise _bad("bad_field", "data.timestamp", at, "a number")
+        return check_time(data.get("timestamp"), "data.timestamp")
 
     def _address(self, raw: Any, field: str, reason: str = "bad_field") -> str:
         if type(raw) is not str:
@@ -230,7 +229,7 @@ class RisLiveParser:
         if value is None:
             return None
         # RIS Live writes the peer ASN as a string ("11708").
-        if type(value) is str and value.isdigit():
+        if type(value) is str and len(value) <= 10 and value.isascii() and value.isdigit():
             value = int(value)
         if type(value) is not int or not 0 <= value <= 0xFFFFFFFF:
             raise _bad("bad_field", "data.peer_asn", data.get("peer_asn"), "an AS number")
