@@ -1,22 +1,77 @@
-"""The HTTP API (aiohttp): /metrics, /healthz and /api/v1/... for the CLI and for scripts."""
+"""The HTTP API (aiohttp): /metrics, /healthz and /api/v1/... for the CLI and for scripts.
+
+Hardened for hostile clients (issue 12):
+
+- every query parameter of /api/v1/... is parsed strictly: ASCII digits only, bounded lengths, no
+  unknown or repeated parameter; anything else is a 400 whose JSON ``error`` names the parameter.
+  /metrics and /healthz ignore their query (Prometheus' ``params`` and probers may add some);
+- ``Authorization`` is compared in constant time (digests of equal length), and a value that is not
+  valid text (``Bearer \\xff``) is a 401 like any wrong token;
+- caps: ``prefixes?limit=`` at most ``MAX_LIMIT`` (1,000,000) routes, ``transitions?limit=`` at most
+  ``MAX_TRANSITIONS`` (10,000); a large prefixes answer is streamed in batches of ``STREAM_BATCH``
+  routes, yielding to the event loop between batches, so /metrics stays fast while it is produced,
+  and at most ``MAX_STREAMS`` such answers are produced at once;
+- `ApiServer` owns the listening sockets: at most ``max_connections`` connections (default
+  ``MAX_CONNECTIONS``, lowered to fit RLIMIT_NOFILE); a connection that sends no complete request
+  within ``HEADER_TIMEOUT`` seconds, or stays idle after an answer for ``KEEPALIVE_TIMEOUT``, is
+  closed; when full, the connection idle the longest makes room for the new one; running out of
+  file descriptors (EMFILE) closes an idle connection or backs off, so accepting never spins.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
+import hashlib
 import hmac
+import itertools
+import logging
+import math
+import re
+import resource
+import socket
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from bgpwatch.rib.prefix import format_prefix, parse_address, parse_prefix
 
 if TYPE_CHECKING:
     from bgpwatch.daemon import Daemon
 
+log = logging.getLogger(__name__)
+
 MAX_LIMIT = 1_000_000
 DEFAULT_LIMIT = 10_000
+MAX_TRANSITIONS = 10_000
+# Routes per streamed batch: ~5-10 ms of work, the longest the event loop waits for a big answer.
+STREAM_BATCH = 2_000
+MAX_STREAMS = 2
+STREAM_WAIT = 30.0  # seconds a large answer waits for its turn before a 503
+WRITE_TIMEOUT = 30.0  # seconds a client may take to read one batch
+BODY_TIMEOUT = 10.0  # seconds to receive a request body
+MAX_TEXT = 256  # characters in one parameter value
+MAX_CONNECTIONS = 2048
+RESERVED_FDS = 256  # descriptors kept for the store, the relay socket, sinks and ExaBGP's pipes
+HEADER_TIMEOUT = 10.0
+KEEPALIVE_TIMEOUT = 30.0
+SWEEP_INTERVAL = 0.5
+BACKLOG = 128
+
+_DIGITS = re.compile(r"[0-9]{1,16}", re.ASCII)
+_EPOCH = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?", re.ASCII)
+_ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f:.]{2,45}(/[0-9]{1,3})?", re.ASCII)
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}", re.ASCII)
+_TRUE = frozenset({"1", "true", "yes"})
+_FALSE = frozenset({"0", "false", "no"})
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class BadRequest(ValueError):
@@ -27,80 +82,218 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
+def _show(value: str) -> str:
+    """Return a bounded repr of a client's value for an error message."""
+    return repr(value) if len(value) <= 40 else repr(value[:40]) + f"... ({len(value)} characters)"
+
+
+def _name(value: str) -> str:
+    """Return a client's parameter or field name for an error message: bare if plain, else quoted."""
+    return value if _PLAIN_NAME.fullmatch(value) else _show(value)
+
+
+# -- strict parameters --------------------------------------------------------------------------
+def query_params(query: Any, allowed: Iterable[str]) -> dict[str, str]:
+    """Return the query as a dict; BadRequest for an unknown, repeated or overlong parameter."""
+    allowed = tuple(sorted(allowed))
+    out: dict[str, str] = {}
+    for name, value in query.items():
+        if name not in allowed:
+            expected = f"expected one of: {', '.join(allowed)}" if allowed else "this endpoint takes none"
+            raise BadRequest(f"{_name(name)}: unknown parameter ({expected})")
+        if name in out:
+            raise BadRequest(f"{name}: given more than once")
+        if len(value) > MAX_TEXT:
+            raise BadRequest(f"{name}: longer than {MAX_TEXT} characters")
+        out[name] = value
+    return out
+
+
+def parse_int(name: str, value: str, low: int, high: int) -> int:
+    """Return an integer parameter of ASCII digits within [low, high]; BadRequest naming it."""
+    if _DIGITS.fullmatch(value) is None or not low <= int(value) <= high:
+        raise BadRequest(f"{name}: expected an integer from {low} to {high}, got {_show(value)}")
+    return int(value)
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """Return a boolean parameter (1/0, true/false, yes/no); BadRequest naming it."""
+    lowered = value.lower() if value.isascii() else ""
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise BadRequest(f"{name}: expected true or false, got {_show(value)}")
+
+
+def parse_since(name: str, value: str) -> float:
+    """Return epoch seconds from ASCII epoch seconds or an ISO-8601 time; BadRequest naming it."""
+    expected = f"{name}: expected an ISO-8601 time or epoch seconds, got {_show(value)}"
+    if not value.isascii() or len(value) > 40:
+        raise BadRequest(expected)
+    if _EPOCH.fullmatch(value):
+        return float(value)
+    try:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        seconds = parsed.timestamp()
+    except (ValueError, OverflowError) as exc:
+        raise BadRequest(expected) from exc
+    if not math.isfinite(seconds):
+        raise BadRequest(expected)
+    return seconds
+
+
+def parse_prefix_param(name: str, value: str) -> tuple[int, int]:
+    """Return (family, key) of a prefix parameter; BadRequest naming it."""
+    if _ADDRESS_CHARS.fullmatch(value) is None:
+        raise BadRequest(f"{name}: expected a prefix such as 203.0.113.0/24, got {_show(value)}")
+    try:
+        return parse_prefix(value)
+    except ValueError as exc:
+        raise BadRequest(f"{name}: {exc}") from exc
+
+
+def parse_address_param(name: str, value: str) -> tuple[int, int]:
+    """Return (family, host key) of an address parameter; BadRequest naming it."""
+    if _ADDRESS_CHARS.fullmatch(value) is None or "/" in value:
+        raise BadRequest(f"{name}: expected an IP address, got {_show(value)}")
+    try:
+        return parse_address(value)
+    except ValueError as exc:
+        raise BadRequest(f"{name}: expected an IP address, {exc}") from exc
+
+
+def bearer_matches(header: str, token: str) -> bool:
+    """Say whether an Authorization header carries the token, in time independent of both."""
+    try:
+        given = header.encode("utf-8")  # aiohttp keeps undecodable bytes as lone surrogates
+    except UnicodeEncodeError:
+        given = b""
+    expected = b"Bearer " + token.encode("utf-8")
+    # Equal-length digests: compare_digest then leaks neither the token nor its length.
+    return hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(expected).digest())
+
+
+# -- routes -------------------------------------------------------------------------------------
 def route_dict(daemon: Daemon, address: str, family: int, key: int, attrs) -> dict[str, Any]:
     """Return the contract's prefix object for one route."""
+    return _route(_peer_base(daemon, address, family), family, key, attrs)
+
+
+def _peer_base(daemon: Daemon, address: str, family: int) -> dict[str, Any]:
     session = daemon.pipeline.sessions.get(address)
-    data = {
-        "prefix": format_prefix(family, key),
+    return {
         "peer": session.name if session else address,
         "peer_address": address,
         "site": session.site if session else None,
         "family": f"ipv{family}",
-        "origin_as": attrs.origin_as,
     }
+
+
+def _route(base: dict[str, Any], family: int, key: int, attrs) -> dict[str, Any]:
+    data = {"prefix": format_prefix(family, key), **base, "origin_as": attrs.origin_as}
     data.update(attrs.to_dict())
     return data
 
 
+PREFIX_PARAMS = ("peer", "site", "prefix", "lookup", "limit", "family")
+
+
+@dataclass(slots=True)
+class RouteQuery:
+    """A validated /api/v1/prefixes query: which peers' tables, which families, how many routes."""
+
+    addresses: list[str]
+    families: tuple[int, ...]
+    limit: int
+    exact: tuple[int, int] | None = None  # prefix=
+    lookup: tuple[int, int] | None = None  # lookup=
+
+    @classmethod
+    def parse(cls, daemon: Daemon, query: Any) -> RouteQuery:
+        """Check every parameter (BadRequest naming the first bad one) and return the query."""
+        params = query_params(query, PREFIX_PARAMS)
+        sessions = daemon.pipeline.sessions
+        addresses = list(daemon.pipeline.rib.peers)
+        configured = list(sessions.by_address.values())
+        if "peer" in params:
+            wanted = params["peer"]
+            if (
+                not any(s.name == wanted or s.address == wanted for s in configured)
+                and wanted not in addresses
+            ):
+                raise BadRequest(f"peer: no configured peer is named {_show(wanted)}")
+            addresses = [
+                a for a in addresses if a == wanted or (sessions.get(a) and sessions.get(a).name == wanted)
+            ]
+        if "site" in params:
+            site = params["site"]
+            if site not in {s.site for s in configured}:
+                raise BadRequest(f"site: no configured site is named {_show(site)}")
+            addresses = [a for a in addresses if sessions.get(a) and sessions.get(a).site == site]
+        families: tuple[int, ...] = (4, 6)
+        if "family" in params:
+            if params["family"] not in ("ipv4", "ipv6"):
+                raise BadRequest(f"family: expected ipv4 or ipv6, got {_show(params['family'])}")
+            families = (int(params["family"][-1]),)
+        limit = parse_int("limit", params["limit"], 1, MAX_LIMIT) if "limit" in params else DEFAULT_LIMIT
+        exact = parse_prefix_param("prefix", params["prefix"]) if "prefix" in params else None
+        lookup = parse_address_param("lookup", params["lookup"]) if "lookup" in params else None
+        return cls(addresses, families, limit, exact, lookup)
+
+    @property
+    def small(self) -> bool:
+        """Say whether the answer holds at most one route per peer (no need to stream it)."""
+        return self.exact is not None or self.lookup is not None
+
+    def point_routes(self, daemon: Daemon) -> list[dict[str, Any]]:
+        """Return the routes of a prefix= or lookup= query."""
+        out: list[dict[str, Any]] = []
+        peers = daemon.pipeline.rib.peers
+        for address in self.addresses:
+            table = peers.get(address)
+            if table is None:
+                continue
+            if self.exact is not None:
+                family, key = self.exact
+                attrs = table.get(family, key)
+                if attrs is not None:
+                    out.append(route_dict(daemon, address, family, key, attrs))
+            elif self.lookup is not None:
+                found = table.lookup(*self.lookup)
+                if found is not None:
+                    out.append(route_dict(daemon, address, self.lookup[0], found[0], found[1]))
+        return out[: self.limit]
+
+    def tables(self, daemon: Daemon) -> Iterable[tuple[dict[str, Any], int, list[tuple[int, Any]]]]:
+        """Yield (peer fields, family, a snapshot of the table's routes), up to the limit in all."""
+        left = self.limit
+        for address in self.addresses:
+            for family in self.families:
+                if left <= 0:
+                    return
+                table = daemon.pipeline.rib.peers.get(address)
+                if table is None:
+                    break
+                # A copy of (key, attrs) pairs: the pipeline keeps changing the table between batches,
+                # and attribute objects are immutable, so each table is answered as it was here.
+                routes = list(itertools.islice(table.tables[family].items(), left))
+                left -= len(routes)
+                yield _peer_base(daemon, address, family), family, routes
+
+
 def select_routes(daemon: Daemon, query: dict[str, str]) -> list[dict[str, Any]]:
-    """Apply the /api/v1/prefixes filters (peer, site, prefix, lookup, limit)."""
-    allowed = {"peer", "site", "prefix", "lookup", "limit", "family"}
-    unknown = sorted(set(query) - allowed)
-    if unknown:
-        raise BadRequest(f"unknown parameter {unknown[0]!r} (expected one of: {', '.join(sorted(allowed))})")
-    sessions = daemon.pipeline.sessions
-    rib = daemon.pipeline.rib
-    addresses = list(rib.peers)
-    if "peer" in query:
-        wanted = query["peer"]
-        addresses = [
-            a for a in addresses if a == wanted or (sessions.get(a) and sessions.get(a).name == wanted)
-        ]
-        if not addresses and not any(
-            s.name == wanted or s.address == wanted for s in sessions.by_address.values()
-        ):
-            raise BadRequest(f"peer: no configured peer is named {wanted!r}")
-    if "site" in query:
-        site = query["site"]
-        if site not in {s.site for s in sessions.by_address.values()}:
-            raise BadRequest(f"site: no configured site is named {site!r}")
-        addresses = [a for a in addresses if sessions.get(a) and sessions.get(a).site == site]
-    families = (4, 6)
-    if "family" in query:
-        if query["family"] not in ("ipv4", "ipv6"):
-            raise BadRequest(f"family: expected ipv4 or ipv6, got {query['family']!r}")
-        families = (int(query["family"][-1]),)
-    limit = int(query.get("limit", DEFAULT_LIMIT)) if str(query.get("limit", "1")).isdigit() else None
-    if limit is None or not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(f"limit: expected an integer from 1 to {MAX_LIMIT}, got {query.get('limit')!r}")
-    out: list[dict[str, Any]] = []
-    if "prefix" in query:
-        try:
-            family, key = parse_prefix(query["prefix"])
-        except ValueError as exc:
-            raise BadRequest(f"prefix: {exc}") from exc
-        for address in addresses:
-            attrs = rib.peers[address].get(family, key)
-            if attrs is not None:
-                out.append(route_dict(daemon, address, family, key, attrs))
-        return out[:limit]
-    if "lookup" in query:
-        try:
-            family, host = parse_address(query["lookup"])
-        except ValueError as exc:
-            raise BadRequest(f"lookup: expected an IP address, {exc}") from exc
-        for address in addresses:
-            found = rib.peers[address].lookup(family, host)
-            if found is not None:
-                out.append(route_dict(daemon, address, family, found[0], found[1]))
-        return out[:limit]
-    for address in addresses:
-        for family in families:
-            for key, attrs in rib.peers[address].tables[family].items():
-                out.append(route_dict(daemon, address, family, key, attrs))
-                if len(out) >= limit:
-                    return out
-    return out
+    """Apply the /api/v1/prefixes filters (peer, site, prefix, lookup, limit, family) in one list."""
+    parsed = RouteQuery.parse(daemon, query)
+    if parsed.small:
+        return parsed.point_routes(daemon)
+    return [
+        _route(base, family, key, attrs)
+        for base, family, routes in parsed.tables(daemon)
+        for key, attrs in routes
+    ]
 
 
 MAINTENANCE_FIELDS = ("target", "duration_seconds", "reason")
@@ -112,23 +305,29 @@ def maintenance_request(body: Any) -> tuple[str, float | None, str]:
         raise BadRequest("body: expected a JSON object {target, duration_seconds?, reason?}")
     unknown = sorted(set(body) - set(MAINTENANCE_FIELDS))
     if unknown:
-        raise BadRequest(f"{unknown[0]}: unknown field (expected one of: {', '.join(MAINTENANCE_FIELDS)})")
+        raise BadRequest(
+            f"{_name(unknown[0])}: unknown field (expected one of: {', '.join(MAINTENANCE_FIELDS)})"
+        )
     target = body.get("target")
-    if not isinstance(target, str) or not target.strip():
-        raise BadRequest(f"target: expected a site or peer name, got {target!r}")
+    if not isinstance(target, str) or not target.strip() or len(target) > MAX_TEXT:
+        raise BadRequest(f"target: expected a site or peer name, got {_show(repr(target))}")
     duration = body.get("duration_seconds")
     if duration is not None and (
         isinstance(duration, bool) or not isinstance(duration, int | float) or not 0 < duration < 1e9
     ):
-        raise BadRequest(f"duration_seconds: expected a positive number of seconds, got {duration!r}")
+        raise BadRequest(
+            f"duration_seconds: expected a positive number of seconds, got {_show(repr(duration))}"
+        )
     reason = body.get("reason") or ""
     if not isinstance(reason, str) or len(reason) > 500:
         raise BadRequest("reason: expected a text of at most 500 characters")
     return target.strip(), None if duration is None else float(duration), reason
 
 
+# -- the application ----------------------------------------------------------------------------
 def build_app(daemon: Daemon) -> web.Application:
     """Return the aiohttp application serving the daemon's state."""
+    streams = asyncio.Semaphore(MAX_STREAMS)
 
     @web.middleware
     async def errors(request: web.Request, handler):
@@ -142,11 +341,12 @@ def build_app(daemon: Daemon) -> web.Application:
         token = daemon.config.api.token
         if token is None or request.path in ("/metrics", "/healthz"):
             return await handler(request)
-        given = request.headers.get("Authorization", "")
-        expected = "Bearer " + token.get_secret_value()
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        if not bearer_matches(request.headers.get("Authorization", ""), token.get_secret_value()):
             return _json({"error": "missing or wrong bearer token"}, status=401)
         return await handler(request)
+
+    def no_params(request: web.Request) -> None:
+        query_params(request.query, ())
 
     async def metrics(_request: web.Request) -> web.Response:
         body = generate_latest(daemon.registry)
@@ -156,10 +356,12 @@ def build_app(daemon: Daemon) -> web.Application:
         healthy, reasons = daemon.health()
         return _json({"healthy": healthy, "problems": reasons}, status=200 if healthy else 503)
 
-    async def status(_request: web.Request) -> web.Response:
+    async def status(request: web.Request) -> web.Response:
+        no_params(request)
         return _json(daemon.status())
 
-    async def peers(_request: web.Request) -> web.Response:
+    async def peers(request: web.Request) -> web.Response:
+        no_params(request)
         now = time.time()
         result = []
         for session in daemon.pipeline.sessions.by_address.values():
@@ -171,47 +373,70 @@ def build_app(daemon: Daemon) -> web.Application:
             result.append(entry)
         return _json(result)
 
-    async def prefixes(request: web.Request) -> web.Response:
-        return _json(select_routes(daemon, dict(request.query)))
+    async def prefixes(request: web.Request) -> web.StreamResponse:
+        query = RouteQuery.parse(daemon, request.query)
+        if query.small:
+            return _json(query.point_routes(daemon))
+        try:
+            async with asyncio.timeout(STREAM_WAIT):
+                await streams.acquire()
+        except TimeoutError:
+            return _json({"error": "too many large answers in progress; retry later"}, status=503)
+        try:
+            return await stream_routes(request, daemon, query)
+        finally:
+            streams.release()
 
-    async def topology(_request: web.Request) -> web.Response:
+    async def topology(request: web.Request) -> web.Response:
+        no_params(request)
         return _json(daemon.topology())
 
-    async def topology_dot(_request: web.Request) -> web.Response:
+    async def topology_dot(request: web.Request) -> web.Response:
+        no_params(request)
         return web.Response(text=daemon.topology_dot(), content_type="text/vnd.graphviz")
 
     async def alerts(request: web.Request) -> web.Response:
-        include_all = request.query.get("all", "false").lower() in ("1", "true", "yes")
-        since = request.query.get("since")
+        params = query_params(request.query, ("all", "since"))
+        include_all = parse_bool("all", params["all"]) if "all" in params else False
+        since = parse_since("since", params["since"]) if "since" in params else None
         try:
             return _json(daemon.alerts(include_all=include_all, since=since))
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise BadRequest(f"since: expected an ISO-8601 time or epoch seconds, got {since!r}") from exc
 
     async def transitions(request: web.Request) -> web.Response:
-        since: str | float | None = request.query.get("since")
-        if isinstance(since, str) and since.replace(".", "", 1).isdigit():
-            since = float(since)
-        try:
-            return _json(daemon.store.transitions(since=since))
-        except ValueError as exc:
-            raise BadRequest(f"since: expected an ISO-8601 time or epoch seconds, got {since!r}") from exc
+        params = query_params(request.query, ("since", "limit"))
+        since = parse_since("since", params["since"]) if "since" in params else None
+        limit = (
+            parse_int("limit", params["limit"], 1, MAX_TRANSITIONS) if "limit" in params else MAX_TRANSITIONS
+        )
+        return _json(daemon.store.transitions(since=since, limit=limit))
 
-    async def incidents(_request: web.Request) -> web.Response:
+    async def incidents(request: web.Request) -> web.Response:
+        no_params(request)
         return _json(daemon.incidents())
 
     async def incident(request: web.Request) -> web.Response:
-        found = daemon.incident(request.match_info["incident_id"])
+        no_params(request)
+        incident_id = request.match_info["incident_id"]
+        found = daemon.incident(incident_id) if len(incident_id) <= MAX_TEXT else None
         if found is None:
-            return _json({"error": f"no incident {request.match_info['incident_id']!r}"}, status=404)
+            return _json({"error": f"no incident {_show(incident_id)}"}, status=404)
         return _json(found)
 
-    async def maintenance_list(_request: web.Request) -> web.Response:
+    async def maintenance_list(request: web.Request) -> web.Response:
+        no_params(request)
         return _json(daemon.planned.windows(daemon.stream_now()))
 
     async def maintenance_start(request: web.Request) -> web.Response:
+        no_params(request)
         try:
-            body = orjson.loads(await request.read())
+            async with asyncio.timeout(BODY_TIMEOUT):
+                raw = await request.read()
+        except TimeoutError as exc:
+            raise BadRequest(f"body: not received within {BODY_TIMEOUT:g} s") from exc
+        try:
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"body: expected JSON, {exc}") from exc
         target, duration, reason = maintenance_request(body)
@@ -222,13 +447,16 @@ def build_app(daemon: Daemon) -> web.Application:
         return _json(window, status=201)
 
     async def maintenance_end(request: web.Request) -> web.Response:
+        no_params(request)
         target = request.match_info["target"]
+        if len(target) > MAX_TEXT:
+            return _json({"error": "target: no site or peer of that name"}, status=404)
         window = daemon.end_maintenance(target)
         if window is not None:
             return _json(window)
         if daemon.planned.target_scope(target) is None:
-            return _json({"error": f"target: no site or peer named {target!r}"}, status=404)
-        return _json({"error": f"target: no maintenance window open on {target!r}"}, status=404)
+            return _json({"error": f"target: no site or peer named {_show(target)}"}, status=404)
+        return _json({"error": f"target: no maintenance window open on {_show(target)}"}, status=404)
 
     app = web.Application(middlewares=[errors, auth])
     app.router.add_get("/metrics", metrics)
@@ -246,3 +474,276 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_post("/api/v1/maintenance", maintenance_start)
     app.router.add_delete("/api/v1/maintenance/{target}", maintenance_end)
     return app
+
+
+async def stream_routes(request: web.Request, daemon: Daemon, query: RouteQuery) -> web.StreamResponse:
+    """Write the routes as one JSON array, batch by batch, yielding to the event loop in between."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    separator = b"["
+    try:
+        for base, family, routes in query.tables(daemon):
+            for start in range(0, len(routes), STREAM_BATCH):
+                batch = routes[start : start + STREAM_BATCH]
+                chunk = orjson.dumps([_route(base, family, key, attrs) for key, attrs in batch])
+                async with asyncio.timeout(WRITE_TIMEOUT):
+                    await response.write(separator + chunk[1:-1])
+                separator = b","
+                # write() returns at once while the socket takes the data: let /metrics and the relay in.
+                await asyncio.sleep(0)
+        await response.write(b"[]" if separator == b"[" else b"]")
+        await response.write_eof()
+    except (TimeoutError, ConnectionError):
+        # A client that stopped reading (or left) gets a truncated answer, never the whole table held.
+        if request.transport is not None:
+            request.transport.abort()
+    return response
+
+
+# -- the server: connection limit, timeouts, EMFILE ---------------------------------------------
+class _RateLimited(logging.Filter):
+    """Let one record per message template through every `interval` seconds (clients can flood us)."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        key = str(record.msg)[:80]
+        if now - self._last.get(key, -math.inf) < self.interval:
+            return False
+        if len(self._last) > 100:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+_http_log = logging.getLogger("bgpwatch.api.http")
+_http_log.addFilter(_RateLimited())
+
+
+def connection_cap(requested: int | None = None) -> int:
+    """Return the connection limit: `requested` as is, or MAX_CONNECTIONS lowered to fit RLIMIT_NOFILE."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_CONNECTIONS if requested is None else requested
+    if requested is not None or soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(16, min(wanted, soft - RESERVED_FDS))
+
+
+@dataclass(slots=True)
+class _Connection:
+    transport: asyncio.Transport
+    idle_since: float  # monotonic time it was accepted or finished its last answer
+    busy: int = 0  # requests being answered
+    served: int = 0
+
+
+class ApiServer:
+    """Serve an aiohttp application on host:port with a connection limit and idle timeouts."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        *,
+        registry: CollectorRegistry | None = None,
+        max_connections: int | None = None,
+        header_timeout: float = HEADER_TIMEOUT,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.max_connections = connection_cap(max_connections)
+        self.header_timeout = header_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.runner = web.AppRunner(
+            app,
+            access_log=None,
+            keepalive_timeout=keepalive_timeout,
+            logger=_http_log,
+            handler_cancellation=True,
+        )
+        self.sockets: list[socket.socket] = []
+        self._connections: dict[asyncio.Transport, _Connection] = {}
+        self._tasks: list[asyncio.Task] = []
+        self.closed = {"idle": 0, "evicted": 0, "refused": 0}
+        self.accept_errors = 0
+        self._last_accept_log = -math.inf
+        self._metrics: tuple[Counter, Counter] | None = None
+        if registry is not None:
+            Gauge("bgpwatch_api_connections", "Open HTTP API connections", registry=registry).set_function(
+                lambda: len(self._connections)
+            )
+            Gauge(
+                "bgpwatch_api_max_connections", "Limit on open HTTP API connections", registry=registry
+            ).set_function(lambda: self.max_connections)
+            closed = Counter(
+                "bgpwatch_api_connections_closed",
+                "HTTP API connections bgpwatch closed itself, by reason (idle, evicted, refused)",
+                ["reason"],
+                registry=registry,
+            )
+            accept = Counter(
+                "bgpwatch_api_accept_errors",
+                "accept() failures on the HTTP API socket for lack of resources (EMFILE, ENFILE...)",
+                registry=registry,
+            )
+            self._metrics = (closed, accept)
+
+    @property
+    def connections(self) -> int:
+        """Return the number of open connections."""
+        return len(self._connections)
+
+    async def start(self) -> None:
+        """Bind, listen and start accepting; OSError if the address cannot be used."""
+        self.app.middlewares.insert(0, self._track)
+        await self.runner.setup()
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        try:
+            for family, kind, proto, _name, address in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                self.sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(BACKLOG)
+                sock.setblocking(False)
+        except OSError:
+            await self.cleanup()
+            raise
+        if self.port == 0 and self.sockets:
+            self.port = self.sockets[0].getsockname()[1]
+        self._tasks = [
+            asyncio.create_task(self._accept_loop(sock), name="api-accept") for sock in self.sockets
+        ]
+        self._tasks.append(asyncio.create_task(self._sweep_loop(), name="api-sweep"))
+
+    async def cleanup(self) -> None:
+        """Stop accepting, close every connection and the application."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for sock in self.sockets:
+            sock.close()
+        self.sockets = []
+        await self.runner.cleanup()
+        for transport in list(self._connections):
+            transport.abort()
+        self._connections.clear()
+
+    @web.middleware
+    async def _track(self, request: web.Request, handler):
+        transport = request.transport
+        if transport is None:
+            return await handler(request)
+        # setdefault: a request may arrive before _admit() has registered its connection.
+        connection = self._connections.setdefault(transport, _Connection(transport, time.monotonic()))
+        connection.busy += 1
+        try:
+            return await handler(request)
+        finally:
+            connection.busy -= 1
+            connection.served += 1
+            connection.idle_since = time.monotonic()
+            # Most recently used last: the first idle entry is the one idle the longest.
+            self._connections.pop(connection.transport, None)
+            if not connection.transport.is_closing():
+                self._connections[connection.transport] = connection
+
+    def _count(self, reason: str) -> None:
+        self.closed[reason] += 1
+        if self._metrics is not None:
+            self._metrics[0].labels(reason).inc()
+
+    def _evict_one(self) -> bool:
+        """Close the connection idle the longest; return False if every connection is busy."""
+        for transport, connection in list(self._connections.items()):
+            if transport.is_closing():
+                del self._connections[transport]
+                continue
+            if connection.busy == 0:
+                del self._connections[transport]
+                transport.abort()
+                self._count("evicted")
+                return True
+        return False
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = 0.0
+        while True:
+            try:
+                sock, _peer = await loop.sock_accept(listener)
+            except OSError as exc:
+                if exc.errno not in _RESOURCE_ERRNOS:
+                    # ECONNABORTED and the like: that client gave up; the next one may be fine.
+                    await asyncio.sleep(0.01)
+                    continue
+                self._accept_failed(exc)
+                if self._evict_one():
+                    await asyncio.sleep(0.01)  # the evicted socket is closed on the next loop turn
+                    continue
+                backoff = min(1.0, max(0.05, backoff * 2))
+                await asyncio.sleep(backoff)
+                continue
+            backoff = 0.0
+            await self._admit(loop, sock)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        self.accept_errors += 1
+        if self._metrics is not None:
+            self._metrics[1].inc()
+        now = time.monotonic()
+        if now - self._last_accept_log >= 60.0:
+            self._last_accept_log = now
+            log.warning(
+                "API: cannot accept a connection (%s); %d open, %d such failures so far",
+                errno.errorcode.get(exc.errno or 0, exc),
+                len(self._connections),
+                self.accept_errors,
+            )
+
+    async def _admit(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        if len(self._connections) >= self.max_connections and not self._evict_one():
+            sock.close()
+            self._count("refused")
+            return
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport, _protocol = await loop.connect_accepted_socket(self.runner.server, sock)
+        except OSError:
+            sock.close()
+            return
+        self._connections.setdefault(transport, _Connection(transport, time.monotonic()))
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Close connections idle past their timeout and forget closed ones."""
+        now = time.monotonic()
+        for transport, connection in list(self._connections.items()):
+            if transport.is_closing():
+                del self._connections[transport]
+                continue
+            if connection.busy:
+                continue
+            limit = self.keepalive_timeout if connection.served else self.header_timeout
+            if now - connection.idle_since > limit:
+                del self._connections[transport]
+                transport.close()
+                self._count("idle")
