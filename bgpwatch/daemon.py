@@ -9,27 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
+import sqlite3
+import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import Histogram
 
 from bgpwatch import __version__
 from bgpwatch.alerts.sinks import SinkMetrics, SinkSet, build_sinks
-from bgpwatch.alerts.store import Store
+from bgpwatch.alerts.store import Store, StoreError
 from bgpwatch.api.metrics import DaemonCollector, build_registry
-from bgpwatch.api.server import build_app
+from bgpwatch.api.server import ApiServer, build_app
+from bgpwatch.collector.relay_links import RelayLinks
 from bgpwatch.collector.supervisor import Supervisor
 from bgpwatch.config import Config, ConfigError, load_config
 from bgpwatch.events import CollectorStatus
-from bgpwatch.ingest.control import RELAY_TAG, collector_control_line, hello_worker
+from bgpwatch.ingest.control import RELAY_TAG, collector_control_line
 from bgpwatch.ingest.recorder import Recorder
+from bgpwatch.ingest.sources import Source, build_sources
 from bgpwatch.pipeline import Pipeline
 from bgpwatch.planned import PlannedWork, sites_from_config
 
@@ -39,6 +44,7 @@ TICK_SECONDS = 0.25
 PRUNE_EVERY = 6 * 3600.0
 READ_CHUNK = 1 << 18
 RELAY_SOCKET = "relay.sock"
+STORE_BACKLOG = 10_000  # transitions held in memory while the store cannot write (oldest dropped, counted)
 
 
 def relay_socket_path(config: Config) -> Path:
@@ -84,11 +90,22 @@ class Daemon:
         self._attach_planned()
         self.pipeline.consumer = self.engine
         self.supervisor: Supervisor | None = None
-        if config.collector.exabgp == "managed":
+        if config.collector.exabgp == "managed" and config.exabgp_enabled:
             self.supervisor = Supervisor(config, self._collector_status)
             self.pipeline.worker_peers = self.supervisor.peers_by_worker()
+        # relay connections: in external mode their death or silence is the collector's (RelayLinks)
+        self.relays = RelayLinks(
+            self._collector_status,
+            external=config.collector.exabgp == "external",
+            families=_refresh_families(config),
+        )
+        self._unstored: deque[dict[str, Any]] = deque()  # transitions the store could not take yet
+        self.store_dropped = 0
         self.collector = DaemonCollector(
-            self.pipeline, lambda: self.supervisor, lambda: (self.reload_ok, self.reload_at)
+            self.pipeline,
+            lambda: self.supervisor,
+            lambda: (self.reload_ok, self.reload_at),
+            faults=self._fault_metrics,
         )
         self.registry = build_registry(self.collector)
         self.ingest_lag = Histogram(
@@ -119,9 +136,10 @@ class Daemon:
         self.stop_event: asyncio.Event | None = None
         self.notify = Notifier()
         self._relay_server: asyncio.base_events.Server | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: ApiServer | None = None
         self._connections: set[asyncio.Task] = set()
         self._ticker: asyncio.Task | None = None
+        self.sources: list[Source] = build_sources(self, config)  # the inputs: plug-ins, config order
 
     # -- wiring -----------------------------------------------------------------------
     def _build_engine(self, config: Config):
@@ -162,13 +180,67 @@ class Daemon:
 
     def emit(self, transition: dict[str, Any]) -> None:
         """Take one alert transition from the detection layer: store it, then hand it to the sinks."""
-        try:
-            self.store.record(transition)
-        except Exception:  # a full disk must not stop alerting
-            log.exception("cannot store an alert transition; delivering it anyway")
+        self._store_transition(transition)
         self.sinks.submit(transition)
         for listener in self.listeners:
             listener(transition)
+
+    def _store_transition(self, transition: dict[str, Any]) -> None:
+        """Record a transition; while the store cannot write (disk full), hold it in memory, in order."""
+        if self._unstored:
+            self._hold_unstored(transition)  # behind the older ones: the store applies them in order
+            return
+        try:
+            self.store.record(transition)
+        except sqlite3.Error:
+            log.exception("cannot store an alert transition; delivering it anyway, held until the store can")
+            self._hold_unstored(transition)
+            self._store_fault_changed()
+        except Exception:  # a malformed transition: not the store's fault, never fatal
+            log.exception("cannot store an alert transition; delivering it anyway")
+
+    def _hold_unstored(self, transition: dict[str, Any]) -> None:
+        if len(self._unstored) >= STORE_BACKLOG:
+            self._unstored.popleft()
+            self.store_dropped += 1
+        self._unstored.append(transition)
+
+    def _flush_unstored(self) -> None:
+        """Give the store what it could not take, oldest first; stop at the first failure."""
+        flushed = 0
+        while self._unstored:
+            try:
+                self.store.record(self._unstored[0])
+            except sqlite3.Error:
+                break
+            except Exception:
+                log.exception("dropping an alert transition the store refuses")
+                self.store_dropped += 1
+            self._unstored.popleft()
+            flushed += 1
+        if flushed and not self._unstored:
+            log.warning("alert store writable again: %d held transition(s) stored", flushed)
+            self._store_fault_changed()
+
+    def _store_fault_changed(self) -> None:
+        """Tell the collector_degraded detector whether the store can write (store_degraded)."""
+        failing = bool(self._unstored) or not self.store.writable
+        reason = (self.store.last_write_error or "write failed") if failing else None
+        since = self.store.failing_since if failing else None
+        for detector in getattr(self.engine, "detectors", ()):
+            if hasattr(detector, "set_store_fault"):
+                detector.set_store_fault(reason, since)
+
+    def _fault_metrics(self) -> dict[str, Any]:
+        return {
+            "relay_up": self.relays.workers_up(),
+            "relay_faults": dict(self.relays.faults),
+            "relay_refresh_requests": self.relays.refresh_requests,
+            "store_writable": self.store.writable and not self._unstored,
+            "store_write_errors": self.store.write_errors,
+            "store_held": len(self._unstored),
+            "store_dropped": self.store_dropped,
+        }
 
     def _collector_status(self, event: CollectorStatus) -> None:
         if self.recorder is not None:
@@ -189,13 +261,12 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
         if live:
             loop.add_signal_handler(signal.SIGHUP, self.reload)
-            await self._start_relay_server()
         await self._start_api()
         self.sinks.resubmit_undelivered(self.store, since=time.time() - 3600)
         await self.sinks.start()
         if live:
-            if self.supervisor is not None:
-                self.supervisor.start()
+            for source in self.sources:
+                await source.start()
             self._ticker = asyncio.create_task(self._tick_loop(), name="tick")
 
     async def stop_services(self) -> None:
@@ -236,9 +307,24 @@ class Daemon:
             # A clean stop (SIGTERM, systemctl restart) closes the sessions on purpose: no
             # collector_degraded now, nothing to restore or resolve at the next start.
             self.engine.book.mute()
+        for source in reversed(self.sources):
+            await source.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.recorder is not None:
+            self.recorder.close()
+        await self.sinks.close(timeout=5.0)
+        self.store.close()
+
+    def record(self, line: bytes) -> None:
+        """Write one input line into the recording (inputs call this; no-op when not recording)."""
+        if self.recorder is not None:
+            self.recorder.write(line)
+
+    async def stop_exabgp(self) -> None:
+        """Stop the ExaBGP workers, let the relays deliver what they said while stopping, close the socket."""
         if self.supervisor is not None:
             await self.supervisor.stop()
-        # Let the relays deliver what ExaBGP said while stopping, within a bound.
         if self._connections:
             await asyncio.wait(self._connections, timeout=3.0)
         for task in self._connections:
@@ -249,12 +335,10 @@ class Daemon:
                 await asyncio.wait_for(self._relay_server.wait_closed(), 2.0)
             with contextlib.suppress(FileNotFoundError):
                 relay_socket_path(self.config).unlink()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self.recorder is not None:
-            self.recorder.close()
-        await self.sinks.close(timeout=5.0)
-        self.store.close()
+
+    async def start_relay_server(self) -> None:
+        """Listen for relays (the ExaBGP input)."""
+        await self._start_relay_server()
 
     async def _start_relay_server(self) -> None:
         path = relay_socket_path(self.config)
@@ -265,16 +349,17 @@ class Daemon:
         os.chmod(path, 0o660)
 
     async def _start_api(self) -> None:
-        self._runner = web.AppRunner(build_app(self), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.api.host, self.config.api.port)
-        await site.start()
+        # ApiServer: connection limit, header/idle timeouts, EMFILE back-off (bgpwatch.api.server).
+        self._runner = ApiServer(
+            build_app(self), self.config.api.host, self.config.api.port, registry=self.registry
+        )
+        await self._runner.start()
 
     async def _relay_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
-        worker: int | None = None
+        link = self.relays.open(writer)
         feed = self.pipeline.feed_line
         record = self.recorder.write if self.recorder is not None else None
         buffer = b""
@@ -283,16 +368,17 @@ class Daemon:
                 data = await reader.read(READ_CHUNK)
                 if not data:
                     break
+                self.relays.seen(link)
                 buffer += data
                 lines = buffer.split(b"\n")
                 buffer = lines.pop()
                 for line in lines:
                     if not line:
                         continue
-                    if worker is None and line.startswith(RELAY_TAG):
-                        worker = self._hello(line)
-                        if worker is not None:
-                            continue
+                    # hello, heartbeat and goodbye are about the connection, not the network
+                    if line.startswith(RELAY_TAG) and self.relays.control(link, line):
+                        continue
+                    worker = link.worker
                     if record is not None:
                         record(line)
                     try:
@@ -310,12 +396,8 @@ class Daemon:
             writer.close()
             if task is not None:
                 self._connections.discard(task)
-
-    def _hello(self, line: bytes) -> int | None:
-        worker = hello_worker(line)
-        if worker is not None:
-            log.info("relay of ExaBGP worker %d connected", worker)
-        return worker
+            stopping = self.stop_event is not None and self.stop_event.is_set()
+            self.relays.closed(link, stopping)
 
     async def _prune(self) -> None:
         """Drop history older than storage.retention_days (never open incidents or firing alerts)."""
@@ -332,9 +414,14 @@ class Daemon:
         last_watchdog = 0.0
         last_flush = 0.0
         last_prune = time.time() - PRUNE_EVERY + 60.0  # first pass a minute after start
+        last_store_retry = 0.0
         while True:
             await asyncio.sleep(TICK_SECONDS)
             now = time.time()
+            self.relays.check()  # a relay silent for seconds: collector_degraded (external mode)
+            if self._unstored and now - last_store_retry >= 1.0:
+                last_store_retry = now
+                self._flush_unstored()
             try:
                 self.pipeline.tick(now)
             except Exception:
@@ -421,11 +508,15 @@ class Daemon:
 
     # -- views for the API ------------------------------------------------------------
     def health(self) -> tuple[bool, list[str]]:
-        problems = []
-        if self.supervisor is not None:
-            problems += [
-                f"ExaBGP worker {w.plan.index} not running" for w in self.supervisor.workers if not w.up
-            ]
+        problems = [problem for source in self.sources for problem in source.health()]
+        problems += self.relays.problems()  # degraded: a relay died or went silent (external mode)
+        if self._unstored or not self.store.writable:
+            since = self.store.failing_since
+            ago = f" for {time.time() - since:.0f} s" if since is not None else ""
+            problems.append(
+                f"degraded: the alert store cannot write{ago} ({self.store.last_write_error or 'write failed'});"
+                f" {len(self._unstored)} transition(s) held in memory, {self.store_dropped} dropped"
+            )
         return not problems, problems
 
     def status(self) -> dict[str, Any]:
@@ -438,6 +529,7 @@ class Daemon:
             "uptime_seconds": now - self.started_at,
             "exabgp_mode": self.config.collector.exabgp,
             "workers": self.supervisor.describe() if self.supervisor else [],
+            "inputs": [source.status() for source in self.sources],
             "sites": len(self.config.sites),
             "peers": len(sessions),
             "peers_up": sum(1 for s in sessions if s.up),
@@ -470,6 +562,14 @@ class Daemon:
         return self.store.incident(incident_id)
 
 
+def _refresh_families(config: Config) -> list[str]:
+    """Return the families to ask a route refresh for: those of the configured peers and prefixes."""
+    versions = {ipaddress.ip_address(str(peer.address)).version for peer in config.peers}
+    for site in config.sites:
+        versions |= {ipaddress.ip_network(str(prefix), strict=False).version for prefix in site.prefixes}
+    return [f"ipv{v} unicast" for v in (4, 6) if v in versions] or ["ipv4 unicast", "ipv6 unicast"]
+
+
 def run(config_path: str) -> int:
     """Entry point of `bgpwatch run`."""
     try:
@@ -478,4 +578,26 @@ def run(config_path: str) -> int:
         for problem in exc.problems:
             log.error("%s", problem)
         return 2
-    return asyncio.run(Daemon(config).run())
+    # What the operator must fix (a directory it cannot write) is a config error: exit 2, one line.
+    problem = _unwritable_dir(Path(config.collector.runtime_dir))
+    if problem is not None:
+        log.error("cannot start: collector.runtime_dir %s", problem)
+        return 2
+    try:
+        daemon = Daemon(config)
+    except StoreError as exc:
+        log.error("cannot start: storage.path: %s", exc)
+        return 2
+    return asyncio.run(daemon.run())
+
+
+def _unwritable_dir(path: Path) -> str | None:
+    """Return why bgpwatch cannot create files in ``path`` (made if missing), or None."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o750)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".bgpwatch-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"{path}: cannot create files there: {exc.strerror or type(exc).__name__}"
+    return None

@@ -34,7 +34,9 @@ An incident closes when its last firing alert resolves, and reopens if one of it
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -163,6 +165,32 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_v1, _schema_v2
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+# The store holds alert history and delivery bookkeeping: owner-only, whatever the umask.  SQLite
+# creates the -wal and -shm files with the database file's own mode (unixOpen, findCreateFileMode),
+# so creating the database 0600 is enough; tests/test_files_mode.py checks all three.
+STORE_MODE = 0o600
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file 0600 (an empty file is an empty SQLite database); tighten an old one."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, STORE_MODE)
+    except FileExistsError:
+        # A store created by an older bgpwatch under umask 022 is world-readable: take that away.
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            try:
+                mode = stat.S_IMODE(os.stat(name).st_mode)
+                if mode & 0o007:
+                    os.chmod(name, mode & 0o770)
+            except FileNotFoundError:
+                continue
+        return
+    try:
+        os.fchmod(fd, STORE_MODE)  # the umask may have taken owner bits away too
+    finally:
+        os.close(fd)
+
+
 class Store:
     """The alert store of one bgpwatch instance."""
 
@@ -174,10 +202,13 @@ class Store:
         self.write_errors = 0
         self.failing_since: float | None = None
         self.last_write_error: str | None = None
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _create_private(self.path)
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+        except OSError as exc:
+            raise StoreError(f"cannot open the alert store {path}: {exc.strerror or exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the alert store {path}: {exc}") from exc
         try:

@@ -1,13 +1,22 @@
-"""Supervise the ExaBGP children: start, watch, restart with back-off, stop cleanly."""
+"""Supervise the ExaBGP children: start, watch, restart with back-off, stop cleanly.
+
+ExaBGP's output (its log and the stderr of its API process, ``bgpwatch relay``) is logged at debug
+level, lines that look like errors at warning.  When ExaBGP exits, its last lines are logged at
+error level with the exit; when it exits within QUICK_EXIT seconds of starting QUICK_EXITS_LOUD
+times in a row (a relay that cannot start makes ExaBGP give up after 5 respawns), that is said once,
+loudly, and the back-off stays at its maximum until a run lasts: restarting faster fixes nothing.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +32,10 @@ log = logging.getLogger("bgpwatch.exabgp")
 MIN_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
 STABLE_AFTER = 60.0  # a child that ran this long gets the minimum back-off again
+QUICK_EXIT = 30.0  # a child that exits sooner did not really start
+QUICK_EXITS_LOUD = 3
+TAIL_LINES = 10  # lines of ExaBGP's output kept to explain an exit
+_ERROR_LINE = re.compile(r"(?i)\b(error|critical|traceback|cannot|too many death)")
 
 
 class Redactor:
@@ -78,6 +91,8 @@ class Worker:
         self.restarts = 0
         self.started_at = 0.0
         self.last_exit: str = ""
+        self.quick_exits = 0  # in a row
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -123,15 +138,12 @@ class Worker:
                     ", ".join(p.name for p in self.plan.peers),
                 )
                 self.on_status(CollectorStatus(time.time(), self.plan.index, True, "started"))
+                self.tail.clear()
                 await self._pump_output(self.process)
                 code = await self.process.wait()
                 if self._stopping.is_set():
                     break
-                self.last_exit = f"ExaBGP exited with code {code}"
-                log.error("worker %d: %s; restarting in %.0f s", self.plan.index, self.last_exit, backoff)
-                self.on_status(CollectorStatus(time.time(), self.plan.index, False, self.last_exit))
-                if time.monotonic() - self.started_at > STABLE_AFTER:
-                    backoff = MIN_BACKOFF
+                backoff = self._exited(code, time.monotonic() - self.started_at, backoff)
             self.restarts += 1
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
@@ -139,14 +151,47 @@ class Worker:
                 pass
             backoff = min(backoff * 2, MAX_BACKOFF)
 
+    def _exited(self, code: int | None, ran: float, backoff: float) -> float:
+        """Report an exit of ExaBGP with its last output; return the back-off before the next start."""
+        self.quick_exits = self.quick_exits + 1 if ran < QUICK_EXIT else 0
+        if ran > STABLE_AFTER:
+            backoff = MIN_BACKOFF
+        if self.quick_exits >= QUICK_EXITS_LOUD:
+            backoff = MAX_BACKOFF
+        self.last_exit = f"ExaBGP exited with code {code} after {ran:.1f} s"
+        if self.quick_exits > 1:
+            self.last_exit += f" ({self.quick_exits} quick exits in a row)"
+        log.error("worker %d: %s; restarting in %.0f s", self.plan.index, self.last_exit, backoff)
+        for line in self.tail:
+            log.error("worker %d: ExaBGP output before the exit: %s", self.plan.index, line)
+        if self.quick_exits == QUICK_EXITS_LOUD:
+            log.error(
+                "worker %d: ExaBGP exits within %.0f s of starting, %d times in a row: restarting will not "
+                "fix it (its output above says why, e.g. a relay that cannot start); retrying every %.0f s",
+                self.plan.index,
+                QUICK_EXIT,
+                self.quick_exits,
+                MAX_BACKOFF,
+            )
+        self.on_status(CollectorStatus(time.time(), self.plan.index, False, self.last_exit))
+        return backoff
+
     async def _pump_output(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
         while True:
-            line = await process.stdout.readline()
+            try:
+                line = await process.stdout.readline()
+            except ValueError:  # a line over the stream limit: drop it, keep reading
+                continue
             if not line:
                 return
             text = self.redact(line.decode("utf-8", "replace").rstrip())
-            if text:
+            if not text:
+                continue
+            self.tail.append(text[:500])
+            if _ERROR_LINE.search(text):
+                log.warning("worker %d: %s", self.plan.index, text)
+            else:
                 log.debug("worker %d: %s", self.plan.index, text)
 
     async def stop(self, timeout: float = 10.0) -> None:

@@ -4,16 +4,24 @@ Files are gzip streams named ``exabgp-<UTC start>.jsonl.gz`` in the recording di
 rotated by size and pruned to the newest ``keep``.  Level 1 compression keeps the cost
 low on the hot path (~10:1 on ExaBGP JSON).  A crash leaves a truncated last member,
 which `bgpwatch replay` reads up to the cut.
+
+The recordings hold everything the routers said: files are created 0600 and a directory the
+recorder creates 0700, whatever the umask (an existing directory keeps its mode: it may be shared).
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
+import os
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger("bgpwatch.recorder")
+
+FILE_MODE = 0o600
+DIRECTORY_MODE = 0o700
 
 
 class Recorder:
@@ -24,6 +32,7 @@ class Recorder:
         self.rotate_bytes = rotate_bytes
         self.keep = keep
         self._file: gzip.GzipFile | None = None
+        self._raw: BinaryIO | None = None  # GzipFile does not close a file object it was given
         self._written = 0
         self.path: Path | None = None
         self.failed = False
@@ -45,7 +54,9 @@ class Recorder:
 
     def _rotate(self) -> None:
         self.close()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.directory.is_dir():
+            self.directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
+            os.chmod(self.directory, DIRECTORY_MODE)  # mkdir's mode passes through the umask
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         path = self.directory / f"exabgp-{stamp}.jsonl.gz"
         serial = 1
@@ -53,7 +64,10 @@ class Recorder:
             serial += 1
             path = self.directory / f"exabgp-{stamp}-{serial}.jsonl.gz"
         self.path = path
-        self._file = gzip.GzipFile(path, "wb", compresslevel=1)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)
+        self._raw = os.fdopen(fd, "wb")
+        self._file = gzip.GzipFile(str(path), "wb", compresslevel=1, fileobj=self._raw)
         self._written = 0
         self._prune()
 
@@ -73,3 +87,9 @@ class Recorder:
             except OSError as exc:
                 log.error("cannot close recording %s: %s", self.path, exc)
             self._file = None
+        if self._raw is not None:
+            try:
+                self._raw.close()
+            except OSError as exc:
+                log.error("cannot close recording %s: %s", self.path, exc)
+            self._raw = None
