@@ -33,6 +33,7 @@ _WELL_KNOWN = {
     "no-peer": "65535:65284",
 }
 _EXPORT_DENY_SEQ = 5  # `route-map EXPORT deny 5` in front of the permit: deny-all export
+BMP_TARGET = "bgpwatch"  # the name of the `bmp targets` group
 
 
 def _canonical(address: str) -> str:
@@ -126,14 +127,37 @@ class FrrRouter(Router):
                     continue
                 address = neighbor.remote
                 lines += [f"  neighbor {address} activate", f"  neighbor {address} route-map EXPORT out"]
+                if self.lab.bmp_target(self.site) is not None and self.lab.bmp_soft_reconfiguration:
+                    # FRR's BMP pre-policy reads the kept Adj-RIB-In: without it every pre-policy
+                    # Route Monitoring is a withdrawal (seen with 8.4).
+                    lines.append(f"  neighbor {address} soft-reconfiguration inbound")
                 if neighbor.rr_client:
                     lines.append(f"  neighbor {address} route-reflector-client")
                 if neighbor.ibgp and not neighbor.collector:
                     # Without an IGP the originator's next hop is unreachable two hops away.
                     lines.append(f"  neighbor {address} next-hop-self force")
             lines.append(" exit-address-family")
+        lines += self.bmp_lines()
         lines += ["!", ""]
         return "\n".join(lines)
+
+    def bmp_lines(self) -> list[str]:
+        """Return the ``bmp targets`` block under ``router bgp`` (empty when the site sends no BMP)."""
+        target = self.lab.bmp_target(self.site)
+        if target is None:
+            return []
+        address, port = target
+        lines = [f" bmp targets {BMP_TARGET}"]
+        for family in (4, 6):
+            for policy in ("pre-policy", "post-policy"):
+                lines.append(f"  bmp monitor ipv{family} unicast {policy}")
+        lines += [
+            "  bmp stats interval 1000",  # milliseconds
+            # min/max-retry in milliseconds: back within a second after the collector restarts.
+            f"  bmp connect {address} port {port} min-retry 1000 max-retry 10000",
+            " exit",
+        ]
+        return lines
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -172,8 +196,9 @@ class FrrRouter(Router):
             self._spawn("zebra", [ZEBRA, *self._common("zebra")])
             # bgpd gives up on zebra's socket after a while: let zebra create it first.
             wait_until(lambda: (self.rundir / "zserv.api").exists(), 15.0, f"zebra of {self.site}", 0.02)
-        # -n: no routes into the kernel (the lab never forwards).
-        self._spawn("bgpd", [BGPD, "-n", *self._common("bgpd")])
+        # -n: no routes into the kernel (the lab never forwards); -M bmp loads bgpd_bmp.so.
+        modules = ["-M", "bmp"] if self.lab.bmp_target(self.site) is not None else []
+        self._spawn("bgpd", [BGPD, "-n", *modules, *self._common("bgpd")])
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -348,12 +373,20 @@ class FrrRouter(Router):
     def set_graceful_shutdown(self, enabled: bool) -> None:
         self.configure("bgp graceful-shutdown" if enabled else "no bgp graceful-shutdown")
 
+    def set_bmp(self, enabled: bool) -> None:
+        if enabled:
+            self.configure(*(line.strip() for line in self.bmp_lines()))
+        else:
+            self.configure(f"no bmp targets {BMP_TARGET}")
+
     def restore(self) -> None:
         if not self.running():
             return
         names = [n.name for n in self.lab.neighbors(self.site)]
         self.set_sessions(names, True)
         config = self.vtysh("show running-config")
+        if self.lab.bmp_target(self.site) is not None and f"bmp targets {BMP_TARGET}" not in config:
+            self.set_bmp(True)
         if f"route-map EXPORT deny {_EXPORT_DENY_SEQ}" in config:
             self.set_export(True)
         if "bgp graceful-shutdown" in config:

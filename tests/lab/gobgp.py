@@ -49,6 +49,8 @@ _GSHUT = "65535:0"  # RFC 8326 GRACEFUL_SHUTDOWN
 _NEXTHOP = "LAB_NEXTHOP"
 _DENY = "LAB_DENY_ALL"
 _DRAIN = "LAB_GSHUT"
+BMP_POLICY = "all"
+BMP_STATS_SECONDS = 1
 
 
 def _canonical(address: str) -> str:
@@ -84,6 +86,7 @@ class GobgpRouter(Router):
         self._originating = True
         self._export_denied = False
         self._draining = False
+        self._bmp_removed = False
 
     # -- configuration ---------------------------------------------------------------------------------
 
@@ -113,7 +116,26 @@ class GobgpRouter(Router):
                 raise LabError(f"{self.site}: a per-session local AS is not supported on GoBGP sites")
             lines += self._neighbor_lines(neighbor, router.v4)
         lines += self._policy_lines(neighbors)
+        lines += self._bmp_lines()
         return "\n".join(lines) + "\n"
+
+    def _bmp_lines(self) -> list[str]:
+        target = self.lab.bmp_target(self.site)
+        if target is None:
+            return []
+        address, port = target
+        return [
+            "",
+            "[[bmp-servers]]",
+            "  [bmp-servers.config]",
+            f"    address = {_toml_string(address)}",
+            f"    port = {port}",
+            # "all": pre-policy, post-policy and Loc-RIB (RFC 9069).
+            f'    route-monitoring-policy = "{BMP_POLICY}"',
+            f"    statistics-timeout = {BMP_STATS_SECONDS}",
+            f"    sys-name = {_toml_string(self.site)}",
+            f"    sys-descr = {_toml_string(f'GoBGP lab router {self.site}')}",
+        ]
 
     def _neighbor_lines(self, neighbor: Neighbor, router_id: str) -> list[str]:
         lab = self.lab
@@ -261,6 +283,7 @@ class GobgpRouter(Router):
         self._starts += 1
         self._provisioned = False
         self._originating, self._export_denied, self._draining = True, False, False
+        self._bmp_removed = False
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -494,9 +517,22 @@ class GobgpRouter(Router):
         self._draining = enabled
         self._apply_export()
 
+    def set_bmp(self, enabled: bool) -> None:
+        target = self.lab.bmp_target(self.site)
+        if target is None:
+            raise LabError(f"{self.site} sends no BMP")
+        address, port = target
+        if enabled:
+            self.gobgp("bmp", "add", address, str(port), BMP_POLICY, "-s", str(BMP_STATS_SECONDS))
+        else:
+            self.gobgp("bmp", "del", address, str(port))
+        self._bmp_removed = not enabled
+
     def restore(self) -> None:
         if not self.running():
             return
+        if self._bmp_removed:
+            self.set_bmp(True)
         self.set_sessions([n.name for n in self.lab.neighbors(self.site)], True)
         if self._export_denied or self._draining:
             self._export_denied = self._draining = False

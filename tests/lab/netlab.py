@@ -286,6 +286,7 @@ def _v6_range(count: int, offset: int) -> Iterator[str]:
 
 _SILENT_TABLE = "bwlab_power"  # nftables table of a silent power loss (everything dropped)
 _BLACKHOLE_TABLE = "bwlab_blackhole"  # nftables table of a blackholed collector link
+_BMP_TABLE = "bwlab_bmp"  # nftables table dropping a site's BMP traffic
 
 
 class Lab:
@@ -299,7 +300,11 @@ class Lab:
     ("ibgp": each session uses the site's own AS); ``routers_passive``: the routers wait for the
     collector to connect; timers apply to every BGP session; ``graceful_restart`` and
     ``restart_time``: GR on the routers that support it (FRR); ``extra_routes``:
-    ``{site: (count_v4, count_v6, group_size)}`` bulk routes (BIRD) loaded before ``start()`` returns.
+    ``{site: (count_v4, count_v6, group_size)}`` bulk routes (BIRD) loaded before ``start()`` returns;
+    ``bmp``: a TCP port: every FRR and GoBGP router of ``bmp_sites`` (None: all) sends BMP (pre- and
+    post-policy, IPv4 and IPv6, statistics every second) to the collector's address on its link;
+    ``bmp_soft_reconfiguration``: FRR keeps every session's Adj-RIB-In (``soft-reconfiguration
+    inbound``), without which its pre-policy Route Monitoring holds only withdrawals.
     """
 
     def __init__(
@@ -322,6 +327,9 @@ class Lab:
         extra_routes: Mapping[str, tuple[int, int, int]] | None = None,
         share_bulk: bool = False,
         md5_password: str | None = None,
+        bmp: int | None = None,
+        bmp_sites: Sequence[str] | None = None,
+        bmp_soft_reconfiguration: bool = True,
     ) -> None:
         """Plan the lab; nothing is created before ``start()`` (``with Lab() as lab:`` calls it)."""
         if isinstance(sites, int):
@@ -357,6 +365,10 @@ class Lab:
         self._extra_routes = dict(extra_routes or {})
         self.share_bulk = share_bulk
         self.md5_password = md5_password  # TCP MD5 (RFC 2385) on every collector session
+        # BMP (RFC 7854): the routers that can (FRR, GoBGP) connect to the collector namespace.
+        self.bmp_port = bmp
+        self._bmp_sites = None if bmp_sites is None else frozenset(bmp_sites)
+        self.bmp_soft_reconfiguration = bmp_soft_reconfiguration  # FRR: keep Adj-RIB-In for pre-policy
         self._spec = {spec.name: spec for spec in self.sites}
         self._index = {spec.name: number for number, spec in enumerate(self.sites)}
         if links is None:
@@ -391,6 +403,10 @@ class Lab:
         self._isolated: set[str] = set()
         self._admin_up: dict[tuple[str, str], bool] = {}
         self._sessions_down: set[tuple[str, str]] = set()  # (site, neighbor name) shut by an operation
+        self._bmp_blocked: set[str] = set()  # sites whose BMP traffic nftables drops
+        if self._bmp_sites is not None:
+            for name in self._bmp_sites:
+                self._check_site(name)
 
     # -- naming and addresses -------------------------------------------------------------------------
 
@@ -463,6 +479,13 @@ class Lab:
         return self.router(site).pid()
 
     router_pid = bird_pid
+
+    def bmp_target(self, site: str) -> tuple[str, int] | None:
+        """Return the (collector address on the site's link, port) the site's router sends BMP to, or None."""
+        self._check_site(site)
+        if self.bmp_port is None or (self._bmp_sites is not None and site not in self._bmp_sites):
+            return None
+        return self._collector_link(site)[0].v4, self.bmp_port
 
     def link_address(self, a: str, b: str) -> Addresses:
         """Return ``a``'s addresses on the a-b link."""
@@ -880,6 +903,37 @@ class Lab:
         self._nft(site, _BLACKHOLE_TABLE, None)
         self._blackholed.discard(site)
 
+    def bmp_block(self, site: str) -> None:
+        """Drop the site's BMP traffic (TCP to/from the BMP port, nftables in the site); BGP is untouched.
+
+        The router's BMP session then dies only when its TCP retransmissions give up, or never: the
+        collector sees it go silent.
+        """
+        self._require_started()
+        if self.bmp_target(site) is None:
+            raise LabError(f"{site} sends no BMP (Lab(bmp=PORT, bmp_sites=...))")
+        port = self.bmp_port
+        self._nft(
+            site,
+            _BMP_TABLE,
+            f"  chain input {{ type filter hook input priority -200; tcp sport {port} drop; }}\n"
+            f"  chain output {{ type filter hook output priority -200; tcp dport {port} drop; }}",
+        )
+        self._bmp_blocked.add(site)
+
+    def bmp_unblock(self, site: str) -> None:
+        """Undo ``bmp_block``."""
+        self._require_started()
+        self._nft(site, _BMP_TABLE, None)
+        self._bmp_blocked.discard(site)
+
+    def set_bmp(self, site: str, enabled: bool) -> None:
+        """Remove (False) or re-add (True) the BMP target in the router's configuration, at run time."""
+        self._require_started()
+        if self.bmp_target(site) is None:
+            raise LabError(f"{site} sends no BMP (Lab(bmp=PORT, bmp_sites=...))")
+        self.router(site).set_bmp(enabled)
+
     def family_sessions(self, site: str, family: int, *, include_collector: bool = False) -> list[str]:
         """Return the names of ``site``'s single-family sessions of ``family`` (split_families labs)."""
         return [
@@ -987,6 +1041,8 @@ class Lab:
         self._silenced.clear()
         for site in list(self._blackholed):
             self.unblackhole(site)
+        for site in list(self._bmp_blocked):
+            self.bmp_unblock(site)
         for site in self.site_names:
             self.start_router(site)
             self.router(site).restore()

@@ -208,6 +208,10 @@ class Router(ABC):
         """True: tag everything sent with GRACEFUL_SHUTDOWN 65535:0 (RFC 8326); False: undo."""
         raise self._unsupported("graceful shutdown")
 
+    def set_bmp(self, enabled: bool) -> None:
+        """False: remove the BMP target at run time (the router closes its BMP session); True: add it back."""
+        raise self._unsupported("BMP")
+
     def communities(self, prefix: str) -> set[str] | None:
         """Return the standard communities ("A:B") of the best route to ``prefix``, None if none."""
         raise self._unsupported("community queries")
