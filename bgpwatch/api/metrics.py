@@ -8,8 +8,8 @@ gets a fresh one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
@@ -31,11 +31,14 @@ class DaemonCollector(Collector):
         supervisor: Callable[[], Supervisor | None] = lambda: None,
         reload_state: Callable[[], tuple[bool, float]] = lambda: (True, 0.0),
         clock: Callable[[], float] = time.time,
+        *,
+        faults: Callable[[], Mapping[str, Any]] = dict,
     ) -> None:
         self.pipeline = pipeline
         self.supervisor = supervisor
         self.reload_state = reload_state
         self.clock = clock
+        self.faults = faults  # relay links and store writes (Daemon._fault_metrics)
 
     def collect(self) -> Iterator:
         now = self.clock()
@@ -123,6 +126,8 @@ class DaemonCollector(Collector):
             yield restarts
             yield running
 
+        yield from self._fault_metrics(self.faults())
+
         ok, at = self.reload_state()
         yield GaugeMetricFamily(
             "bgpwatch_config_last_reload_successful",
@@ -135,6 +140,53 @@ class DaemonCollector(Collector):
                 "Time of the last successful configuration load",
                 value=at,
             )
+
+    @staticmethod
+    def _fault_metrics(faults: Mapping[str, Any]) -> Iterator:
+        """Relay connections (external mode: their death and silence) and alert store writes."""
+        if not faults:
+            return
+        relay_up = GaugeMetricFamily(
+            "bgpwatch_relay_up",
+            "1 when a relay of the ExaBGP worker is connected and speaking",
+            labels=["worker"],
+        )
+        for worker, up in sorted(faults.get("relay_up", {}).items()):
+            relay_up.add_metric([str(worker)], 1.0 if up else 0.0)
+        yield relay_up
+        relay_faults = CounterMetricFamily(
+            "bgpwatch_relay_faults",
+            "Relay faults: lost (closed without goodbye), silent (no heartbeat), ended (goodbye)",
+            labels=["kind"],
+        )
+        for kind in ("lost", "silent", "ended"):
+            relay_faults.add_metric([kind], float(faults.get("relay_faults", {}).get(kind, 0)))
+        yield relay_faults
+        yield CounterMetricFamily(
+            "bgpwatch_relay_refresh_requests",
+            "Route refreshes asked of ExaBGP through a relay (external mode, at each relay (re)connection)",
+            value=float(faults.get("relay_refresh_requests", 0)),
+        )
+        yield GaugeMetricFamily(
+            "bgpwatch_store_writable",
+            "1 when the alert store's last write succeeded and nothing waits to be stored",
+            value=1.0 if faults.get("store_writable", True) else 0.0,
+        )
+        yield CounterMetricFamily(
+            "bgpwatch_store_write_errors",
+            "Alert store writes that failed (disk full, I/O error)",
+            value=float(faults.get("store_write_errors", 0)),
+        )
+        yield GaugeMetricFamily(
+            "bgpwatch_store_held_transitions",
+            "Alert transitions held in memory until the store can write them",
+            value=float(faults.get("store_held", 0)),
+        )
+        yield CounterMetricFamily(
+            "bgpwatch_store_dropped_transitions",
+            "Alert transitions never stored: the in-memory hold overflowed while the store could not write",
+            value=float(faults.get("store_dropped", 0)),
+        )
 
 
 def build_registry(collector: DaemonCollector) -> CollectorRegistry:

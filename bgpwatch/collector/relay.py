@@ -12,7 +12,19 @@ reads stdin, and copes with a daemon that is down or slow like this:
 * when the buffer is full it drops the **oldest** whole lines and counts them; the next
   line the daemon receives is a control line ``{"bgpwatch-relay": {"lost": N, ...}}`` so the
   daemon knows its view is incomplete (it raises ``collector_degraded``);
-* each connection starts with a hello control line naming the worker.
+* each connection starts with a hello control line naming the worker (and saying that this relay
+  sends heartbeats and takes route-refresh requests);
+* while connected it sends a heartbeat ``{"bgpwatch-relay": {"alive": W, ...}}`` after every
+  ``HEARTBEAT_SECONDS`` without other output, so the daemon can tell a quiet network from a relay
+  that is stopped or wedged (``collector_degraded``, ``/healthz``);
+* when it ends (ExaBGP closed the pipe, SIGTERM) it says so in a last ``{"bye": reason}`` line, so the
+  daemon can tell an orderly end from a relay killed;
+* the daemon may ask, by a line ``{"bgpwatch-daemon": {"refresh": ["ipv4 unicast", ...]}}`` on the
+  socket, that ExaBGP re-request the routers' tables: the relay writes ``announce route-refresh
+  <afi> <safi>`` on its stdout, ExaBGP's API command, which ExaBGP applies to every established
+  peer (route refresh, RFC 2918).  Only those families are accepted, never any other command: the
+  socket must not become a way to announce routes.  A ``silence-ack`` comes first so that
+  ExaBGP 5 does not answer ``done``/``error`` into the stream.
 
 Lines are forwarded as bytes, without being parsed: the relay costs one read and one write
 per chunk, not per line.
@@ -34,6 +46,21 @@ import orjson
 CHUNK = 1 << 16
 COALESCE_SECONDS = 0.002
 COALESCE_BYTES = 1 << 15
+HEARTBEAT_SECONDS = 1.0
+DAEMON_TAG = b'{"bgpwatch-daemon"'
+REFRESH_FAMILIES = frozenset({"ipv4 unicast", "ipv6 unicast"})
+MAX_DAEMON_LINE = 4096
+
+
+def refresh_commands(families: object) -> bytes:
+    """Return the ExaBGP API commands asking for a route refresh of these families (known ones only)."""
+    if not isinstance(families, list):
+        return b""
+    wanted = [f for f in families if isinstance(f, str) and f in REFRESH_FAMILIES]
+    if not wanted:
+        return b""
+    commands = ["silence-ack"] + [f"announce route-refresh {family}" for family in dict.fromkeys(wanted)]
+    return ("\n".join(commands) + "\n").encode()
 
 
 class Relay:
@@ -46,12 +73,19 @@ class Relay:
         buffer_bytes: int = 64 << 20,
         stdin_fd: int = 0,
         clock=time.monotonic,
+        command_fd: int | None = None,
+        heartbeat: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.socket_path = socket_path
         self.worker = worker
         self.buffer_bytes = buffer_bytes
         self.stdin_fd = stdin_fd
+        self.command_fd = command_fd  # ExaBGP's API input (our stdout); None: requests are ignored
+        self.heartbeat = heartbeat
         self.clock = clock
+        self.last_sent = 0.0  # when bytes last went to the daemon
+        self.inbox = b""  # a partial line from the daemon
+        self.refreshes = 0  # route-refresh requests passed to ExaBGP
         self.pending: deque[bytes] = deque()  # whole lines (or runs of whole lines), oldest first
         self.pending_bytes = 0
         self.partial = b""  # an incomplete line read from stdin
@@ -135,8 +169,15 @@ class Relay:
         sock.setblocking(False)
         self.sock = sock
         self.backoff = 0.1
-        hello = {"bgpwatch-relay": {"hello": self.worker, "pid": os.getpid(), "lost_total": self.lost_total}}
-        self.out = orjson.dumps(hello) + b"\n" + self.out
+        hello = {
+            "hello": self.worker,
+            "pid": os.getpid(),
+            "lost_total": self.lost_total,
+            "heartbeat": self.heartbeat,
+            "refresh": self.command_fd is not None,
+        }
+        self.out = orjson.dumps({"bgpwatch-relay": hello}) + b"\n" + self.out
+        self.last_sent = now
 
     def _control_line(self) -> bytes:
         report = {"bgpwatch-relay": {"lost": self.lost_lines, "worker": self.worker, "time": time.time()}}
@@ -151,6 +192,9 @@ class Relay:
             elif self.pending:
                 self.out = self.pending.popleft()
                 self.pending_bytes -= len(self.out)
+            elif self.heartbeat and self.clock() - self.last_sent >= self.heartbeat:
+                alive = {"bgpwatch-relay": {"alive": self.worker, "time": time.time()}}
+                self.out = orjson.dumps(alive) + b"\n"
             else:
                 return
         try:
@@ -160,7 +204,23 @@ class Relay:
         except OSError:
             self._disconnect()
             return
+        if sent:
+            self.last_sent = self.clock()
         self.out = self.out[sent:]
+
+    def _heartbeat_due(self) -> bool:
+        return bool(self.heartbeat) and self.clock() - self.last_sent >= self.heartbeat
+
+    def _goodbye(self, reason: str) -> None:
+        """Tell the daemon this relay ends on purpose (best effort, never blocking for long)."""
+        if self.sock is None or self.out:
+            return  # never after half a line
+        bye = orjson.dumps({"bgpwatch-relay": {"bye": reason, "worker": self.worker}}) + b"\n"
+        try:
+            self.sock.settimeout(0.5)
+            self.sock.sendall(bye)
+        except OSError:
+            pass
 
     def _disconnect(self) -> None:
         if self.sock is not None:
@@ -186,9 +246,9 @@ class Relay:
             writers = []
             if self.sock is not None:
                 readers.append(self.sock.fileno())
-                if self.out or self.pending or self.lost_lines:
+                if self.out or self.pending or self.lost_lines or self._heartbeat_due():
                     writers.append(self.sock.fileno())
-            timeout = 0.1 if self.sock is None else 1.0
+            timeout = 0.1 if self.sock is None else min(1.0, max(0.05, self.heartbeat / 2 or 1.0))
             try:
                 readable, writable, _ = select.select(readers, writers, [], timeout)
             except InterruptedError:
@@ -206,6 +266,7 @@ class Relay:
                 eof_since = eof_since or self.clock()
                 if idle_exit is not None and self.clock() - eof_since > idle_exit:
                     break
+        self._goodbye("stopped (SIGTERM)" if self.stopping else "ExaBGP closed the API pipe")
         if self.sock is not None:
             self.sock.close()
         return 0
@@ -223,11 +284,42 @@ class Relay:
             return
         if not data:
             self._disconnect()
+            return
+        self.inbox += data
+        *lines, self.inbox = self.inbox.split(b"\n")
+        if len(self.inbox) > MAX_DAEMON_LINE:
+            self.inbox = b""  # not a request of ours: forget it rather than grow
+        for line in lines:
+            self._daemon_request(line)
+
+    def _daemon_request(self, line: bytes) -> None:
+        """Act on one request line from the daemon: only route-refresh requests exist."""
+        if not line.startswith(DAEMON_TAG) or self.command_fd is None:
+            return
+        try:
+            request = orjson.loads(line)["bgpwatch-daemon"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return
+        commands = refresh_commands(request.get("refresh")) if isinstance(request, dict) else b""
+        if not commands:
+            return
+        try:
+            # Never block on ExaBGP (it may be stuck writing to us): write only into a pipe with room.
+            # O_NONBLOCK is not set instead: stdout may be shared with whoever started us.
+            _, writable, _ = select.select([], [self.command_fd], [], 0)
+            if not writable:
+                return  # the daemon asks again at the next connection
+            os.write(self.command_fd, commands)
+        except OSError:
+            self.command_fd = None  # ExaBGP is gone
+            return
+        self.refreshes += 1
 
 
 def main(socket_path: str, worker: int, buffer_bytes: int) -> int:
     """Run the relay as ExaBGP's API process."""
-    relay = Relay(socket_path, worker=worker, buffer_bytes=buffer_bytes)
+    # stdout is ExaBGP's API input: the daemon's route-refresh requests go there
+    relay = Relay(socket_path, worker=worker, buffer_bytes=buffer_bytes, command_fd=1)
 
     def stop(_signum, _frame):
         relay.stopping = True

@@ -13,6 +13,14 @@ Sessions lost that way are *collector-lost*: no session_down for them, and the t
 site states while no vantage point is left.  The fault ends when the collector is back and every
 collector-lost session is up and converged again; sessions still missing ``recovery_bound``
 seconds after the collector came back are handed over to session_down as ordinary downs.
+
+In external mode the daemon reports a relay that disconnects (its goodbye line, if any, says why)
+or stops sending (no heartbeat for a few seconds: stopped, wedged) as ``CollectorStatus(up=False)``
+of its worker, and its return as ``CollectorStatus(up=True)``: the same path as ExaBGP dying.
+
+``store_degraded`` (same detector, its own kind, warning): the alert store cannot write (disk
+full, I/O error).  The daemon says so through `set_store_fault`; alerts still reach the sinks and
+are held in memory until the store takes them again, which resolves it.
 """
 
 from __future__ import annotations
@@ -54,6 +62,31 @@ class CollectorDegradedDetector(Detector):
         self.reasons: list[str] = []
         self.gap_until: float | None = None
         self.lost_lines = 0
+        self.store_reason: str | None = None
+        self.store_since: float | None = None
+        self._store_alerted = False
+
+    def set_store_fault(self, reason: str | None, since: float | None = None) -> None:
+        """Say that the alert store cannot write (why, since when) or, with None, that it can again."""
+        self.store_reason = reason
+        self.store_since = since if reason is not None else None
+
+    def _evaluate_store(self, now: float) -> None:
+        if self.store_reason is None:
+            if self._store_alerted:
+                self._store_alerted = False
+                self.ctx.book.sync("store_degraded", (), now)
+            return
+        self._store_alerted = True
+        summary = (
+            f"alert store cannot write: {self.store_reason}; alerts still reach the sinks and are held in"
+            " memory until it can"
+        )
+        finding = self.finding(
+            {}, summary, "store", {"error": self.store_reason}, since=self.store_since, severity="warning",
+            kind="store_degraded",
+        )  # fmt: skip
+        self.ctx.book.sync("store_degraded", [finding], now)
 
     def _fault(self, now: float, reason: str) -> None:
         if self.fault_since is None:
@@ -109,6 +142,8 @@ class CollectorDegradedDetector(Detector):
         self._fault(now, f"all {len(burst)} sessions went down within {window:g} s")
 
     def evaluate(self, now: float) -> None:
+        if self.store_reason is not None or self._store_alerted:
+            self._evaluate_store(now)
         sessions = self.ctx.sessions
         vps = self.ctx.topology.vps
         for address in [a for a in sessions.collector_lost() if vps[a].active]:
