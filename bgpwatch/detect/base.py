@@ -199,7 +199,16 @@ def resolve_params(cls: type[Detector], given: Mapping[str, Any]) -> dict[str, A
 
 def _ensure_loaded() -> None:
     # The detector modules register themselves on import.
-    from bgpwatch.detect import churn, collector, origins, paths, planned_work, sessions, sites  # noqa: F401
+    from bgpwatch.detect import (  # noqa: F401
+        churn,
+        collector,
+        monitors,
+        origins,
+        paths,
+        planned_work,
+        sessions,
+        sites,
+    )
 
 
 def detector_param_problems(detectors: Any) -> list[tuple[str, str]]:

@@ -83,7 +83,18 @@ class SiteDownDetector(Detector):
                 for vp in topology.vps_of_site[name]
             ]
             lost_by = ", ".join(view.lost_by) or "the other sites"
-            if view.state == SUSPECTED:
+            by_sessions = topology.lost_by_sessions.get(name, ())
+            if by_sessions and view.state == SUSPECTED:
+                summary = (
+                    f"site {name} down (suspected): every session of its neighbours to it is down "
+                    f"({', '.join(by_sessions)}), bgpwatch's own session to it is still up"
+                )
+            elif by_sessions and not any(vp.state == "up" for vp in topology.vps_of_site[name]):
+                summary = (
+                    f"site {name} down (confirmed): every session of its neighbours to it is down "
+                    f"({', '.join(by_sessions)}) and bgpwatch's sessions to it are down"
+                )
+            elif view.state == SUSPECTED:
                 summary = (
                     f"site {name} down (suspected): {lost_by} withdrew its prefixes; bgpwatch's sessions to it "
                     "are still up but frozen (its view still holds routes the others withdrew), "
@@ -100,7 +111,10 @@ class SiteDownDetector(Detector):
                 "lost_by": list(view.lost_by),
                 "still_seen_by": list(view.seen_by),
                 "sessions": sessions,
+                "evidence": topology.evidence(name),
             }
+            if by_sessions:
+                annotations["bmp_sessions_lost"] = list(by_sessions)
             finding = self.finding({"site": name}, summary, name, annotations, since=view.left_live_at)
             finding.title = f"site {name} down"
             # bgpwatch's own session to the site may have died first (hold timer, graceful restart
@@ -109,6 +123,11 @@ class SiteDownDetector(Detector):
             finding.adopts = (
                 tuple(alert_key("session_down", {"peer": peer, "site": name}) for peer in peers)
                 + planned_keys(name, peers)
+                + tuple(
+                    alert_key("monitor_lost", {"router": router.name, "site": name})
+                    for router in self.ctx.sessions.monitors.routers.values()
+                    if router.site == name
+                )
                 + tuple(
                     alert_key("path_detour", {"link": "-".join(pair)})
                     for other in topology.model.sites

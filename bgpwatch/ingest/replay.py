@@ -33,6 +33,8 @@ from typing import IO, Any
 import orjson
 
 from bgpwatch.events import Announce, Event, SessionState, Withdraw
+from bgpwatch.ingest.bmp_lines import BMP_TAG
+from bgpwatch.ingest.bmp_lines import parse_line as parse_bmp_line
 from bgpwatch.ingest.mrt import MrtError, MrtReader, MrtStats, compression_of, open_decompressed
 from bgpwatch.rib.attributes import AttributePool
 
@@ -203,6 +205,10 @@ def _json_lines(
                 # Recordings made by `bgpwatch run` also hold the relay's and supervisor's control lines.
                 if is_control is not None and is_control(line):
                     events = parse_control(line)
+                elif line.startswith(BMP_TAG):
+                    # A BMP message as it arrived: decoded by the pipeline's BMP parser (it keeps state).
+                    events = [parse_bmp_line(line)]
+                    stats.not_emitted["bmp_records"] += 1
                 else:
                     events = parser.parse(line)
             except IngestError as exc:

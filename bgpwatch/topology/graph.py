@@ -189,6 +189,10 @@ class Topology:
         # The site graph when last whole (every site live, one island).
         self.whole_graph: nx.Graph | None = None
         self.missing: dict[str, dict[PrefixId, tuple[str, ...]]] = {}
+        # BMP evidence (bgpwatch.monitors): per site, the inter-site sessions to it its neighbours
+        # report down when all of them are; site pairs the sessions say are cut.
+        self.lost_by_sessions: dict[str, tuple[str, ...]] = {}
+        self.cut_by_sessions: list[tuple[str, str]] = []
         self.stale: dict[str, dict[str, int]] = {}
         self.service_reach: dict[tuple[str, str], bool | None] = {}
         self.started_at: float | None = None
@@ -442,16 +446,35 @@ class Topology:
                     break
         bootstrap = not live_prev
         trusted = {s for s in observed if s not in frozen and (bootstrap or s in live_prev)}
+        monitors = self.sessions.monitors
+        lost_sessions = monitors.lost_by_sessions(set(sites))
+        self.lost_by_sessions = {
+            t: tuple(
+                sorted(f"{router.name}->{peer.address} ({peer.cause or 'down'})" for router, peer in found)
+            )
+            for t, found in lost_sessions.items()
+        }
         changed = False
         for t in sites:
             view = self.states[t]
+            # Every neighbour that reports its sessions says they are all down: direct evidence that
+            # graceful restart may hide from the routes for minutes.
+            cut_off = t in lost_sessions
+            if cut_off and t in alive:
+                # Still talking to bgpwatch: isolated if it updates since, else probably dead (its own
+                # hold timer at bgpwatch has not expired yet): suspected until one or the other.
+                lost_at = max(peer.since or 0.0 for _router, peer in lost_sessions[t])
+                cut_off = not any(
+                    vp.counted and (vp.session.last_route or 0.0) > lost_at for vp in self.vps_of_site[t]
+                )
             seers = tuple(s for s in sorted(trusted) if s != t and sees(s, t))
             losers = ()
             if originates[t]:
                 losers = tuple(s for s in sorted(trusted) if s != t and not sees(s, t))
             p = prev[t]
+            back = p == DOWN and view.left_live_at is not None and monitors.back_since(t, view.left_live_at)
             if t in alive:
-                if t in frozen and losers:
+                if (t in frozen and losers) or (cut_off and p in (LIVE, SUSPECTED, UNKNOWN)):
                     new = SUSPECTED
                 elif p in (LIVE, SUSPECTED):
                     new = LIVE  # up and still updating: alive (an island, or not originating)
@@ -465,16 +488,19 @@ class Topology:
                         and bool(seers)
                         and all(sees(t, s) for s in trusted if s != t and originates[s])
                     )
-                    new = LIVE if both_ways or self._fresh_seers(trusted, t) else DOWN
+                    new = LIVE if both_ways or back or self._fresh_seers(trusted, t) else DOWN
                 elif seers or bootstrap or self.grace_over:
                     new = LIVE
                 else:
                     new = p
+            elif p == DOWN:
+                # Back only when some site learned its routes again (not from routes held all along), or
+                # when a neighbour's session to it is established again.
+                new = LIVE if back or (trusted and self._fresh_seers(trusted, t)) else DOWN
+            elif cut_off:
+                new = DOWN  # its neighbours' sessions to it are all down: whatever routes are still held
             elif not trusted:
                 new = p  # no live vantage point anywhere: no evidence either way
-            elif p == DOWN:
-                # Back only when some site learned its routes again (not from routes held all along).
-                new = LIVE if self._fresh_seers(trusted, t) else DOWN
             elif losers:
                 new = DOWN if (p != UNKNOWN or self.grace_over) else p
             elif seers:
@@ -543,6 +569,8 @@ class Topology:
                     measured.update((s, t))
                 if known and all(known):
                     graph.add_edge(s, t)
+        self.cut_by_sessions = self._session_cuts(graph, live)
+        graph.remove_edges_from(self.cut_by_sessions)
         # A live site with no measurable direction to any other (blind, and not originating) is
         # neither connected nor cut off: nothing can be said, so it is not an island of its own.
         self.unmeasured = [s for s in live if s not in measured] if len(live) > 1 else []
@@ -551,6 +579,25 @@ class Topology:
         self.islands = sorted(sorted(c) for c in nx.connected_components(graph))
         if len(self.islands) == 1 and len(live) == len(self.model.sites) and len(live) > 1:
             self.whole_graph = graph.copy()
+
+    def _session_cuts(self, graph: nx.Graph, live: list[str]) -> list[tuple[str, str]]:
+        """Return the edges of ``graph`` between live sites that BMP says no session path joins.
+
+        Two sites whose routers both report to bgpwatch and report no established session between
+        them have no adjacency; a pair where either is not heard is taken as possibly joined.  Sites in
+        different components of that session graph cannot reach each other, whatever routes they hold.
+        """
+        covered, up_pairs, _down = self.sessions.monitors.session_links()
+        if len(covered) < 2:
+            return []
+        sessions = nx.Graph()
+        sessions.add_nodes_from(live)
+        for i, s in enumerate(live):
+            for t in live[i + 1 :]:
+                if s not in covered or t not in covered or frozenset((s, t)) in up_pairs:
+                    sessions.add_edge(s, t)
+        component = {site: n for n, part in enumerate(nx.connected_components(sessions)) for site in part}
+        return [(s, t) for s, t in graph.edges if component[s] != component[t]]
 
     def _observers(self, observed: set[str], frozen: set[str]) -> list[str]:
         states = self.states
@@ -662,6 +709,28 @@ class Topology:
         """Return the names of sessions up without a complete End-of-RIB."""
         return [vp.info.name for vp in self.vps.values() if vp.state == UP and not vp.eor_complete]
 
+    def evidence(self, site: str) -> list[str]:
+        """Return what a site's state rests on: bgpwatch's sessions, other sites' routes, BMP session state."""
+        view = self.states[site]
+        vps = self.vps_of_site[site]
+        found = []
+        if vps:
+            up = sum(1 for vp in vps if vp.up)
+            found.append(f"bgpwatch sessions: {up} of {len(vps)} up")
+        if view.frozen:
+            found.append("its view is frozen (holds routes the others withdrew)")
+        if view.lost_by:
+            found.append(f"withdrawals: its prefixes lost by {', '.join(view.lost_by)}")
+        if view.seen_by:
+            found.append(f"routes: its prefixes still seen by {', '.join(view.seen_by)}")
+        lost = self.lost_by_sessions.get(site)
+        if lost:
+            found.append(f"BMP: every neighbour session to it is down: {', '.join(lost)}")
+        cuts = [t for pair in self.cut_by_sessions if site in pair for t in pair if t != site]
+        if cuts:
+            found.append(f"BMP: no established session path to {', '.join(sorted(cuts))}")
+        return found
+
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         """Return a JSON-ready view: sites, sessions, visibility matrix, islands, stale routes, AS edges."""
         model = self.model
@@ -680,6 +749,7 @@ class Topology:
                     "seen_by": list(view.seen_by),
                     "lost_by": list(view.lost_by),
                     "prefixes": [format_prefix(f, k) for f, k in model.expected[name]],
+                    "evidence": self.evidence(name),
                     "sessions": [
                         {
                             "name": vp.info.name,
@@ -720,6 +790,8 @@ class Topology:
             "state": self.overall(),
             "blind": list(self.blind),
             "unmeasured": list(self.unmeasured),
+            "cut_by_sessions": [sorted(pair) for pair in self.cut_by_sessions],
+            "bmp_routers_heard": sorted(r.name for r in self.sessions.monitors.routers.values() if r.heard),
             "stale": [{"site": s, "holders": holders} for s, holders in sorted(self.stale.items())],
             "missing": [
                 {"site": t, "prefix": format_prefix(*p), "missing_at": list(where)}
