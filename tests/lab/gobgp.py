@@ -50,7 +50,7 @@ _NEXTHOP = "LAB_NEXTHOP"
 _DENY = "LAB_DENY_ALL"
 _DRAIN = "LAB_GSHUT"
 BMP_POLICY = "all"
-BMP_STATS_SECONDS = 1
+BMP_STATS_SECONDS = 15  # gobgpd refuses less ("too small statistics-timeout value")
 
 
 def _canonical(address: str) -> str:
