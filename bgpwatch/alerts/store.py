@@ -207,6 +207,10 @@ class Store:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 _create_private(self.path)
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+        except FileExistsError as exc:  # mkdir: a file where the store's directory should be
+            raise StoreError(
+                f"cannot open the alert store {path}: {exc.filename} is not a directory"
+            ) from exc
         except OSError as exc:
             raise StoreError(f"cannot open the alert store {path}: {exc.strerror or exc}") from exc
         except sqlite3.Error as exc:
