@@ -41,7 +41,9 @@ class MonitorLostDetector(Detector):
             )
             labels = {"router": router.name, "site": site} if site else {"router": router.name}
             annotations = {"address": router.address, "sys_name": router.sys_name, "reason": router.reason}
-            finding = self.finding(labels, summary, router.name, annotations, since=router.since)
+            # A router of a site already known down is part of that incident, not news.
+            cause = self.cause_if_active("site_down", {"site": site}) if site else None
+            finding = self.finding(labels, summary, router.name, annotations, cause, since=router.since)
             finding.title = f"BMP router {router.name} not heard"
             findings.append(finding)
         self.sync(findings, now)

@@ -226,6 +226,11 @@ class Topology:
             self._schedule()
         for change in changes:
             self._apply_changes(change)
+        if self.lost_by_sessions and changes:
+            # Any route from a site its neighbours lost tells dead from isolated (see evaluate).
+            vp = self.vps.get(changes[0].peer)
+            if vp is not None and vp.info.site in self.lost_by_sessions:
+                self.dirty = True
         if session is not None:
             self.session_changed(session)
         return self.dirty
