@@ -86,12 +86,10 @@ class World:
         self.pipeline.feed_event(event)
 
     def update(self, site: str, at: float) -> None:
-        """The site's router sends bgpwatch a new route (a more-specific of its own prefix): it is alive."""
+        """The site's router sends bgpwatch a new route (a customer's prefix): it is alive."""
         address, asn = SITES[site]
-        attrs = self.pipeline.pool.intern("igp", (asn,), (), address)
-        network = parse_prefix(PREFIXES[site])
-        self.feed(Announce(at, address, 4, (parse_prefix("203.0.113.192/27")[1],), attrs))
-        assert network[0] == 4
+        attrs = self.pipeline.pool.intern("igp", (asn, 174), (), address)
+        self.feed(Announce(at, address, 4, (parse_prefix("185.0.0.0/24")[1],), attrs))
 
     def announce(self, site: str, seen: list[str], at: float) -> None:
         address, asn = SITES[site]
