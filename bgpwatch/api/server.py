@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 MAX_LIMIT = 1_000_000
 DEFAULT_LIMIT = 10_000
 MAX_TRANSITIONS = 10_000
-# Routes per streamed batch: ~5-10 ms of work, the longest the event loop waits for a big answer.
-STREAM_BATCH = 2_000
+# Routes per streamed batch: ~1-2 ms of work, the longest the event loop waits for a big answer.
+STREAM_BATCH = 500
 MAX_STREAMS = 2
 STREAM_WAIT = 30.0  # seconds a large answer waits for its turn before a 503
 WRITE_TIMEOUT = 30.0  # seconds a client may take to read one batch
@@ -63,7 +63,8 @@ RESERVED_FDS = 256  # descriptors kept for the store, the relay socket, sinks an
 HEADER_TIMEOUT = 10.0
 KEEPALIVE_TIMEOUT = 30.0
 SWEEP_INTERVAL = 0.5
-BACKLOG = 128
+BACKLOG = 512
+ACCEPT_BATCH = 64
 
 _DIGITS = re.compile(r"[0-9]{1,16}", re.ASCII)
 _EPOCH = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?", re.ASCII)
@@ -564,7 +565,8 @@ class ApiServer:
         self.runner = web.AppRunner(
             app,
             access_log=None,
-            keepalive_timeout=keepalive_timeout,
+            # aiohttp's own idle timer only as a backstop: the sweep below decides, and counts, closes.
+            keepalive_timeout=max(header_timeout, keepalive_timeout) + 5.0,
             logger=_http_log,
             handler_cancellation=True,
         )
@@ -574,6 +576,8 @@ class ApiServer:
         self.closed = {"idle": 0, "evicted": 0, "refused": 0}
         self.accept_errors = 0
         self._last_accept_log = -math.inf
+        self._backoff = 0.0
+        self._pending: set[asyncio.Task] = set()
         self._metrics: tuple[Counter, Counter] | None = None
         if registry is not None:
             Gauge("bgpwatch_api_connections", "Open HTTP API connections", registry=registry).set_function(
@@ -630,7 +634,7 @@ class ApiServer:
         """Stop accepting, close every connection and the application."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._pending]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
@@ -681,26 +685,32 @@ class ApiServer:
 
     async def _accept_loop(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        backoff = 0.0
         while True:
             try:
                 sock, _peer = await loop.sock_accept(listener)
             except OSError as exc:
-                if exc.errno not in _RESOURCE_ERRNOS:
-                    # ECONNABORTED and the like: that client gave up; the next one may be fine.
-                    await asyncio.sleep(0.01)
-                    continue
-                self._accept_failed(exc)
-                if self._evict_one():
-                    await asyncio.sleep(0.01)  # the evicted socket is closed on the next loop turn
-                    continue
-                backoff = min(1.0, max(0.05, backoff * 2))
-                await asyncio.sleep(backoff)
+                await self._accept_trouble(exc)
                 continue
-            backoff = 0.0
-            await self._admit(loop, sock)
+            self._backoff = 0.0
+            self._admit(loop, sock)
+            # Drain what else is queued in one go: one connection per loop turn would let a burst
+            # overflow the listen backlog, and the kernel then drops SYNs (1 s client retries).
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    sock, _peer = listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    await self._accept_trouble(exc)
+                    break
+                self._admit(loop, sock)
 
-    def _accept_failed(self, exc: OSError) -> None:
+    async def _accept_trouble(self, exc: OSError) -> None:
+        """Handle a failed accept() without ever retrying in a tight loop."""
+        if exc.errno not in _RESOURCE_ERRNOS:
+            # ECONNABORTED and the like: that client gave up; the next one may be fine.
+            await asyncio.sleep(0.01)
+            return
         self.accept_errors += 1
         if self._metrics is not None:
             self._metrics[1].inc()
@@ -713,12 +723,22 @@ class ApiServer:
                 len(self._connections),
                 self.accept_errors,
             )
+        if self._evict_one():
+            await asyncio.sleep(0.01)  # the evicted socket is closed on the next loop turn
+            return
+        self._backoff = min(1.0, max(0.05, self._backoff * 2))
+        await asyncio.sleep(self._backoff)
 
-    async def _admit(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-        if len(self._connections) >= self.max_connections and not self._evict_one():
+    def _admit(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        if len(self._connections) + len(self._pending) >= self.max_connections and not self._evict_one():
             sock.close()
             self._count("refused")
             return
+        task = loop.create_task(self._connect(loop, sock))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
