@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -285,12 +286,21 @@ def maintenance_list(config_path, api_url, as_json) -> None:
 
 @main.command()
 @client_options
-def peers(config_path, api_url, as_json) -> None:
-    """List the BGP sessions (vantage points)."""
+@click.option("--bmp", "bmp_only", is_flag=True, help="Only the BMP routers and the sessions they report.")
+def peers(config_path, api_url, as_json, bmp_only) -> None:
+    """List the BGP sessions (vantage points) and the BMP routers' own sessions."""
+    if bmp_only:
+        routers = fetch(config_path, api_url, "/api/v1/routers")
+        if as_json:
+            emit_json(routers)
+        else:
+            click.echo(bmp_table(routers) if routers else "no BMP router known")
+        return
     data = fetch(config_path, api_url, "/api/v1/peers")
     if as_json:
         emit_json(data)
         return
+    routers = fetch(config_path, api_url, "/api/v1/routers")
     rows = [
         [
             p["site"],
@@ -309,6 +319,41 @@ def peers(config_path, api_url, as_json) -> None:
     ]
     headers = ["site", "peer", "address", "as", "state", "last msg", "v4", "v6", "eor", "flaps", "reason"]
     click.echo(table(rows, headers))
+    if routers:
+        click.echo("")
+        click.echo(bmp_table(routers))
+
+
+def _since(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%H:%M:%S", time.gmtime(at))
+
+
+def bmp_table(routers: list[dict]) -> str:
+    """Return the BMP routers and their monitored sessions (like birdc show protocols, per router)."""
+    blocks = []
+    for router in routers:
+        head = (
+            f"BMP router {router['name']} (site {router['site'] or '?'}, {router['address'] or '?'}"
+            f"{', ' + router['sys_name'] if router['sys_name'] else ''}): {router['state']}"
+            f" since {_since(router['since'])}"
+            + (f", {router['reason']}" if router["state"] != "up" and router.get("reason") else "")
+        )
+        rows = [
+            [
+                s["address"],
+                s["peer_as"],
+                s["kind"] + (f" ({s['site']})" if s["site"] else ""),
+                s["state"],
+                _since(s["since"]),
+                s.get("routes", {}).get("pre", 0),
+                s.get("routes", {}).get("post", 0),
+                (s["last_down_reason"] or "") if s["state"] != "up" else "",
+            ]
+            for s in router["sessions"]
+        ]
+        headers = ["peer", "as", "kind", "state", "since", "pre", "post", "last down"]
+        blocks.append(head + "\n" + (table(rows, headers) if rows else "  (no session reported)"))
+    return "\n\n".join(blocks)
 
 
 @main.command()
@@ -318,9 +363,19 @@ def peers(config_path, api_url, as_json) -> None:
 @click.option("--prefix", default=None, help="Exact prefix.")
 @click.option("--lookup", default=None, metavar="ADDR", help="Longest-prefix match of an address.")
 @click.option("--limit", default=1000, type=click.IntRange(1, 1_000_000), show_default=True)
-def prefixes(config_path, api_url, as_json, peer, site, prefix, lookup, limit) -> None:
-    """List routes in the Adj-RIBs-In."""
+@click.option(
+    "--router", default=None, help="A BMP router: the routes it reported (with --peer: from that peer)."
+)
+@click.option(
+    "--policy",
+    default=None,
+    type=click.Choice(["pre", "post", "loc"]),
+    help="BMP view: pre-policy or post-policy Adj-RIB-In, or the router's Loc-RIB.",
+)
+def prefixes(config_path, api_url, as_json, peer, site, prefix, lookup, limit, router, policy) -> None:
+    """List routes in the Adj-RIBs-In (bgpwatch's sessions, or with --router a BMP router's views)."""
     params = {"peer": peer, "site": site, "prefix": prefix, "lookup": lookup, "limit": limit}
+    params.update({"router": router, "policy": policy})
     data = fetch(config_path, api_url, "/api/v1/prefixes", params)
     if as_json:
         emit_json(data)
@@ -329,7 +384,7 @@ def prefixes(config_path, api_url, as_json, peer, site, prefix, lookup, limit) -
         [
             r["prefix"],
             r["site"],
-            r["peer"],
+            r["peer"] if "router" not in r else f"{r['router']}<-{r['peer']} {r['policy']}",
             r["next_hop"],
             " ".join(map(str, r["as_path"])) or "(local)",
             r.get("origin", ""),

@@ -26,7 +26,7 @@ from prometheus_client import Histogram
 from bgpwatch import __version__
 from bgpwatch.alerts.sinks import SinkMetrics, SinkSet, build_sinks
 from bgpwatch.alerts.store import Store, StoreError
-from bgpwatch.api.metrics import DaemonCollector, build_registry
+from bgpwatch.api.metrics import BmpCollector, DaemonCollector, build_registry
 from bgpwatch.api.server import ApiServer, build_app
 from bgpwatch.collector.relay_links import RelayLinks
 from bgpwatch.collector.supervisor import Supervisor
@@ -108,6 +108,8 @@ class Daemon:
             faults=self._fault_metrics,
         )
         self.registry = build_registry(self.collector)
+        if config.bmp is not None:
+            self.registry.register(BmpCollector(self.pipeline))
         self.ingest_lag = Histogram(
             "bgpwatch_ingest_lag_seconds",
             "Seconds from ExaBGP stamping a message to bgpwatch having processed it (sampled per read)",

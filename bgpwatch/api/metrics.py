@@ -194,3 +194,74 @@ def build_registry(collector: DaemonCollector) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(collector)
     return registry
+
+
+# BMP Statistics Report types (RFC 7854 4.8, RFC 8671): the router's own counters, last value reported.
+BMP_STAT_NAMES = {
+    0: "rejected_prefixes",
+    1: "duplicate_prefix_advertisements",
+    2: "duplicate_withdraws",
+    3: "cluster_list_loop_invalidated",
+    4: "as_path_loop_invalidated",
+    5: "originator_id_invalidated",
+    6: "as_confed_loop_invalidated",
+    7: "adj_rib_in_routes",
+    8: "loc_rib_routes",
+    9: "adj_rib_in_routes_per_afi_safi",
+    10: "loc_rib_routes_per_afi_safi",
+    11: "updates_treated_as_withdraw",
+    12: "prefixes_treated_as_withdraw",
+    13: "duplicate_update_messages",
+    14: "adj_rib_out_pre_policy_routes",
+    15: "adj_rib_out_post_policy_routes",
+}
+
+
+class BmpCollector(Collector):
+    """BMP routers, the sessions they report and their Statistics Reports, read at scrape time."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    def collect(self) -> Iterator:
+        from bgpwatch.events import split_view_key
+
+        monitors = self.pipeline.sessions.monitors
+        router_up = GaugeMetricFamily(
+            "bgpwatch_bmp_router_up", "1 while bgpwatch hears the BMP router", labels=["router", "site"]
+        )
+        session_up = GaugeMetricFamily(
+            "bgpwatch_bmp_session_up",
+            "1 when the router reports its BGP session to the peer established",
+            labels=["router", "peer", "kind", "peer_site"],
+        )
+        stats = GaugeMetricFamily(
+            "bgpwatch_bmp_peer_statistic",
+            "Last value of a BMP Statistics Report counter (RFC 7854 4.8) for a monitored peer",
+            labels=["router", "peer", "type"],
+        )
+        for router in monitors.routers.values():
+            router_up.add_metric([router.name, router.site or ""], 1.0 if router.heard else 0.0)
+            for peer in router.peers.values():
+                site = monitors.site_of_peer(peer)
+                kind = monitors.kind_of(router, peer)
+                session_up.add_metric(
+                    [router.name, peer.address, kind, site or ""], 1.0 if peer.state == "up" else 0.0
+                )
+                for stat, value in sorted(peer.stats.items()):
+                    stats.add_metric([router.name, peer.address, BMP_STAT_NAMES.get(stat, str(stat))], value)
+        yield router_up
+        yield session_up
+        yield stats
+        routes = GaugeMetricFamily(
+            "bgpwatch_bmp_routes",
+            "Routes in a BMP router's view of a peer (policy: pre, post; loc = its Loc-RIB)",
+            labels=["router", "peer", "policy"],
+        )
+        for key, table in self.pipeline.bmp_rib.peers.items():
+            router_name, peer_address, policy = split_view_key(key)
+            routes.add_metric([router_name, peer_address, policy], float(len(table)))
+        yield routes
+        yield CounterMetricFamily(
+            "bgpwatch_bmp_messages", "BMP messages received", value=float(self.pipeline.bmp_messages)
+        )

@@ -41,6 +41,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from bgpwatch.events import LOC_RIB, POST_POLICY, PRE_POLICY, split_view_key
 from bgpwatch.rib.prefix import format_prefix, parse_address, parse_prefix
 
 if TYPE_CHECKING:
@@ -184,6 +185,17 @@ def route_dict(daemon: Daemon, address: str, family: int, key: int, attrs) -> di
 
 
 def _peer_base(daemon: Daemon, address: str, family: int) -> dict[str, Any]:
+    if "|" in address:  # a BMP router's view of one of its peers (events.view_key)
+        router, peer, policy = split_view_key(address)
+        known = daemon.pipeline.sessions.monitors.routers.get(router)
+        return {
+            "peer": peer,
+            "peer_address": peer,
+            "router": router,
+            "policy": policy,
+            "site": known.site if known is not None else None,
+            "family": f"ipv{family}",
+        }
     session = daemon.pipeline.sessions.get(address)
     return {
         "peer": session.name if session else address,
@@ -199,7 +211,27 @@ def _route(base: dict[str, Any], family: int, key: int, attrs) -> dict[str, Any]
     return data
 
 
-PREFIX_PARAMS = ("peer", "site", "prefix", "lookup", "limit", "family")
+def bmp_routers(daemon: Daemon) -> list[dict[str, Any]]:
+    """Return the BMP routers, each with its monitored sessions and their routes per policy."""
+    monitors = daemon.pipeline.sessions.monitors
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for key, table in daemon.pipeline.bmp_rib.peers.items():
+        router, peer, policy = split_view_key(key)
+        counts.setdefault((router, peer), {})[policy] = len(table)
+    now = time.time()
+    result = []
+    for router in monitors.routers.values():
+        entry = monitors.to_dict(router, now)
+        for session in entry["sessions"]:
+            found = counts.get((router.name, session["address"]), {})
+            session["routes"] = {policy: found.get(policy, 0) for policy in (PRE_POLICY, POST_POLICY)}
+        entry["loc_rib_routes"] = counts.get((router.name, "0.0.0.0"), {}).get(LOC_RIB, 0)
+        result.append(entry)
+    return result
+
+
+PREFIX_PARAMS = ("peer", "site", "prefix", "lookup", "limit", "family", "router", "policy")
+POLICIES = (PRE_POLICY, POST_POLICY, LOC_RIB)
 
 
 @dataclass(slots=True)
@@ -211,11 +243,18 @@ class RouteQuery:
     limit: int
     exact: tuple[int, int] | None = None  # prefix=
     lookup: tuple[int, int] | None = None  # lookup=
+    bmp: bool = False  # router=: the tables are BMP views (Pipeline.bmp_rib), not bgpwatch's sessions
+
+    def rib(self, daemon: Daemon) -> Any:
+        """Return the RIB the query reads."""
+        return daemon.pipeline.bmp_rib if self.bmp else daemon.pipeline.rib
 
     @classmethod
     def parse(cls, daemon: Daemon, query: Any) -> RouteQuery:
         """Check every parameter (BadRequest naming the first bad one) and return the query."""
         params = query_params(query, PREFIX_PARAMS)
+        if "router" in params or "policy" in params:
+            return cls._parse_views(daemon, params)
         sessions = daemon.pipeline.sessions
         addresses = list(daemon.pipeline.rib.peers)
         configured = list(sessions.by_address.values())
@@ -234,6 +273,10 @@ class RouteQuery:
             if site not in {s.site for s in configured}:
                 raise BadRequest(f"site: no configured site is named {_show(site)}")
             addresses = [a for a in addresses if sessions.get(a) and sessions.get(a).site == site]
+        return cls._finish(addresses, params)
+
+    @classmethod
+    def _finish(cls, addresses: list[str], params: dict[str, str], bmp: bool = False) -> RouteQuery:
         families: tuple[int, ...] = (4, 6)
         if "family" in params:
             if params["family"] not in ("ipv4", "ipv6"):
@@ -242,7 +285,30 @@ class RouteQuery:
         limit = parse_int("limit", params["limit"], 1, MAX_LIMIT) if "limit" in params else DEFAULT_LIMIT
         exact = parse_prefix_param("prefix", params["prefix"]) if "prefix" in params else None
         lookup = parse_address_param("lookup", params["lookup"]) if "lookup" in params else None
-        return cls(addresses, families, limit, exact, lookup)
+        return cls(addresses, families, limit, exact, lookup, bmp)
+
+    @classmethod
+    def _parse_views(cls, daemon: Daemon, params: dict[str, str]) -> RouteQuery:
+        """router=R [peer=P] [policy=pre|post|loc] [site=S]: the routes BMP routers reported."""
+        monitors = daemon.pipeline.sessions.monitors
+        views = [(key, *split_view_key(key)) for key in daemon.pipeline.bmp_rib.peers]
+        if "router" in params:
+            router = params["router"]
+            if router not in monitors.routers:
+                raise BadRequest(f"router: no BMP router is named {_show(router)}")
+            views = [v for v in views if v[1] == router]
+        if "policy" in params:
+            if params["policy"] not in POLICIES:
+                raise BadRequest(
+                    f"policy: expected one of {', '.join(POLICIES)}, got {_show(params['policy'])}"
+                )
+            views = [v for v in views if v[3] == params["policy"]]
+        if "peer" in params:
+            views = [v for v in views if v[2] == params["peer"]]
+        if "site" in params:
+            site = params["site"]
+            views = [v for v in views if (r := monitors.routers.get(v[1])) is not None and r.site == site]
+        return cls._finish([v[0] for v in views], params, bmp=True)
 
     @property
     def small(self) -> bool:
@@ -252,7 +318,7 @@ class RouteQuery:
     def point_routes(self, daemon: Daemon) -> list[dict[str, Any]]:
         """Return the routes of a prefix= or lookup= query."""
         out: list[dict[str, Any]] = []
-        peers = daemon.pipeline.rib.peers
+        peers = self.rib(daemon).peers
         for address in self.addresses:
             table = peers.get(address)
             if table is None:
@@ -275,7 +341,7 @@ class RouteQuery:
             for family in self.families:
                 if left <= 0:
                     return
-                table = daemon.pipeline.rib.peers.get(address)
+                table = self.rib(daemon).peers.get(address)
                 if table is None:
                     break
                 # A copy of (key, attrs) pairs: the pipeline keeps changing the table between batches,
@@ -374,6 +440,10 @@ def build_app(daemon: Daemon) -> web.Application:
             result.append(entry)
         return _json(result)
 
+    async def routers(request: web.Request) -> web.Response:
+        no_params(request)
+        return _json(bmp_routers(daemon))
+
     async def prefixes(request: web.Request) -> web.StreamResponse:
         query = RouteQuery.parse(daemon, request.query)
         if query.small:
@@ -465,6 +535,7 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/peers", peers)
     app.router.add_get("/api/v1/prefixes", prefixes)
+    app.router.add_get("/api/v1/routers", routers)
     app.router.add_get("/api/v1/topology", topology)
     app.router.add_get("/api/v1/topology.dot", topology_dot)
     app.router.add_get("/api/v1/alerts", alerts)

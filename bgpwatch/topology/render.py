@@ -46,6 +46,18 @@ def render_text(snapshot: dict[str, Any]) -> str:
         )
         lines.append(f"{site['name']:{width}}  {state:24}  {sessions}")
 
+    evidence = [
+        (site["name"], line) for site in sites for line in site.get("evidence", []) if site["state"] != "live"
+    ]
+    cuts = snapshot.get("cut_by_sessions") or []
+    if evidence or cuts:
+        lines += ["", "evidence:"]
+        lines += [f"  {name}: {line}" for name, line in evidence]
+        lines += [f"  {a} - {b}: no established BGP session path (BMP)" for a, b in cuts]
+    heard = snapshot.get("bmp_routers_heard")
+    if heard:
+        lines += ["", f"BMP routers heard: {', '.join(heard)}"]
+
     matrix = snapshot.get("visibility", {})
     lines += ["", "visibility: share of the column site's prefixes each row site has a route to"]
     lines.append(" " * (width + 2) + "  ".join(f"{n:>{max(5, len(n))}}" for n in names))
