@@ -579,3 +579,155 @@ def _flatten(segments: list[tuple[int, tuple[int, ...]]]) -> tuple[tuple[int, ..
         elif seg_type == 1:
             as_set.extend(asns)
     return tuple(as_path), tuple(as_set)
+
+
+def end_of_rib(buf: bytes, pos: int, end: int) -> tuple[int, int] | None:
+    """Return (AFI, SAFI) when the UPDATE body ``buf[pos:end]`` is an End-of-RIB marker (RFC 4724 2).
+
+    IPv4 unicast: an UPDATE with no withdrawn routes, no attributes and no NLRI.  Other families: an
+    UPDATE holding only an MP_UNREACH_NLRI attribute with no withdrawn routes.
+    """
+    size = end - pos
+    if size == 4:
+        return (1, 1) if buf[pos : pos + 4] == b"\x00\x00\x00\x00" else None
+    if size not in (10, 11) or buf[pos : pos + 2] != b"\x00\x00":
+        return None
+    (alen,) = _U16.unpack_from(buf, pos + 2)
+    if alen != size - 4 or buf[pos + 5] != 15:
+        return None
+    flags = buf[pos + 4]
+    if flags & 0x10:  # extended length: 2-octet attribute length
+        if size != 11 or buf[pos + 6 : pos + 8] != b"\x00\x03":
+            return None
+    elif size != 10 or buf[pos + 6] != 3:
+        return None
+    return _U16.unpack_from(buf, end - 3)[0], buf[end - 1]
+
+
+def nlri_fields(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]] | None:
+    """Return (family, start, stop) of the unicast prefix lists in the UPDATE body ``buf[pos:end]``.
+
+    The IPv4 withdrawn routes and NLRI, and the prefixes of MP_REACH / MP_UNREACH for AFI 1/2 SAFI
+    1; None when the body's framing does not decode.  Used to tell whether a sender really puts
+    ADD-PATH path ids in its UPDATEs (see `nlri_fits`).
+    """
+    if end - pos < 4:
+        return None
+    (wlen,) = _U16.unpack_from(buf, pos)
+    wstart = pos + 2
+    astart = wstart + wlen + 2
+    if astart > end:
+        return None
+    (alen,) = _U16.unpack_from(buf, astart - 2)
+    aend = astart + alen
+    if aend > end:
+        return None
+    fields = []
+    if wlen:
+        fields.append((4, wstart, wstart + wlen))
+    if aend < end:
+        fields.append((4, aend, end))
+    at = astart
+    while at < aend:
+        if aend - at < 3:
+            return None
+        flags, code = buf[at], buf[at + 1]
+        if flags & 0x10:
+            if aend - at < 4:
+                return None
+            size = (buf[at + 2] << 8) | buf[at + 3]
+            at += 4
+        else:
+            size = buf[at + 2]
+            at += 3
+        stop = at + size
+        if stop > aend:
+            return None
+        if (
+            (code == 14 or code == 15)
+            and size >= 3
+            and buf[at + 2] == 1
+            and buf[at] == 0
+            and buf[at + 1] in (1, 2)
+        ):
+            family = 4 if buf[at + 1] == 1 else 6
+            start = at + 3
+            if code == 14:
+                if start >= stop:
+                    return None
+                start += 1 + buf[start]  # next hop
+                if start >= stop:
+                    return None
+                for _ in range(buf[start]):  # SNPAs (RFC 4760 has them reserved: zero)
+                    start += 1
+                    if start >= stop:
+                        return None
+                    start += buf[start]
+                start += 1
+                if start > stop:
+                    return None
+            if start < stop:
+                fields.append((family, start, stop))
+        at = stop
+    return fields
+
+
+def nlri_fits(buf: bytes, start: int, stop: int, family: int, addpath: bool) -> bool:
+    """Return whether ``buf[start:stop]`` is a whole list of valid prefixes (path ids first if addpath)."""
+    max_len = 32 if family == 4 else 128
+    pos = start
+    while pos < stop:
+        if addpath:
+            pos += 4
+            if pos >= stop:
+                return False
+        plen = buf[pos]
+        if plen > max_len:
+            return False
+        pos += 1 + ((plen + 7) >> 3)
+    return pos == stop
+
+
+def as_path_width(buf: bytes, pos: int, end: int) -> int | None:
+    """Return 2 or 4 when the AS_PATH of the UPDATE body ``buf[pos:end]`` parses with that ASN size only.
+
+    None when there is no AS_PATH, the body does not frame, or both sizes (or neither) fit.  For
+    senders whose encoding is unclear: GoBGP re-encodes a 2-octet peer's paths with 4-octet ASNs,
+    FRR 8.4 keeps them 2-octet, neither sets the BMP A flag.
+    """
+    if end - pos < 4:
+        return None
+    (wlen,) = _U16.unpack_from(buf, pos)
+    at = pos + 4 + wlen
+    if at > end:
+        return None
+    aend = min(at + _U16.unpack_from(buf, at - 2)[0], end)
+    while at < aend:
+        if aend - at < 3:
+            return None
+        flags, code = buf[at], buf[at + 1]
+        if flags & 0x10:
+            if aend - at < 4:
+                return None
+            size = (buf[at + 2] << 8) | buf[at + 3]
+            at += 4
+        else:
+            size = buf[at + 2]
+            at += 3
+        if code == 2:
+            stop = min(at + size, aend)
+            two, four = _segments_fit(buf, at, stop, 2), _segments_fit(buf, at, stop, 4)
+            if two == four:
+                return None
+            return 2 if two else 4
+        at += size
+    return None
+
+
+def _segments_fit(buf: bytes, pos: int, end: int, asn_len: int) -> bool:
+    """Return whether ``buf[pos:end]`` is a whole list of AS path segments of ``asn_len``-byte ASNs."""
+    while pos < end:
+        if end - pos < 2 or buf[pos] not in (1, 2, 3, 4):
+            return False
+        pos += 2 + buf[pos + 1] * asn_len
+    return pos == end
