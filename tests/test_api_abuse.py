@@ -34,7 +34,8 @@ KEEPALIVE_TIMEOUT = 2.0  # shorter than the header timeout: the test tells which
 IDLE = 1_000
 # Bounds on /metrics latency; the figures seen on the 2-core CI box are far below (see the report).
 METRICS_IDLE_BOUND = 0.5
-METRICS_BIG_ANSWER_BOUND = 0.75
+METRICS_BIG_ANSWER_BOUND = 1.0  # the unstreamed answer stalled /metrics for its whole duration
+METRICS_BIG_ANSWER_MEDIAN_BOUND = 0.25
 RSS_GROWTH_BOUND = 200 << 20
 
 
@@ -344,6 +345,7 @@ def test_big_prefixes_answer_is_streamed_while_metrics_stays_fast(api: Child) ->
         f"server RSS {rss_before >> 20} MiB before, peak {peak >> 20} MiB"
     )
     assert max(latencies) < METRICS_BIG_ANSWER_BOUND
+    assert sorted(latencies)[len(latencies) // 2] < METRICS_BIG_ANSWER_MEDIAN_BOUND
     assert peak - rss_before < RSS_GROWTH_BOUND
 
 
@@ -445,9 +447,9 @@ def emfile_run(plain_asyncio: bool) -> dict[str, float]:
             sockets.append(socket.create_connection(("127.0.0.1", child.port), timeout=5))
         time.sleep(0.3)
         cpu_before = child.cpu()
-        time.sleep(1.5)
+        time.sleep(1.0)
         spent = child.cpu() - cpu_before
-        conn = http.client.HTTPConnection("127.0.0.1", child.port, timeout=2)
+        conn = http.client.HTTPConnection("127.0.0.1", child.port, timeout=1.5)
         try:
             conn.request("GET", "/stats")
             stats = orjson.loads(conn.getresponse().read())
@@ -472,7 +474,7 @@ def test_emfile_never_makes_the_accept_loop_spin() -> None:
     print(f"\nEMFILE, ApiServer: {ours}")
     assert ours["accept_errors"] > 0, "the child never ran out of descriptors: the test proves nothing"
     assert ours["answered"] == 1.0, "a new client got no answer while descriptors were short"
-    assert ours["cpu"] < 0.4  # of 1.5 s
+    assert ours["cpu"] < 0.3  # of 1 s
     assert ours["log_lines"] == 0
 
 
@@ -481,7 +483,7 @@ def test_emfile_control_plain_asyncio_spins() -> None:
     # test above can tell the difference.
     plain = emfile_run(plain_asyncio=True)
     print(f"\nEMFILE, plain aiohttp site: {plain}")
-    assert plain["log_lines"] > 100 or plain["cpu"] > 0.4 or not plain["answered"]
+    assert plain["log_lines"] > 100 or plain["cpu"] > 0.3 or not plain["answered"]
 
 
 if __name__ == "__main__":

@@ -334,8 +334,8 @@ class RouteQuery:
                     out.append(route_dict(daemon, address, self.lookup[0], found[0], found[1]))
         return out[: self.limit]
 
-    def tables(self, daemon: Daemon) -> Iterable[tuple[dict[str, Any], int, list[tuple[int, Any]]]]:
-        """Yield (peer fields, family, a snapshot of the table's routes), up to the limit in all."""
+    def tables(self, daemon: Daemon) -> Iterable[tuple[dict[str, Any], int, dict[int, Any], list[int]]]:
+        """Yield (peer fields, family, the table, a snapshot of its prefix keys), up to the limit in all."""
         left = self.limit
         for address in self.addresses:
             for family in self.families:
@@ -344,11 +344,13 @@ class RouteQuery:
                 table = self.rib(daemon).peers.get(address)
                 if table is None:
                     break
-                # A copy of (key, attrs) pairs: the pipeline keeps changing the table between batches,
-                # and attribute objects are immutable, so each table is answered as it was here.
-                routes = list(itertools.islice(table.tables[family].items(), left))
-                left -= len(routes)
-                yield _peer_base(daemon, address, family), family, routes
+                # A copy of the keys only: the pipeline keeps changing the table between batches (a
+                # dict cannot be iterated across them), and ints are not tracked by the garbage
+                # collector, where 1M (key, attrs) tuples made gen-2 collections stall the loop.
+                routes = table.tables[family]
+                keys = list(itertools.islice(routes, left))
+                left -= len(keys)
+                yield _peer_base(daemon, address, family), family, routes, keys
 
 
 def select_routes(daemon: Daemon, query: dict[str, str]) -> list[dict[str, Any]]:
@@ -358,8 +360,9 @@ def select_routes(daemon: Daemon, query: dict[str, str]) -> list[dict[str, Any]]
         return parsed.point_routes(daemon)
     return [
         _route(base, family, key, attrs)
-        for base, family, routes in parsed.tables(daemon)
-        for key, attrs in routes
+        for base, family, routes, keys in parsed.tables(daemon)
+        for key in keys
+        if (attrs := routes.get(key)) is not None
     ]
 
 
@@ -554,10 +557,17 @@ async def stream_routes(request: web.Request, daemon: Daemon, query: RouteQuery)
     await response.prepare(request)
     separator = b"["
     try:
-        for base, family, routes in query.tables(daemon):
-            for start in range(0, len(routes), STREAM_BATCH):
-                batch = routes[start : start + STREAM_BATCH]
-                chunk = orjson.dumps([_route(base, family, key, attrs) for key, attrs in batch])
+        for base, family, routes, keys in query.tables(daemon):
+            for start in range(0, len(keys), STREAM_BATCH):
+                # Each route as it is when its batch is written; one withdrawn meanwhile is left out.
+                batch = [
+                    _route(base, family, key, attrs)
+                    for key in keys[start : start + STREAM_BATCH]
+                    if (attrs := routes.get(key)) is not None
+                ]
+                if not batch:
+                    continue
+                chunk = orjson.dumps(batch)
                 async with asyncio.timeout(WRITE_TIMEOUT):
                     await response.write(separator + chunk[1:-1])
                 separator = b","
