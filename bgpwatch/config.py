@@ -6,6 +6,14 @@ secrets (BGP MD5 passwords, tokens, webhook URLs and headers) never appear in a 
 Things that load but are probably unintended (a prefix in two sites not declared ``anycast``) are
 kept in ``Config.warnings``, one line each in the same form, and logged once at load.
 ``check_config`` runs exactly the code the daemon runs, so ``bgpwatch check-config`` is the real test.
+
+Reading is bounded (``MAX_*`` below): a regular file only (never a FIFO, a device or a directory;
+opened non-blocking), at most 1 MiB, at most 100,000 YAML nodes once aliases are expanded (a
+"billion laughs" is refused as it is read), 64 levels deep, integers below 2^64.  A message quotes a
+value from the file only when its shape makes it harmless (a number, true/false, an address or
+prefix, a near miss of an expected choice) and a key only when it reads like a config key; anything
+else (a token under the wrong key, the lines of a file the config is symlinked to) is described by
+its key path, its line and what was expected, never quoted.
 """
 
 from __future__ import annotations
@@ -1030,6 +1038,54 @@ def _render(value: Any, choices: list[str] | tuple[str, ...] = ()) -> str:
     return f"a {type(value).__name__}"
 
 
+def _harmless(value: Any) -> bool:
+    """Tell whether every string and key inside ``value`` may be quoted in a message."""
+    if isinstance(value, str):
+        return _text_shown(value)
+    if isinstance(value, dict):
+        return all(_key_shown(key) and _harmless(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(_harmless(item) for item in value)
+    return value is None or isinstance(value, bool | int | float)
+
+
+def _requote(message: str, value: Any) -> str:
+    """Keep a message that quotes ``value`` only if the value is harmless; else describe the value."""
+    if _harmless(value):
+        return message
+    head, got, _ = message.partition(", got ")
+    return f"{head}, got {_render(value)}" if got else head
+
+
+def _detector_problems(detectors: Any, root: yaml.Node | None) -> list[tuple[str, str]]:
+    """Check the detectors section; its rules live beside the detectors, its quoting rules here."""
+    # Detector parameters are declared beside the detectors themselves (bgpwatch.detect), whose
+    # messages quote values with repr(): those are re-described here unless harmless.
+    from bgpwatch.detect.base import detector_param_problems
+
+    if not isinstance(detectors, Mapping):
+        return [(path, _requote(message, detectors)) for path, message in detector_param_problems(detectors)]
+    hidden: list[tuple[str, str]] = []
+    kept: dict[Any, Any] = {}
+    for name, params in detectors.items():
+        if not _key_shown(name):
+            hidden.append(("detectors", f"unknown detector{_where(root, ['detectors', name])} ({NOT_SHOWN})"))
+            continue
+        if isinstance(params, Mapping):
+            for param in [param for param in params if not _key_shown(param)]:
+                where = _where(root, ["detectors", name, param])
+                hidden.append((f"detectors.{name}", f"unknown parameter{where} ({NOT_SHOWN})"))
+            params = {param: value for param, value in params.items() if _key_shown(param)}
+        kept[name] = params
+    problems = []
+    for path, message in detector_param_problems(kept):
+        value: Any = kept
+        for segment in path.split(".")[1:3]:
+            value = value.get(segment) if isinstance(value, Mapping) else None
+        problems.append((path, _requote(message, value)))
+    return hidden + problems
+
+
 def _node_at(root: yaml.Node | None, path: list[str | int]) -> yaml.Node | None:
     """Return the YAML node at a key path of the document (the key's node for the last segment)."""
     node = root
@@ -1140,8 +1196,10 @@ def _describe(error: Mapping[str, Any], root: yaml.Node | None = None) -> tuple[
 # thousand YAML nodes; these stop a file (or a symlink to /dev/zero, a FIFO, a "billion laughs") from
 # costing the daemon seconds or gigabytes, at load or at a SIGHUP reload.
 MAX_CONFIG_BYTES = 1 << 20
-# YAML nodes after alias expansion (each use of an alias counts its whole subtree again).
-MAX_YAML_NODES = 200_000
+# YAML nodes after alias expansion (each use of an alias counts its whole subtree again).  PyYAML's
+# pure-Python parser (the C one has no depth limit) takes seconds for 100k nodes on a loaded 2-core
+# VM: that bounds a reload's pause; 50 sites of 1,000 prefixes each are ~51k nodes.
+MAX_YAML_NODES = 100_000
 MAX_YAML_DEPTH = 64
 # Any integer bgpwatch takes fits in 64 bits; a longer one is refused before Python converts it.
 MAX_YAML_INT = 1 << 64
@@ -1310,10 +1368,7 @@ def _parse(text: str, name: str, base_dir: Path | None) -> Config:
             [f"{name}: expected a mapping of top-level keys (collector, sites, ...), got {_render(data)}"]
         )
     cross = _cross_problems(data)
-    # Detector parameters are declared beside the detectors themselves (bgpwatch.detect).
-    from bgpwatch.detect.base import detector_param_problems
-
-    cross += detector_param_problems(data.get("detectors"))
+    cross += _detector_problems(data.get("detectors"), root)
     try:
         config = Config.model_validate(data, context={"cross_checked": True, "base_dir": base_dir})
     except ValidationError as exc:
