@@ -15,6 +15,8 @@ Scenarios, each counted as incidents opened vs root causes (the house rule: one 
   site_down, resolved when it is back;
 - GoBGP: the silent power loss, site_down from its neighbours' sessions.
 The figures (latencies, incidents, transitions) are printed; run with ``-s`` to see them.
+BGPWATCH_LAB_STRICT=0 skips the checks of the incident model today's daemon does not meet yet (a bgpd
+restart under graceful restart pages no site_down); BGPWATCH_LAB_SOURCE=DIR runs the bgpwatch/ in DIR.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import contextlib
 import gzip
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -42,6 +45,7 @@ HOLD = 6
 KEEPALIVE = 2
 RESTART = 20
 BMP_TAG = b'{"bgpwatch-bmp"'
+SEVERITY = {"info": 0, "warning": 1, "critical": 2}
 
 
 def _unavailable(kind: str) -> str | None:
@@ -55,6 +59,8 @@ FRR_UNAVAILABLE = _unavailable("frr")
 GOBGP_UNAVAILABLE = _unavailable("gobgp")
 pytestmark = pytest.mark.lab
 
+# The issue-9 incident model where today's daemon may not meet it yet (BGPWATCH_LAB_STRICT=0 skips those).
+STRICT = os.environ.get("BGPWATCH_LAB_STRICT", "1") != "0"
 RESULTS: dict[str, Any] = {}  # figures of the run, printed at the end of each test
 
 
@@ -183,15 +189,33 @@ class Outcome:
 LEFTOVER: set[str] = set()
 
 
+def routers_of(daemon: LabDaemon) -> dict[str, dict]:
+    """Return bgpwatch's BMP routers by name (/api/v1/routers)."""
+    return {r["name"]: r for r in daemon.get("/api/v1/routers") or []}
+
+
+def inter_site_up(router: dict) -> set[str]:
+    """Return the sites a BMP router reports an established inter-site session to."""
+    return {
+        s["site"] for s in router.get("sessions", []) if s.get("kind") == "inter-site" and s["state"] == "up"
+    }
+
+
 def converged(lab: Lab, daemon: LabDaemon) -> bool:
-    """Every bgpwatch session up with its End-of-RIBs, and every router's BMP stream open."""
+    """Every bgpwatch session up with its End-of-RIBs; every BMP router heard, its inter-site sessions up."""
     peers = peers_of(daemon)
     if len(peers) != len(lab.site_names):
         return False
     if not all(p["state"] == "up" and len(p["end_of_rib"]) == 2 for p in peers.values()):
         return False
-    heard = bmp_heard(daemon)
-    return all(heard.get(lab.router_address(site).v4, 0) > 0 for site in lab.site_names)
+    routers = routers_of(daemon)
+    for site in lab.site_names:
+        router = routers.get(f"{site}-r1")
+        if router is None or router["state"] != "up":
+            return False
+        if inter_site_up(router) != {s for s in lab.site_names if s != site}:
+            return False
+    return True
 
 
 def settle(lab: Lab, daemon: LabDaemon, quiet: float = 30.0) -> list[dict]:
@@ -330,6 +354,41 @@ def assert_one_incident(outcome: Outcome, kind: str | None, labels: dict[str, st
     assert all(root_labels.get(k) == v for k, v in labels.items()), f"{outcome.name}: root labels\n{dump}"
 
 
+# -- labs (class-scoped: one lab at a time on this 2-core machine) -------------------------------------
+
+
+def _daemon(lab: Lab, tmp: Path):  # noqa: ANN202 - a generator fixture body
+    daemon = bmp_daemon(lab, tmp)
+    daemon.wait_for(lambda: converged(lab, daemon), 90, "sessions, End-of-RIBs and BMP streams up")
+    yield daemon
+    if daemon.process is not None and daemon.process.poll() is None:
+        daemon.stop()
+
+
+@pytest.fixture(scope="class")
+def frr_lab():
+    with bmp_lab("frr") as lab:
+        lab.wait_established(60)
+        yield lab
+
+
+@pytest.fixture(scope="class")
+def frr_daemon(frr_lab, tmp_path_factory):
+    yield from _daemon(frr_lab, tmp_path_factory.mktemp("bmp-frr"))
+
+
+@pytest.fixture(scope="class")
+def gobgp_lab():
+    with bmp_lab("gobgp") as lab:
+        lab.wait_established(90)
+        yield lab
+
+
+@pytest.fixture(scope="class")
+def gobgp_daemon(gobgp_lab, tmp_path_factory):
+    yield from _daemon(gobgp_lab, tmp_path_factory.mktemp("bmp-gobgp"))
+
+
 # -- FRR -----------------------------------------------------------------------------------------------
 
 
@@ -337,25 +396,23 @@ def assert_one_incident(outcome: Outcome, kind: str | None, labels: dict[str, st
 class TestFrrBmp:
     """Three FRR 8.4 sites streaming BMP to bgpwatch."""
 
-    @pytest.fixture(scope="class")
-    def lab(self):
-        with bmp_lab("frr") as lab:
-            lab.wait_established(60)
-            yield lab
-
-    @pytest.fixture(scope="class")
-    def daemon(self, lab, tmp_path_factory):
-        daemon = bmp_daemon(lab, tmp_path_factory.mktemp("bmp-frr"))
-        daemon.wait_for(lambda: converged(lab, daemon), 90, "sessions, End-of-RIBs and BMP streams up")
-        yield daemon
-        if daemon.process is not None and daemon.process.poll() is None:
-            daemon.stop()
-
-    def test_smoke_every_router_streams_bmp(self, lab, daemon):
+    def test_smoke_every_router_streams_bmp(self, frr_lab, frr_daemon):
+        lab, daemon = frr_lab, frr_daemon
         heard = bmp_heard(daemon)
         for site in lab.site_names:
             # Initiation, a Peer Up per established session, the table pre and post policy, EoRs, stats.
             assert heard.get(lab.router_address(site).v4, 0) >= 10, heard
+        routers = routers_of(daemon)
+        assert set(routers) == {f"{site}-r1" for site in lab.site_names}, routers
+        for site in lab.site_names:
+            router = routers[f"{site}-r1"]
+            assert router["site"] == site and router["state"] == "up", router
+            assert router["sys_name"] == site and "FRRouting 8.4" in router["sys_descr"], router
+            # The collector session (ExaBGP, BGP identifier 192.0.2.254) is external, the others inter-site.
+            kinds = {s["address"]: s["kind"] for s in router["sessions"]}
+            assert kinds.get(lab.collector_addresses[site].v4) == "external", router
+            assert inter_site_up(router) == {s for s in lab.site_names if s != site}, router
+        print("\n/api/v1/routers par1-r1:", json.dumps(routers["par1-r1"], indent=1)[:3000])
         assert firing_now(daemon) == []
         topo = daemon.get("/api/v1/topology") or {}
         assert {s.get("name"): s.get("state") for s in topo.get("sites") or []} == dict.fromkeys(
@@ -363,7 +420,8 @@ class TestFrrBmp:
         )
         assert (topo.get("cut_by_sessions") or []) == []
 
-    def test_silent_power_loss_site_down_from_neighbour_sessions(self, lab, daemon):
+    def test_silent_power_loss_site_down_from_neighbour_sessions(self, frr_lab, frr_daemon):
+        lab, daemon = frr_lab, frr_daemon
         outcome = power_loss(lab, daemon, "par2", wait_withdrawals=True)
         dump = outcome.dump()
         notes = outcome.notes
@@ -396,7 +454,9 @@ class TestFrrBmp:
         assert no_bmp - cut > with_bmp + 5, "without BMP site_down should wait for the restart timer"
         assert again is not None and abs((again - cut) - with_bmp) <= 2.0, "replay with BMP: same alert"
 
-    def test_split_is_no_site_down(self, lab, daemon):
+    def test_split_is_no_site_down(self, frr_lab, frr_daemon):
+        lab, daemon = frr_lab, frr_daemon
+
         def observe(outcome: Outcome) -> None:
             lab.wait_route("par1", lab.site_prefixes("par3")[0], present=False, timeout=15)
             lab.wait_route("par3", lab.site_prefixes("par1")[0], present=False, timeout=15)
@@ -421,7 +481,9 @@ class TestFrrBmp:
         assert_one_incident(outcome, "topology_split", {})
         assert outcome.open_at_end == [], f"still firing after recovery\n{dump}"
 
-    def test_router_restart(self, lab, daemon):
+    def test_router_restart(self, frr_lab, frr_daemon):
+        lab, daemon = frr_lab, frr_daemon
+
         def observe(outcome: Outcome) -> None:
             daemon.wait_for(lambda: peers_of(daemon)["par3-rr1"]["state"] != "up", 10, "par3-rr1 down")
             outcome.notes["par1_holds_par3_routes"] = lab.best_path("par1", "203.0.113.128/27") is not None
@@ -435,12 +497,21 @@ class TestFrrBmp:
         )
         dump = outcome.dump()
         assert outcome.transitions, f"a restarted router raises something\n{dump}"
-        # One root cause (par3's BGP daemon restarted): one incident about par3, whatever its kind.
+        # One root cause (par3's BGP daemon restarted): one incident about par3.
         assert_one_incident(outcome, None, {"site": "par3"})
         assert not outcome.firing("topology_split"), dump
         assert outcome.open_at_end == [], f"still firing after recovery\n{dump}"
+        if STRICT:
+            # Graceful restart: the neighbours keep forwarding to par3 while its bgpd restarts, and the
+            # TCP sessions (BGP and BMP) were closed by a live kernel: not a dead site, no critical page.
+            assert not outcome.firing("site_down"), f"a bgpd restart under GR is not a site down\n{dump}"
+            worst = max(
+                (SEVERITY[t["severity"]] for t in outcome.transitions if t["state"] == "firing"), default=0
+            )
+            assert worst <= SEVERITY["warning"], f"a bgpd restart under GR pages at most a warning\n{dump}"
 
-    def test_bmp_session_lost_is_not_site_down(self, lab, daemon):
+    def test_bmp_session_lost_is_not_site_down(self, frr_lab, frr_daemon):
+        lab, daemon = frr_lab, frr_daemon
         par1 = lab.router_address("par1").v4
 
         def observe(outcome: Outcome) -> None:
@@ -477,21 +548,8 @@ class TestFrrBmp:
 class TestGobgpBmp:
     """Three GoBGP 3.10 sites streaming BMP (pre, post and Loc-RIB) to bgpwatch."""
 
-    @pytest.fixture(scope="class")
-    def lab(self):
-        with bmp_lab("gobgp") as lab:
-            lab.wait_established(90)
-            yield lab
-
-    @pytest.fixture(scope="class")
-    def daemon(self, lab, tmp_path_factory):
-        daemon = bmp_daemon(lab, tmp_path_factory.mktemp("bmp-gobgp"))
-        daemon.wait_for(lambda: converged(lab, daemon), 90, "sessions, End-of-RIBs and BMP streams up")
-        yield daemon
-        if daemon.process is not None and daemon.process.poll() is None:
-            daemon.stop()
-
-    def test_silent_power_loss_site_down_from_neighbour_sessions(self, lab, daemon):
+    def test_silent_power_loss_site_down_from_neighbour_sessions(self, gobgp_lab, gobgp_daemon):
+        lab, daemon = gobgp_lab, gobgp_daemon
         outcome = power_loss(lab, daemon, "par2", wait_withdrawals=False)
         dump = outcome.dump()
         with_bmp = outcome.notes["site_down_after_s"]
