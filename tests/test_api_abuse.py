@@ -284,6 +284,26 @@ def test_good_parameters_still_work(api: Child) -> None:
         assert status == 200, (path, body[:200])
 
 
+def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, body=body, headers={"Authorization": f"Bearer {TOKEN}"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_bad_bodies_are_refused_never_a_500(api: Child) -> None:
+    assert post(api.port, "/api/v1/maintenance", b"{" * 200_000)[0] == 413  # over MAX_BODY
+    status, body = post(api.port, "/api/v1/maintenance", b'{"target": "\xff\xfe"}')
+    assert status == 400 and orjson.loads(body)["error"].startswith("body:")
+    status, body = post(api.port, "/api/v1/maintenance", b"[" * 5000 + b"]" * 5000)
+    assert status == 400 and orjson.loads(body)["error"].startswith("body:")
+    status, body = post(api.port, "/api/v1/maintenance", orjson.dumps({"target": "x" * 5000}))
+    assert status == 400 and orjson.loads(body)["error"].startswith("target:") and len(body) < 300
+
+
 @pytest.mark.parametrize(
     "authorization",
     [b"Bearer \xff", b"Bearer " + TOKEN.encode() + b"\xff", "Bearer é".encode(), b"\xff\xfe", b"Bearer", b""],

@@ -10,11 +10,12 @@ Hardened for hostile clients (issue 12):
 - caps: ``prefixes?limit=`` at most ``MAX_LIMIT`` (1,000,000) routes, ``transitions?limit=`` at most
   ``MAX_TRANSITIONS`` (10,000); a large prefixes answer is streamed in batches of ``STREAM_BATCH``
   routes, yielding to the event loop between batches, so /metrics stays fast while it is produced,
-  and at most ``MAX_STREAMS`` such answers are produced at once;
+  and at most ``MAX_STREAMS`` answers of more than ``DEFAULT_LIMIT`` routes are produced at once;
+  request bodies are at most ``MAX_BODY`` bytes, received within ``BODY_TIMEOUT`` seconds;
 - `ApiServer` owns the listening sockets: at most ``max_connections`` connections (default
-  ``MAX_CONNECTIONS``, lowered to fit RLIMIT_NOFILE); a connection that sends no complete request
-  within ``HEADER_TIMEOUT`` seconds, or stays idle after an answer for ``KEEPALIVE_TIMEOUT``, is
-  closed; when full, the connection idle the longest makes room for the new one; running out of
+  ``MAX_CONNECTIONS``, 2,048, lowered to the soft RLIMIT_NOFILE less ``RESERVED_FDS``, 256: the unit
+  sets LimitNOFILE=8192); a connection that sends no complete request within ``HEADER_TIMEOUT``
+  (10 s), or stays idle after an answer for ``KEEPALIVE_TIMEOUT`` (30 s), is closed; when full, the connection idle the longest makes room for the new one; running out of
   file descriptors (EMFILE) closes an idle connection or backs off, so accepting never spins.
 """
 
@@ -58,6 +59,7 @@ MAX_STREAMS = 2
 STREAM_WAIT = 30.0  # seconds a large answer waits for its turn before a 503
 WRITE_TIMEOUT = 30.0  # seconds a client may take to read one batch
 BODY_TIMEOUT = 10.0  # seconds to receive a request body
+MAX_BODY = 64 << 10  # bytes of a request body (a maintenance window is ~100)
 MAX_TEXT = 256  # characters in one parameter value
 MAX_CONNECTIONS = 2048
 RESERVED_FDS = 256  # descriptors kept for the store, the relay socket, sinks and ExaBGP's pipes
@@ -451,6 +453,9 @@ def build_app(daemon: Daemon) -> web.Application:
         query = RouteQuery.parse(daemon, request.query)
         if query.small:
             return _json(query.point_routes(daemon))
+        if query.limit <= DEFAULT_LIMIT:
+            # Milliseconds of work: never queued behind large answers a slow client holds open.
+            return await stream_routes(request, daemon, query)
         try:
             async with asyncio.timeout(STREAM_WAIT):
                 await streams.acquire()
@@ -532,7 +537,7 @@ def build_app(daemon: Daemon) -> web.Application:
             return _json({"error": f"target: no site or peer named {_show(target)}"}, status=404)
         return _json({"error": f"target: no maintenance window open on {_show(target)}"}, status=404)
 
-    app = web.Application(middlewares=[errors, auth])
+    app = web.Application(middlewares=[errors, auth], client_max_size=MAX_BODY)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/status", status)
