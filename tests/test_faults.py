@@ -167,28 +167,46 @@ class FakeExaBGP:
         self.log.close()
 
 
+class DaemonRun:
+    """`bgpwatch run` in external mode on the Paris config (started, killed, started again)."""
+
+    def __init__(self, tmp_path: Path, storage: Path | None = None) -> None:
+        config = yaml.safe_load((ROOT / "bgpwatch" / "data" / "paris.yaml").read_text())
+        config["collector"]["exabgp"] = "external"
+        config["collector"]["runtime_dir"] = str(tmp_path / "run")
+        config["api"] = {"listen": f"127.0.0.1:{free_port()}"}
+        config["storage"] = {"path": str(storage or tmp_path / "state" / "bgpwatch.db")}
+        config["alerting"] = {"sinks": [{"type": "log", "format": "json"}]}
+        self.path = tmp_path / "bgpwatch.yaml"
+        self.path.write_text(yaml.safe_dump(config))
+        self.base = f"http://{config['api']['listen']}"
+        self.log_path = tmp_path / "daemon.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*BGPWATCH, "run", "--config", str(self.path)], stdout=log, stderr=log
+            )
+        proc = self.proc
+        wait(lambda: proc.poll() is not None or http(self.base + "/healthz")[0] == 200)
+        assert proc.poll() is None, self.log_path.read_text()[-2000:]
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
 @contextlib.contextmanager
 def daemon(tmp_path: Path, storage: Path | None = None):
-    """Run `bgpwatch run` in external mode on the Paris config; yield (config path, API base URL)."""
-    config = yaml.safe_load((ROOT / "bgpwatch" / "data" / "paris.yaml").read_text())
-    config["collector"]["exabgp"] = "external"
-    config["collector"]["runtime_dir"] = str(tmp_path / "run")
-    config["api"] = {"listen": f"127.0.0.1:{free_port()}"}
-    config["storage"] = {"path": str(storage or tmp_path / "state" / "bgpwatch.db")}
-    config["alerting"] = {"sinks": [{"type": "log", "format": "json"}]}
-    path = tmp_path / "bgpwatch.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (tmp_path / "daemon.log").open("wb")
-    proc = subprocess.Popen([*BGPWATCH, "run", "--config", str(path)], stdout=log, stderr=log)
-    base = f"http://{config['api']['listen']}"
+    """Run the daemon; yield (config path, API base URL)."""
+    run = DaemonRun(tmp_path, storage)
     try:
-        wait(lambda: proc.poll() is None and http(base + "/healthz")[0] == 200 or proc.poll() is not None)
-        assert proc.poll() is None, (tmp_path / "daemon.log").read_text()[-2000:]
-        yield path, base
+        run.start()
+        yield run.path, run.base
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        log.close()
+        run.kill()
 
 
 def accounted(base: str, sent: int) -> dict[str, Any]:
@@ -484,6 +502,32 @@ def test_relay_stopped_is_silent_then_resumes_nothing_lost(tmp_path: Path) -> No
                 fake.proc.send_signal(signal.SIGCONT)
             fake.close()
     print(f"relay SIGSTOP: degraded after {to_degraded:.2f} s; healthy again {resumed:.2f} s after SIGCONT")
+
+
+def test_daemon_killed_and_restarted_gets_the_tables_back_through_a_route_refresh(tmp_path: Path) -> None:
+    """ExaBGP keeps its sessions while bgpwatch restarts and resends nothing by itself: the refresh does."""
+    run = DaemonRun(tmp_path)
+    fake: FakeExaBGP | None = None
+    try:
+        run.start()
+        fake = FakeExaBGP(run.path, tmp_path / "relay.log")
+        fake.send(respaced(network_lines(), time.time(), 0.001))
+        wait(lambda: peers_whole(run.base), timeout=15)
+        routes = sum(p["routes"] for p in api(run.base, "/api/v1/peers"))
+        wait(lambda: fake.refreshes() == 1)
+        run.kill()  # kill -9 of the daemon; the relay (ExaBGP's API process) lives on
+        killed = time.monotonic()
+        run.start()
+        assert sum(p["routes"] for p in api(run.base, "/api/v1/peers")) == 0  # a new daemon: empty RIB
+        refreshed(run.base, fake, routes, requests=2)  # the relay reconnected and passed the request on
+        whole = time.monotonic() - killed
+        assert health(run.base)[0] == 200
+        accounted(run.base, len(refresh_answer()))  # the new daemon saw exactly the routers' answer
+    finally:
+        if fake is not None:
+            fake.close()
+        run.kill()
+    print(f"daemon kill -9 and restart: RIB whole again ({routes} routes) {whole:.1f} s after the kill")
 
 
 # --- the store: write failures --------------------------------------------------------------------------
