@@ -451,3 +451,44 @@ def test_feed_line_never_raises_for_mutated_real_lines(index, seed, value, where
     assert pipeline.lines == before[0] + 1
     assert (pipeline.applied - before[1]) + (sum(pipeline.errors.values()) - before[2]) == 1
     assert "internal_error" not in pipeline.errors
+
+
+def _mrt_with_time(data: bytes, index: int, at: int) -> bytes:
+    """Return MRT records with the timestamp of the first UPDATE-sized record from ``index`` on replaced.
+
+    A record header is time (4 bytes), type, subtype (2 each), length (4); a record of 60 bytes or
+    more in this BGP4MP file is an UPDATE with NLRI or withdrawals (keepalives and states are shorter).
+    """
+    out = bytearray(data)
+    offset = 0
+    count = 0
+    while True:
+        length = int.from_bytes(out[offset + 8 : offset + 12], "big")
+        if count >= index and length >= 60:
+            break
+        offset += 12 + length
+        count += 1
+    out[offset : offset + 4] = at.to_bytes(4, "big")
+    return bytes(out)
+
+
+@pytest.mark.parametrize("stamp", [0xFFFFFFFF, 0, 1])
+def test_mrt_record_with_an_absurd_timestamp_is_rejected_by_the_stream_clock(tmp_path, stamp):
+    """MRT's 32-bit seconds are always finite: the stream clock is what stops 2106 or 1970 in a 2002 file."""
+    data = gzip.decompress((ROOT / "fixtures" / "mrt" / "bgpdump" / "updates.20020722.2238.gz").read_bytes())
+
+    def replay(raw: bytes) -> Pipeline:
+        path = tmp_path / "updates.mrt"
+        path.write_bytes(raw)
+        pipeline = build_pipeline()
+        for event in replay_files([path], pipeline.pool):
+            pipeline.feed_event(event)
+        return pipeline
+
+    clean = replay(data)
+    assert clean.errors == {} and clean.events > 100
+    poisoned = replay(_mrt_with_time(data, 50, stamp))
+    lost = clean.events - poisoned.events
+    assert lost >= 1 and poisoned.errors == {OUT: lost}  # that record's events only
+    assert poisoned.clock.latest == clean.clock.latest
+    assert poisoned.consumer.now == clean.consumer.now
