@@ -117,13 +117,17 @@ def _emfile(limit: int, plain_asyncio: bool) -> None:
 class Child:
     """A child process started with one of the modes above; its port comes on the first stdout line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, nofile: int | None = None) -> None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         self.proc = subprocess.Popen(
             [sys.executable, __file__, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
+            preexec_fn=None
+            if nofile is None
+            else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard)),
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()
@@ -200,11 +204,8 @@ def raise_nofile(wanted: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    # Children inherit the limit: 1,000 idle connections need ~1,000 descriptors on each side.
-    raise_nofile(4096)
-    tmp = tmp_path_factory.mktemp("abuse")
+def write_config(tmp: Path) -> Path:
+    """Write the Paris example config in external mode with its state under `tmp`."""
     config = yaml.safe_load((ROOT / "bgpwatch" / "data" / "paris.yaml").read_text())
     config["collector"]["exabgp"] = "external"
     config["collector"]["runtime_dir"] = str(tmp / "run")
@@ -213,7 +214,14 @@ def api(tmp_path_factory):
     config["alerting"] = {"sinks": [{"type": "log"}]}
     path = tmp / "bgpwatch.yaml"
     path.write_text(yaml.safe_dump(config))
-    child = Child("serve", str(path), str(ROUTES))
+    return path
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    # Children inherit the limit: 1,000 idle connections need ~1,000 descriptors on each side.
+    raise_nofile(4096)
+    child = Child("serve", str(write_config(tmp_path_factory.mktemp("abuse"))), str(ROUTES))
     yield child
     stderr = child.stop()
     assert "Traceback" not in stderr, stderr[-3000:]
@@ -409,6 +417,29 @@ def test_a_thousand_idle_connections_leave_metrics_fast_and_time_out(api: Child)
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_idle_flood_beyond_the_default_descriptor_limit(tmp_path: Path) -> None:
+    # The issue's case: 1,100 idle connections to a daemon under the default soft limit of 1,024
+    # descriptors made /metrics time out while asyncio logged accept() failures in a tight loop.
+    raise_nofile(4096)
+    child = Child("serve", str(write_config(tmp_path)), "1000", nofile=1024)
+    sockets: list[socket.socket] = []
+    try:
+        assert child.extra[0] < 1024  # the limit fits the descriptors
+        sockets = [socket.create_connection(("127.0.0.1", child.port), timeout=5) for _ in range(1100)]
+        latencies = [metrics_latency(child.port) for _ in range(10)]
+        assert max(latencies) < METRICS_IDLE_BOUND
+        assert metric(child.port, "bgpwatch_api_connections") <= child.extra[0]
+        assert (
+            metric(child.port, 'bgpwatch_api_connections_closed_total{reason="evicted"}')
+            >= 1100 - child.extra[0]
+        )
+    finally:
+        for sock in sockets:
+            sock.close()
+        stderr = child.stop()
+    assert "out of system resource" not in stderr and "Traceback" not in stderr
 
 
 def test_keepalive_connection_is_closed_after_its_idle_time(api: Child) -> None:
