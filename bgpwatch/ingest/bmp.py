@@ -145,7 +145,8 @@ def _error(reason: str, what: str, offset: int, msg_type: int) -> IngestError:
         name = "BMP"
     else:
         name = TYPE_NAMES[msg_type] if msg_type < len(TYPE_NAMES) else f"type {msg_type}"
-    detail = f"{what} at byte {offset} of a {name} message"
+    article = "an" if name[0] in "AEIOU" else "a"
+    detail = f"{what} at byte {offset} of {article} {name} message"
     if len(detail) > MAX_DETAIL_CHARS:
         detail = detail[: MAX_DETAIL_CHARS - 3] + "..."
     return IngestError(reason, detail)
