@@ -177,6 +177,10 @@ class Daemon:
         new = self._build_sinks(config)
         new.resume(self.store.active_alerts())
         await new.start()
+        # no await from here to the swap: what an old sink still holds (its receiver down) moves on
+        moved = new.take_over(self.sinks)
+        if moved:
+            log.info("reload: %d undelivered transition(s) handed to the new sinks", moved)
         old, self.sinks = self.sinks, new
         await old.close(timeout=5.0)
 

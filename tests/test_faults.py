@@ -33,7 +33,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from bgpwatch.alerts.sinks import SinkSet, build_sinks
+from bgpwatch.alerts.sinks import SinkMetrics, SinkSet, build_sinks
 from bgpwatch.alerts.sinks.base import transition_key
 from bgpwatch.collector.relay import Relay
 from bgpwatch.collector.relay_links import RelayLinks
@@ -304,6 +304,36 @@ def test_webhook_receiver_down_then_back_gets_every_transition_in_order() -> Non
     assert sample(registry, "bgpwatch_sink_deliveries_total", "webhook") == len(sent)
     assert sample(registry, "bgpwatch_sink_dropped_total", "webhook") == 0
     print(f"webhook: {len(sent)} of {len(sent)} delivered in order after a {outage:.1f} s outage")
+
+
+def test_reload_hands_what_a_sink_holds_to_its_successor() -> None:
+    """SIGHUP with new sink settings while the receiver is down: the new sink delivers what the old held."""
+    registry = CollectorRegistry()
+    metrics = SinkMetrics(registry)  # one set per registry, kept across reloads as the daemon does
+    now = time.time()
+    sent = [alert("site_down", "firing", now, site="par2"), alert("session_down", "firing", now, peer="p1")]
+
+    async def scenario() -> None:
+        hook = Hook(free_port())
+        url = f"http://127.0.0.1:{hook.port}/hook"
+        entry = {"type": "webhook", "name": "noc", "url": url, "backoff_initial": 0.02, "backoff_max": 0.1}
+        old = SinkSet(build_sinks([entry], registry, metrics=metrics))
+        await old.start()
+        for t in sent:
+            old.submit(t)
+        await until(lambda: sample(registry, "bgpwatch_sink_failures_total", "noc") >= 2)  # one in flight
+        new = SinkSet(build_sinks([{**entry, "timeout_seconds": 2}], registry, metrics=metrics))
+        await new.start()
+        assert new.take_over(old) == len(sent)  # the one in flight and the one queued
+        await old.close(1)
+        await hook.start()  # the receiver is back
+        await until(lambda: len(hook.received) == len(sent))
+        await new.close(1)
+        await hook.stop()
+        assert hook.received == sent
+
+    asyncio.run(scenario())
+    assert sample(registry, "bgpwatch_sink_dropped_total", "noc") == 0
 
 
 @pytest.mark.skipif(not alertmanager_server.available(), reason=alertmanager_server.MISSING)

@@ -374,6 +374,30 @@ class Sink:
                     dropped.get("kind"),
                 )
 
+    def take_over(self, old: Sink) -> int:
+        """Take what `old` (this sink's predecessor at a reload) has not delivered, ahead; return how many.
+
+        Call it with nothing submitted to this sink yet and no await until the caller routes new
+        transitions here: `old` stops at once (its worker is cancelled), so a receiver that is down
+        during a reload loses nothing.
+        """
+        held = ([old._current] if old._current is not None else []) + list(old._pending)
+        old._closed = True
+        if old._worker is not None:
+            old._worker.cancel()  # an attempt in flight may still land: at least once, never lost
+            old._worker = None
+        old._pending.clear()
+        old._current, old._in_flight = None, False
+        old._idle.set()
+        for transition in reversed(held):
+            self._pending.appendleft(transition)
+        while len(self._pending) > self.queue_size:
+            self._evict()
+        if self._pending:
+            self._idle.clear()
+            self._wakeup.set()
+        return len(held)
+
     def resume(self, transition: Transition) -> None:
         """Take back an alert still firing at the last shutdown (state only, nothing is sent)."""
 
@@ -697,6 +721,16 @@ class SinkSet:
             if self._was_delivered is not None and self._was_delivered(sink.name, key):
                 continue
             sink.submit(transition)
+
+    def take_over(self, old: SinkSet) -> int:
+        """Move what each old sink holds to the new sink of the same name and type; return how many."""
+        by_name = {(sink.name, sink.type_name): sink for sink in old.sinks}
+        moved = 0
+        for sink in self.sinks:
+            previous = by_name.get((sink.name, sink.type_name))
+            if previous is not None:
+                moved += sink.take_over(previous)
+        return moved
 
     def resume(self, active: Iterable[Transition]) -> None:
         """Give every sink the alerts still firing at the last shutdown."""
