@@ -38,6 +38,7 @@ from bgpwatch.events import CollectorStatus
 log = logging.getLogger("bgpwatch")
 
 SILENT_AFTER = 5.0  # seconds without a byte (heartbeats every second) before a relay counts as silent
+STALL_SECONDS = 1.0  # check() is called every 0.25 s: a longer gap is the daemon's loop blocked
 _MAX_REASON = 200
 
 
@@ -84,6 +85,7 @@ class RelayLinks:
         self.ended: dict[int, tuple[float, str]] = {}  # worker -> (wall time, goodbye), not reported
         self.faults: Counter[str] = Counter()  # "lost", "silent", "ended"
         self.refresh_requests = 0
+        self._last_check: float | None = None
 
     # -- connection events ------------------------------------------------------------------------
     def open(self, writer: asyncio.StreamWriter | None) -> RelayLink:
@@ -144,7 +146,13 @@ class RelayLinks:
     def check(self) -> None:
         """Report the relays that went silent (call about once a second)."""
         now = self.clock()
+        stalled = 0.0 if self._last_check is None else now - self._last_check - STALL_SECONDS
+        self._last_check = now
         for link in self.links:
+            if stalled > 0:
+                # the daemon's own loop was blocked: what a relay sent meanwhile is still unread in the
+                # socket, so that time is not the relay's silence
+                link.last_seen += stalled
             if link.silent or link.heartbeat is None or link.worker is None:
                 continue
             quiet = now - link.last_seen
