@@ -59,6 +59,7 @@ SOURCES = (
     ROOT / "fixtures" / "exabgp" / "exabgp_exporter-4.0.1" / "exabgp.log.1",
     ROOT / "fixtures" / "exabgp" / "lab-shapes-5.0.15.jsonl",
 )
+RIS_LIVE = ROOT / "fixtures" / "rislive" / "ris-live-stream.json"
 CONTROL = "bgpwatch-relay"
 DAY = 86400.0
 
@@ -339,6 +340,58 @@ def campaign(count: int, seed: int) -> dict[str, Any]:
     }
 
 
+def rislive_campaign(count: int, seed: int) -> dict[str, Any]:
+    """Feed ``count`` mutated real RIS Live frames through `RisLiveParser` and a full pipeline (as a replay); return the figures."""
+    from bgpwatch.ingest.exabgp_json import IngestError
+    from bgpwatch.ingest.rislive import RisLiveParser
+
+    rng = random.Random(seed)
+    frames = real_lines((RIS_LIVE,))
+    pipeline = build_pipeline()
+    parser = RisLiveParser(pipeline.pool)
+    escaped: Counter[str] = Counter()
+    samples: dict[str, str] = {}
+    clock = 1553627987.0  # the frames' own epoch (2019-03-26)
+    applied = 0
+    for index in range(count):
+        clock += 0.001
+        line = frames[index % len(frames)]
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:  # the fixture's last frame is cut on purpose
+            doc = None
+        if type(doc) is dict and type(doc.get("data")) is dict and "timestamp" in doc["data"]:
+            doc["data"]["timestamp"] = clock
+            line = orjson.dumps(doc)
+        line = mutate(line, rng)
+        try:
+            try:
+                events = parser.parse(line)
+            except IngestError:
+                continue
+            applied += 1
+            for event in events:
+                pipeline.feed_event(event)
+        except BaseException as exc:  # noqa: BLE001 - the point is to see anything at all escape
+            name = type(exc).__name__
+            escaped[name] += 1
+            samples.setdefault(name, "".join(traceback.format_exception(exc))[-2000:])
+    rejected = sum(parser.errors.values())
+    return {
+        "real_frames": len(frames),
+        "frames_tried": parser.lines,
+        "exceptions_escaped": sum(escaped.values()),
+        "escaped_by_type": dict(escaped),
+        "escaped_samples": samples,
+        "parsed": applied,
+        "rejected_by_parser": dict(sorted(parser.errors.items())),
+        "counts_add_up": parser.lines == applied + rejected,
+        "events_rejected_by_stream_clock": dict(pipeline.errors),
+        "events_applied": pipeline.events,
+        "ignored": dict(parser.ignored),
+    }
+
+
 def write_corpus(directory: Path, seed: int, per_case: int = 8) -> int:
     """Write the regression corpus (fixtures/malformed/exabgp/): hostile values in real lines; return its size."""
     rng = random.Random(seed)
@@ -362,6 +415,7 @@ def write_corpus(directory: Path, seed: int, per_case: int = 8) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=100_000, help="mutated lines to try")
+    parser.add_argument("--rislive", type=int, default=10_000, help="mutated RIS Live frames to try")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--write-corpus", type=Path, help="write the regression corpus into DIR and exit")
     args = parser.parse_args(argv)
@@ -372,10 +426,11 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.disable(logging.CRITICAL)  # ~100k rejections: the samples are not the point here
     result = campaign(args.lines, args.seed)
+    ris = rislive_campaign(args.rislive, args.seed)
+    result["rislive"] = ris
     print(json.dumps(result, indent=2))
-    return (
-        0 if result["exceptions_escaped"] == 0 and result["counts_add_up"] and result["views_answer"] else 1
-    )
+    ok = result["exceptions_escaped"] == 0 and result["counts_add_up"] and result["views_answer"]
+    return 0 if ok and ris["exceptions_escaped"] == 0 and ris["counts_add_up"] else 1
 
 
 if __name__ == "__main__":

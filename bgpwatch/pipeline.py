@@ -12,9 +12,9 @@ Edge validation (`bgpwatch.ingest.exabgp_json.StreamClock`): a line or event who
 than ``collector.max_clock_skew`` seconds ahead of the receiving clock (the wall clock for
 `feed_line`, the relay's input; the ticks and the stream for `feed_event`) or behind the latest
 accepted time is rejected as ``time_out_of_range`` and moves no clock.  `feed_event` (replays)
-holds an event far ahead of the stream instead of dropping it at once: when the next event at
-another time is as far ahead (a gap in a recording, the next file), the stream jumped and the held
-events are applied; when the next one is back on time, the held ones were out of range (they are
+holds an event far ahead of the stream instead of dropping it at once: when the next events, at
+two more times, are as far ahead (a gap in a recording, the next file), the stream jumped and the
+held events are applied; when one is back on time, the held ones were out of range (they are
 counted rejected while held, so the counts add up at any moment).  Neither `feed_line` nor
 `feed_event` raises: an internal error is counted (``internal_error``) and logged with its
 traceback once per minute.
@@ -59,6 +59,9 @@ _ROUTE_EVENTS = frozenset({Announce, Withdraw})
 _BMP_ROUTE_EVENTS = frozenset({Announce, Withdraw, EndOfRib})
 OUT_OF_RANGE = "time_out_of_range"
 HOLD_MAX = 4096  # events held far ahead of a replay's stream before the jump counts as confirmed
+# Lines (distinct times) far ahead, and within the skew of each other, that make a jump: one stray
+# line, or two, never move a replay's clock; a real gap loses nothing (the held lines are applied).
+JUMP_LINES = 3
 MAX_LOST_TOTAL = 1 << 62  # the dropped-lines counter stays a 64-bit integer (the store's)
 
 
@@ -91,6 +94,7 @@ class Pipeline:
         self.clock = StreamClock(getattr(collector, "max_clock_skew", DEFAULT_MAX_CLOCK_SKEW))
         self.applied = 0  # lines accepted (events applied, or counted as ignored by the parser)
         self._held: list[tuple[Event, int | None]] = []  # see feed_event
+        self._held_lines = 0
         # BMP (bgpwatch.ingest.bmp): routers' own views, in a RIB of their own (view keys, not peers).
         self.bmp_rib = Rib(self.pool)
         self.bmp_messages = 0
@@ -282,17 +286,20 @@ class Pipeline:
             self._internal_error("stream")
 
     def _hold(self, event: Event, worker: int | None) -> None:
-        """Keep an event far ahead of the stream until the next one tells a jump from a stray time."""
+        """Keep an event far ahead of the stream until further lines tell a jump from a stray time."""
         held = self._held
         first = held[0][0].at if held else None
         if first is not None and abs(event.at - first) > self.clock.skew:
             held.clear()  # another stray time: the earlier held events stay rejected
             first = None
+        if not held or event.at != held[-1][0].at:
+            self._held_lines = 1 if not held else self._held_lines + 1
         held.append((event, worker))
         self.reject(OUT_OF_RANGE, self.clock.describe(event.at, StreamClock.AHEAD), "stream")
-        if first is None or (event.at == first and len(held) < HOLD_MAX):
-            return  # one line's events share one time: only another line confirms
+        if self._held_lines < JUMP_LINES and len(held) < HOLD_MAX:
+            return  # one line's events share one time: only further lines confirm
         # Confirmed: the stream jumped (a gap in the recording).  Un-count and apply what was held.
+        first = held[0][0].at
         log.info(
             "stream time jumped %.0f s ahead (a gap in the input); held events applied",
             first - (self.clock.latest or first),

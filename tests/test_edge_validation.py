@@ -213,16 +213,25 @@ def test_a_gap_in_a_recording_is_a_jump_not_a_rejection():
     pipeline.feed_event(announce(T + 1, 3))  # back on time: the stray one stays rejected
     assert pipeline.errors == {OUT: 1} and pipeline.clock.latest == T + 1
     assert engine.now == T + 1
-    # A real gap of an hour: the first event after it is held, the next (at another time) confirms it.
-    pipeline.feed_event(announce(T + 3600, 4))
-    assert pipeline.errors == {OUT: 2}
-    pipeline.feed_event(announce(T + 3600.5, 5))
-    assert pipeline.errors == {OUT: 1}  # the held event was applied after all
-    assert pipeline.clock.latest == T + 3600.5 and engine.now == T + 3600.5
-    assert pipeline.events == 4  # 1, 3, 4, 5
+    # Two stray lines in a row (close to each other): still not a jump.
+    pipeline.feed_event(announce(T + 10 * DAY, 4))
+    pipeline.feed_event(announce(T + 10 * DAY, 5))  # the same line's second event
+    pipeline.feed_event(announce(T + 10 * DAY + 1, 6))
+    assert pipeline.errors == {OUT: 4} and pipeline.clock.latest == T + 1
+    pipeline.feed_event(announce(T + 2, 7))
+    assert pipeline.errors == {OUT: 4} and pipeline.events == 3
+    # A real gap of an hour: the lines after it are held; the third line (another time) confirms it.
+    pipeline.feed_event(announce(T + 3600, 8))
+    pipeline.feed_event(announce(T + 3600, 9))
+    pipeline.feed_event(announce(T + 3600.5, 10))
+    assert pipeline.errors == {OUT: 7} and pipeline.events == 3
+    pipeline.feed_event(announce(T + 3601, 11))
+    assert pipeline.errors == {OUT: 4}  # the held events were applied after all
+    assert pipeline.clock.latest == T + 3601 and engine.now == T + 3601
+    assert pipeline.events == 7  # 1, 3, 7, 8, 9, 10, 11
     # Far behind the stream: rejected at once.
-    pipeline.feed_event(announce(T, 6))
-    assert pipeline.errors == {OUT: 2} and pipeline.events == 4
+    pipeline.feed_event(announce(T, 12))
+    assert pipeline.errors == {OUT: 5} and pipeline.events == 7
 
 
 def test_live_lines_are_judged_against_the_wall_clock(monkeypatch):
@@ -492,3 +501,21 @@ def test_mrt_record_with_an_absurd_timestamp_is_rejected_by_the_stream_clock(tmp
     assert lost >= 1 and poisoned.errors == {OUT: lost}  # that record's events only
     assert poisoned.clock.latest == clean.clock.latest
     assert poisoned.consumer.now == clean.consumer.now
+
+
+def test_replay_of_two_recordings_a_day_apart_loses_nothing(tmp_path):
+    """The next file of a replay starts a day later: a jump of the stream, not 56 rejected lines."""
+    from bench.fuzz_ingest import line_time
+
+    first = tmp_path / "day1.jsonl"
+    second = tmp_path / "day2.jsonl"
+    first.write_bytes(b"\n".join(LINES[:CUT]) + b"\n")
+    later = [restamp(line, line_time(orjson.loads(line)) + DAY) for line in LINES[CUT:]]
+    second.write_bytes(b"\n".join(later) + b"\n")
+    clean, _ = replayed(tmp_path, LINES)
+    pipeline = build_pipeline()
+    for event in replay_files([first, second], pipeline.pool):
+        pipeline.feed_event(event)
+    assert pipeline.errors == {}
+    assert pipeline.events == clean.events
+    assert pipeline.clock.latest == clean.clock.latest + DAY
