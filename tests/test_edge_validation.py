@@ -519,3 +519,60 @@ def test_replay_of_two_recordings_a_day_apart_loses_nothing(tmp_path):
     assert pipeline.errors == {}
     assert pipeline.events == clean.events
     assert pipeline.clock.latest == clean.clock.latest + DAY
+
+
+_RIS_FRAMES = RIS.read_bytes().splitlines()
+_CONTROL_LINES = [line for line in _LINES_FOR_PROPERTY if line.startswith(b'{"bgpwatch-relay"')]
+
+
+@settings(derandomize=True, max_examples=300, deadline=None, database=None)
+@given(index=st.integers(min_value=0, max_value=len(_RIS_FRAMES) - 1), seed=st.integers(0, 2**32))
+def test_rislive_parser_raises_only_ingest_errors(index, seed):
+    import random
+
+    parser = RisLiveParser(AttributePool())
+    try:
+        events = parser.parse(mutate(_RIS_FRAMES[index], random.Random(seed)))
+    except IngestError as exc:
+        assert exc.reason and len(exc.detail) < 1000
+        return
+    for event in events:
+        assert 0 <= event.at < 2**32
+
+
+@settings(derandomize=True, max_examples=300, deadline=None, database=None)
+@given(
+    index=st.integers(min_value=0, max_value=max(0, len(_CONTROL_LINES) - 1)),
+    seed=st.integers(0, 2**32),
+    field=st.sampled_from(["time", "lost", "worker", "up", "reason", "collector"]),
+    value=_JSON,
+)
+def test_control_lines_give_bounded_events_or_an_ingest_error(index, seed, field, value):
+    import math
+    import random
+
+    from bgpwatch.events import FeedGap
+
+    assert _CONTROL_LINES, "the real recordings hold control lines"
+    try:  # half the time, mutated first (often no longer JSON: then the real line)
+        doc = orjson.loads(mutate(_CONTROL_LINES[index], random.Random(seed))) if seed % 2 else None
+    except orjson.JSONDecodeError:
+        doc = None
+    if type(doc) is not dict or type(doc.get("bgpwatch-relay")) is not dict:
+        doc = orjson.loads(_CONTROL_LINES[index])
+    body = doc["bgpwatch-relay"]
+    target = body["collector"] if type(body.get("collector")) is dict and field != "collector" else body
+    target[field] = value
+    try:
+        line = orjson.dumps(doc)
+    except TypeError:  # an integer past 64 bits
+        return
+    try:
+        events = parse_control(line)
+    except IngestError as exc:
+        assert exc.reason in ("bad_relay_control", OUT)
+        return
+    for event in events:
+        assert math.isfinite(event.at) and 0 <= event.at < 2**32
+        if isinstance(event, FeedGap):
+            assert type(event.lost) is int and 0 < event.lost <= 2**40
