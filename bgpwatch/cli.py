@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -17,12 +16,11 @@ from bgpwatch import __version__
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr; without timestamps under systemd (journald adds its own)."""
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if not os.environ.get("JOURNAL_STREAM"):
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=getattr(logging, level.upper()), format=fmt, stream=sys.stderr)
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """Log to stderr (bgpwatch.logs: <N> priorities and no timestamps under systemd)."""
+    from bgpwatch.logs import setup_logging as setup
+
+    setup(level, fmt)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,13 +48,18 @@ def _load_or_exit(config_path: str):
 @click.option(
     "--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML configuration."
 )
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-def run(config_path: str, log_level: str) -> None:
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Overrides logging.level of the config [default: info].",
+)
+def run(config_path: str, log_level: str | None) -> None:
     """Run the daemon (systemd runs this)."""
-    setup_logging(log_level)
+    setup_logging(log_level or "info")  # until the config's logging section is read
     from bgpwatch.daemon import run as run_daemon
 
-    sys.exit(run_daemon(config_path))
+    sys.exit(run_daemon(config_path, log_level))
 
 
 @main.command("check-config")

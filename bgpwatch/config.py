@@ -527,6 +527,14 @@ class StorageConfig(_Model):
     retention_days: Annotated[int, _int_check(1, 36500, "expected a number of days (1-36500)")] | None = 90
 
 
+class LoggingConfig(_Model):
+    # text: "LEVEL logger: message"; logfmt / json: one event per line, keys ts, level, logger, msg
+    # and extras (bgpwatch.logs). Under systemd every line also carries its <N> syslog priority.
+    format: Literal["text", "logfmt", "json"] = "text"
+    # `bgpwatch run --log-level` wins over this.
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+
+
 class WatchedPrefix(_Model):
     prefix: Prefix
     origins: list[Asn] = Field(min_length=1)
@@ -543,6 +551,7 @@ class Config(_Model):
     alerting: AlertingConfig = AlertingConfig()
     storage: StorageConfig = StorageConfig()
     recording: RecordingConfig = RecordingConfig()
+    logging: LoggingConfig = LoggingConfig()
     # Input plug-ins (bgpwatch.ingest.sources); without this section, ExaBGP alone.
     inputs: list[Input] = [ExabgpInput()]
     # Per-detector parameters, validated by bgpwatch.detect.

@@ -35,6 +35,7 @@ from bgpwatch.events import CollectorStatus
 from bgpwatch.ingest.control import RELAY_TAG, collector_control_line
 from bgpwatch.ingest.recorder import Recorder
 from bgpwatch.ingest.sources import Source, build_sources
+from bgpwatch.logs import apply_config as apply_logging
 from bgpwatch.pipeline import Pipeline
 from bgpwatch.planned import PlannedWork, sites_from_config
 
@@ -576,14 +577,15 @@ def _refresh_families(config: Config) -> list[str]:
     return [f"ipv{v} unicast" for v in (4, 6) if v in versions] or ["ipv4 unicast", "ipv6 unicast"]
 
 
-def run(config_path: str) -> int:
-    """Entry point of `bgpwatch run`."""
+def run(config_path: str, log_level: str | None = None) -> int:
+    """Entry point of `bgpwatch run`; `log_level` (the command line's) wins over logging.level."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("%s", problem)
         return 2
+    apply_logging(config.logging, log_level)
     # What the operator must fix (a directory it cannot write) is a config error: exit 2, one line.
     problem = _unwritable_dir(Path(config.collector.runtime_dir))
     if problem is not None:
