@@ -11,8 +11,9 @@ Scenarios, each counted as incidents opened vs root causes (the house rule: one 
   its BMP lines gives the time bgpwatch needs without BMP (the withdrawals after hold + restart time);
 - a split (par3's inter-site links down, its collector link up): topology_split, never site_down;
 - a router restart (par3's bgpd SIGKILLed and started again): one incident about par3;
-- a BMP session lost (par1's ``bmp targets`` removed): monitor_lost for that router only, never
-  site_down, resolved when it is back;
+- a BMP session lost (par1's ``bmp targets`` removed: TCP closed) and a BMP session gone silent
+  (nftables drops par3's BMP port: found by the station's TCP keepalive): monitor_lost for that router
+  only, never site_down, resolved when it is back;
 - GoBGP: the silent power loss, site_down from its neighbours' sessions.
 The figures (latencies, incidents, transitions) are printed; run with ``-s`` to see them.
 BGPWATCH_LAB_STRICT=0 skips the checks of the incident model today's daemon does not meet yet (a bgpd
@@ -539,6 +540,32 @@ class TestFrrBmp:
         assert {t["kind"] for t in outcome.transitions} == {"monitor_lost"}, f"only monitor_lost\n{dump}"
         assert_one_incident(outcome, "monitor_lost", {"router": "par1-r1"})
         assert outcome.open_at_end == [], f"monitor_lost not resolved once par1 is back\n{dump}"
+
+    def test_bmp_session_silent_is_not_site_down(self, frr_lab, frr_daemon):
+        lab, daemon = frr_lab, frr_daemon
+
+        def observe(outcome: Outcome) -> None:
+            # Nothing closes the connection: the station's TCP keepalive has to find the silence.
+            daemon.wait_for(
+                lambda: any(t["kind"] == "monitor_lost" for t in firing_now(daemon)), 45, "monitor_lost"
+            )
+            outcome.notes["monitor_lost_after_s"] = round(time.time() - outcome.started, 2)
+            alert = next(t for t in firing_now(daemon) if t["kind"] == "monitor_lost")
+            outcome.notes["summary"] = alert.get("summary")
+            assert all(state == "Established" for state in lab.session_states("par3").values())
+            assert peers_of(daemon)["par3-rr1"]["state"] == "up"
+
+        def recover() -> None:
+            lab.bmp_unblock("par3")
+            daemon.wait_for(lambda: routers_of(daemon)["par3-r1"]["state"] == "up", 30, "par3's BMP back")
+
+        outcome = scenario("bmp_silent_par3", lab, daemon, lambda: lab.bmp_block("par3"), observe, recover)
+        dump = outcome.dump()
+        lost = outcome.firing("monitor_lost")
+        assert lost and all(t["labels"].get("router") == "par3-r1" for t in lost), dump
+        assert {t["kind"] for t in outcome.transitions} == {"monitor_lost"}, f"only monitor_lost\n{dump}"
+        assert_one_incident(outcome, "monitor_lost", {"router": "par3-r1"})
+        assert outcome.open_at_end == [], f"monitor_lost not resolved once par3 is back\n{dump}"
 
 
 # -- GoBGP ---------------------------------------------------------------------------------------------
