@@ -205,6 +205,9 @@ def daemon(tmp_path: Path, storage: Path | None = None):
     try:
         run.start()
         yield run.path, run.base
+    except BaseException:
+        print("daemon log:\n" + run.log_path.read_text()[-4000:])  # shown by pytest with the failure
+        raise
     finally:
         run.kill()
 
