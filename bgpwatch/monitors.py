@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bgpwatch.events import DOWN, UP, MonitoredSession, MonitorState, MonitorStats
+from bgpwatch.ingest.reasons import PEER
 
 if TYPE_CHECKING:
     from bgpwatch.config import Config
@@ -248,13 +249,20 @@ class MonitorTable:
         return found
 
     def lost_by_sessions(self, among: set[str]) -> dict[str, list[tuple[Router, MonitoredPeer]]]:
-        """Return, per site, the down sessions to it when every heard session of ``among``'s routers to it is down."""
+        """Return, per site, the down sessions to it when every heard session of ``among``'s routers to it is lost.
+
+        A session closed by the peer (TCP reset, NOTIFICATION received) while graceful restart was
+        negotiated is a restart in progress (a bgpd crash, a routing-engine switchover): the peer is
+        alive enough to close it and is expected back, its routes are kept on purpose.  That is no
+        evidence of a dead site.  A hold-timer expiry (the peer went silent), a local close (BFD, the
+        interface) or any close without graceful restart is.
+        """
         reports: dict[str, list[tuple[Router, MonitoredPeer]]] = {}
         alive: set[str] = set()
         for router, peer, site in self.inter_site():
             if router.site not in among:
                 continue
-            if peer.state == UP:
+            if peer.state == UP or (peer.cause == PEER and peer.graceful_restart):
                 alive.add(site)
             else:
                 reports.setdefault(site, []).append((router, peer))

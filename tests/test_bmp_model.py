@@ -233,10 +233,11 @@ def test_a_bmp_router_lost_alone_is_not_a_site_down(tmp_path: Path) -> None:
 def test_a_split_is_seen_from_the_sessions_while_graceful_restart_keeps_every_route(tmp_path: Path) -> None:
     world = World(tmp_path)
     world.start()
+    # par3's links are blackholed: every session around it expires on the hold timer.
     for site in ("par1", "par2"):
-        world.peer(site, "par3", DOWN, world.at(100), PEER)
-    world.peer("par3", "par1", DOWN, world.at(100.1), PEER)
-    world.peer("par3", "par2", DOWN, world.at(100.1), PEER)
+        world.peer(site, "par3", DOWN, world.at(100), HOLD_TIMER)
+    world.peer("par3", "par1", DOWN, world.at(100.1), HOLD_TIMER)
+    world.peer("par3", "par2", DOWN, world.at(100.1), HOLD_TIMER)
     world.at(100.2)
     assert world.state("par3") == "suspected"  # silent since: dead or isolated, not known yet
     world.update("par3", world.at(100.3))  # it still talks to bgpwatch: alive, isolated
@@ -275,3 +276,21 @@ def _epoch(text: str) -> float:
     value = parse_iso(text)
     assert value is not None
     return value
+
+
+def test_a_router_restart_under_graceful_restart_is_one_warning(tmp_path: Path) -> None:
+    """bgpd of par3 killed and restarted: its neighbours see TCP closed (GR helpers), not a dead site."""
+    world = World(tmp_path)
+    world.start()
+    at = world.at(100)
+    world.feed(SessionState(at, "192.0.2.10", DOWN, "closing connection"))
+    world.feed(MonitorState(at, "r3", False, reason="closed by the router"))
+    world.peer("par1", "par3", DOWN, world.at(100.01), PEER)
+    world.peer("par2", "par3", DOWN, world.at(100.02), PEER)
+    world.at(105)
+    assert world.state("par3") == "live"  # its routes are kept on purpose; it is expected back
+    assert world.firing("site_down") == []
+    kinds = sorted(t["kind"] for t in world.firing("session_down") + world.firing("monitor_lost"))
+    assert kinds == ["monitor_lost", "session_down"]
+    assert all(t["severity"] == "warning" for t in world.transitions)
+    assert len({t["incident"] for t in world.transitions}) == 1  # one root cause: par3's router restarted

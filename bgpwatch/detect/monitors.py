@@ -41,9 +41,21 @@ class MonitorLostDetector(Detector):
             )
             labels = {"router": router.name, "site": site} if site else {"router": router.name}
             annotations = {"address": router.address, "sys_name": router.sys_name, "reason": router.reason}
-            # A router of a site already known down is part of that incident, not news.
-            cause = self.cause_if_active("site_down", {"site": site}) if site else None
+            # A router of a site already known down, or whose session to bgpwatch went down with it
+            # (the router restarted), is part of that incident, not news.
+            cause = self._cause(site) if site else None
             finding = self.finding(labels, summary, router.name, annotations, cause, since=router.since)
             finding.title = f"BMP router {router.name} not heard"
             findings.append(finding)
         self.sync(findings, now)
+
+    def _cause(self, site: str) -> Any:
+        cause = self.cause_if_active("site_down", {"site": site})
+        if cause is not None:
+            return cause
+        for session in self.ctx.sessions.by_address.values():
+            if session.site == site:
+                cause = self.cause_if_active("session_down", {"peer": session.name, "site": site})
+                if cause is not None:
+                    return cause
+        return None
