@@ -27,6 +27,7 @@ import json
 import logging
 import random
 import re
+import resource
 import sys
 import tempfile
 import time
@@ -39,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from bgpwatch.config import INTERNAL_ERROR, ConfigError, load_config, load_config_text
+from bgpwatch.config import INTERNAL_ERROR, ConfigError, _Loader, _YamlLimit, load_config, load_config_text
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_FILES = (
@@ -219,13 +220,22 @@ def mutate_text(rng: random.Random, text: str) -> str:
     return "".join([*lines[:index], snippet, *lines[index:]])
 
 
+def _safe_load(text: str) -> Any:
+    """Parse a mutated text with bgpwatch's bounded loader: plain PyYAML would expand an alias bomb here."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def mutate(rng: random.Random, text: str) -> str:
     """Return a configuration made from ``text`` by one to three random mutations."""
     for _ in range(rng.randint(1, 3)):
         if rng.random() < 0.5:
             try:
-                data = yaml.safe_load(text)
-            except (yaml.YAMLError, ValueError, RecursionError):
+                data = _safe_load(text)
+            except (yaml.YAMLError, ValueError, RecursionError, _YamlLimit):
                 text = mutate_text(rng, text)
                 continue
             try:
@@ -247,6 +257,7 @@ KINDS: tuple[tuple[str, str], ...] = (
     ("nested too deep", "yaml_too_deep"),
     ("recursive alias", "yaml_recursive_alias"),
     ("integer too large", "yaml_int_too_large"),
+    ("integer too long", "yaml_int_too_large"),
     ("cannot read this value", "yaml_bad_scalar"),
     ("not UTF-8", "not_utf8"),
     ("the most a configuration may be", "too_big"),
@@ -321,6 +332,8 @@ def campaign(configs: int, seed: int, progress: Callable[[int], None] | None = N
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         for number in range(configs):
+            if progress is not None and number % 1000 == 0:
+                progress(number)
             base_name, base = bases[number % len(bases)]
             text = mutate(rng, base)
             via_file = number % 10 == 0
@@ -359,8 +372,6 @@ def campaign(configs: int, seed: int, progress: Callable[[int], None] | None = N
                     leak_count += 1
                     if len(leaks) < 10:
                         leaks.append(problem[:300])
-            if progress is not None and number % 1000 == 0:
-                progress(number)
     internal = by_kind.get("internal_error", 0)
     return {
         "configs": configs,
@@ -381,6 +392,7 @@ def campaign(configs: int, seed: int, progress: Callable[[int], None] | None = N
         "slowest_seconds": round(slowest[0], 4),
         "slowest_base": slowest[1],
         "seconds": round(time.monotonic() - started, 1),
+        "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "ok": not escaped
         and not internal
         and not leak_count

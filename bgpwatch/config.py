@@ -1289,7 +1289,9 @@ class _Loader(yaml.SafeLoader):
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         # Python refuses to convert more than 4300 digits (ValueError); refuse far earlier, with a mark.
         if len(node.value) > 40:
-            raise _YamlLimit("integer too large (bgpwatch takes integers below 2^64)", node.start_mark)
+            raise _YamlLimit(
+                "integer too long (over 40 characters; bgpwatch takes integers below 2^64)", node.start_mark
+            )
         value = super().construct_yaml_int(node)
         if abs(value) >= MAX_YAML_INT:
             raise _YamlLimit("integer too large (bgpwatch takes integers below 2^64)", node.start_mark)
