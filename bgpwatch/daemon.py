@@ -106,6 +106,7 @@ class Daemon:
             self.pipeline,
             lambda: self.supervisor,
             lambda: (self.reload_ok, self.reload_at),
+            self.stream_now,  # ages on the pipeline's clock: a served replay shows the recording's time
             faults=self._fault_metrics,
         )
         self.registry = build_registry(self.collector)

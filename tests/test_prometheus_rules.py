@@ -58,9 +58,23 @@ CONTRACT_METRICS = frozenset(
         "bgpwatch_alerts_firing",
         "bgpwatch_sink_failures_total",
         "bgpwatch_ingest_lag_seconds_bucket",
+        # On the pipeline's clock (issue 11): the feed-silence rule and panel, replays included.
+        "bgpwatch_last_message_age_seconds",
+        "bgpwatch_stream_time_seconds",
+        "bgpwatch_sink_queue_length",
+        "bgpwatch_sink_dropped_total",
     }
 )
-GENERIC_METRICS = frozenset({"up"})
+# `up` from Prometheus; process_* from prometheus_client's ProcessCollector on the daemon's registry.
+GENERIC_METRICS = frozenset(
+    {
+        "up",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+    }
+)
 
 # DESIGN.md, "Alert transitions": the kinds the daemon names.
 CONTRACT_KINDS = (

@@ -11,11 +11,21 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from bgpwatch import __version__
+
+# Counters and histograms would each add a `*_created` series (the time the object was made): noise
+# for every dashboard and rule here, so the whole process goes without (a process-wide switch).
+disable_created_metrics()
 
 if TYPE_CHECKING:
     from bgpwatch.collector.supervisor import Supervisor
@@ -102,11 +112,23 @@ class DaemonCollector(Collector):
             "Lines the relay dropped while the daemon was unreachable",
             value=float(pipeline.lost_lines),
         )
+        # Times are the pipeline's: the stream clock (wall time live, the recording's time in a served
+        # replay), so ages and the rules built on them mean the same in both.
+        yield GaugeMetricFamily(
+            "bgpwatch_stream_time_seconds",
+            "The pipeline's clock: wall time live, the recording's time in a replay",
+            value=now,
+        )
         if pipeline.last_event_at is not None:
             yield GaugeMetricFamily(
                 "bgpwatch_last_message_timestamp_seconds",
                 "Time of the last event received",
                 value=pipeline.last_event_at,
+            )
+            yield GaugeMetricFamily(
+                "bgpwatch_last_message_age_seconds",
+                "Seconds since the last event received, on the pipeline's clock",
+                value=max(0.0, now - pipeline.last_event_at),
             )
         yield GaugeMetricFamily(
             "bgpwatch_attribute_sets", "Distinct interned attribute sets", value=float(len(pipeline.pool))
@@ -189,10 +211,16 @@ class DaemonCollector(Collector):
         )
 
 
-def build_registry(collector: DaemonCollector) -> CollectorRegistry:
-    """Return a fresh registry holding the daemon's collector."""
+def build_registry(collector: DaemonCollector, process: bool = True) -> CollectorRegistry:
+    """Return a fresh registry holding the daemon's collector and the process_* and python_* ones."""
     registry = CollectorRegistry()
     registry.register(collector)
+    if process:
+        # RSS, CPU seconds, open and max fds (Linux /proc; nothing elsewhere), the interpreter's
+        # version and its garbage collector: what watching a full-table collector's memory needs.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)  # registers nothing where gc.get_stats is missing (PyPy)
     return registry
 
 

@@ -434,7 +434,7 @@ def build_app(daemon: Daemon) -> web.Application:
 
     async def peers(request: web.Request) -> web.Response:
         no_params(request)
-        now = time.time()
+        now = daemon.stream_now()  # the pipeline's clock: a served replay's ages are the recording's
         result = []
         for session in daemon.pipeline.sessions.by_address.values():
             entry = daemon.pipeline.sessions.to_dict(session, now)
