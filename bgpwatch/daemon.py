@@ -101,6 +101,7 @@ class Daemon:
             families=_refresh_families(config),
         )
         self._unstored: deque[dict[str, Any]] = deque()  # transitions the store could not take yet
+        self._unmarked: deque[tuple[str, str]] = deque()  # (sink, transition key) deliveries not yet noted
         self.store_dropped = 0
         self.collector = DaemonCollector(
             self.pipeline,
@@ -168,7 +169,7 @@ class Daemon:
         sinks = build_sinks(
             config.alerting.sinks,
             self.registry,
-            on_delivered=self.store.mark_delivered,
+            on_delivered=self._mark_delivered,
             source=str(config.source),
             metrics=self.sink_metrics,
         )
@@ -213,26 +214,45 @@ class Daemon:
             self.store_dropped += 1
         self._unstored.append(transition)
 
+    def _mark_delivered(self, sink: str, key: str) -> None:
+        """Note a delivery; while the store cannot write, keep the note (else a restart would re-send)."""
+        if not (self._unstored or self._unmarked):
+            try:
+                self.store.mark_delivered(sink, key)
+                return
+            except sqlite3.Error:
+                self._store_fault_changed()
+        if len(self._unmarked) >= STORE_BACKLOG:
+            self._unmarked.popleft()  # at worst that transition is notified again after a restart
+        self._unmarked.append((sink, key))
+
     def _flush_unstored(self) -> None:
-        """Give the store what it could not take, oldest first; stop at the first failure."""
+        """Give the store what it could not take, oldest first (transitions, then deliveries)."""
         flushed = 0
         while self._unstored:
             try:
                 self.store.record(self._unstored[0])
             except sqlite3.Error:
-                break
+                return
             except Exception:
                 log.exception("dropping an alert transition the store refuses")
                 self.store_dropped += 1
             self._unstored.popleft()
             flushed += 1
-        if flushed and not self._unstored:
-            log.warning("alert store writable again: %d held transition(s) stored", flushed)
+        while self._unmarked:
+            try:
+                self.store.mark_delivered(*self._unmarked[0])
+            except sqlite3.Error:
+                return
+            self._unmarked.popleft()
+            flushed += 1
+        if flushed:
+            log.warning("alert store writable again: %d held write(s) done", flushed)
             self._store_fault_changed()
 
     def _store_fault_changed(self) -> None:
         """Tell the collector_degraded detector whether the store can write (store_degraded)."""
-        failing = bool(self._unstored) or not self.store.writable
+        failing = bool(self._unstored or self._unmarked) or not self.store.writable
         reason = (self.store.last_write_error or "write failed") if failing else None
         since = self.store.failing_since if failing else None
         for detector in getattr(self.engine, "detectors", ()):
@@ -244,7 +264,7 @@ class Daemon:
             "relay_up": self.relays.workers_up(),
             "relay_faults": dict(self.relays.faults),
             "relay_refresh_requests": self.relays.refresh_requests,
-            "store_writable": self.store.writable and not self._unstored,
+            "store_writable": self.store.writable and not (self._unstored or self._unmarked),
             "store_write_errors": self.store.write_errors,
             "store_held": len(self._unstored),
             "store_dropped": self.store_dropped,
@@ -427,7 +447,7 @@ class Daemon:
             await asyncio.sleep(TICK_SECONDS)
             now = time.time()
             self.relays.check()  # a relay silent for seconds: collector_degraded (external mode)
-            if self._unstored and now - last_store_retry >= 1.0:
+            if (self._unstored or self._unmarked) and now - last_store_retry >= 1.0:
                 last_store_retry = now
                 self._flush_unstored()
             try:
@@ -518,7 +538,7 @@ class Daemon:
     def health(self) -> tuple[bool, list[str]]:
         problems = [problem for source in self.sources for problem in source.health()]
         problems += self.relays.problems()  # degraded: a relay died or went silent (external mode)
-        if self._unstored or not self.store.writable:
+        if self._unstored or self._unmarked or not self.store.writable:
             since = self.store.failing_since
             ago = f" for {time.time() - since:.0f} s" if since is not None else ""
             problems.append(

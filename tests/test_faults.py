@@ -598,6 +598,7 @@ def test_failing_store_holds_transitions_raises_store_degraded_and_catches_up(tm
     )
     d.emit(first)
     d.emit(second)
+    d._mark_delivered("log", transition_key(first))  # a sink delivered it meanwhile: noted later, not lost
     healthy, problems = d.health()
     assert not healthy and "alert store cannot write" in problems[0] and "disk is full" in problems[0]
     faults = d._fault_metrics()
@@ -612,6 +613,7 @@ def test_failing_store_holds_transitions_raises_store_degraded_and_catches_up(tm
     failing = False
     d._flush_unstored()
     assert d.health() == (True, []) and d._fault_metrics()["store_writable"] is True
+    assert d.store.was_delivered("log", transition_key(first))  # no second notification after a restart
     d.pipeline.tick(now + 3)  # store_degraded clears...
     d.pipeline.tick(now + 6)  # ...and after its hold-down resolves, and is stored
     stored = [(t["kind"], t["state"]) for t in d.store.transitions()]
@@ -692,6 +694,14 @@ def test_disk_full_store_degraded_visible_then_caught_up(tmp_path: Path) -> None
                 assert api(base, "/api/v1/incidents")
             finally:
                 fake.close()
+        with contextlib.closing(sqlite3.connect(fs / "bgpwatch.db")) as db:
+            # every delivery made while the disk was full was noted once space came back: a restart
+            # would not notify any of them again
+            unnoted = db.execute(
+                "SELECT count(*) FROM transitions t WHERE NOT EXISTS"
+                " (SELECT 1 FROM notifications n WHERE n.sink = 'log' AND n.transition_key = t.key)"
+            ).fetchone()[0]
+        assert unnoted == 0
     finally:
         subprocess.run(["umount", "-l", str(fs)], check=False)
     print(
