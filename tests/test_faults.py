@@ -461,6 +461,29 @@ def test_relay_links_report_death_and_silence_in_external_mode() -> None:
     assert reports[-1].up is True and "ExaBGP closed the API pipe" in links.problems()[0]
 
 
+def test_relay_links_in_managed_mode_only_ask_a_refresh_after_a_relay_was_killed() -> None:
+    reports: list = []
+    sent: list[bytes] = []
+
+    class Writer:
+        def write(self, data: bytes) -> None:
+            sent.append(data)
+
+    links = RelayLinks(reports.append, external=False)
+    hello = b'{"bgpwatch-relay": {"hello": 1, "heartbeat": 1.0, "refresh": true}}'
+    first = links.open(Writer())
+    links.control(first, hello)
+    assert sent == []  # ExaBGP (re)started with the daemon: its sessions bring the tables
+    links.closed(first, stopping=False)  # killed; ExaBGP respawns its API process, keeps its sessions
+    second = links.open(Writer())
+    links.control(second, hello)
+    assert len(sent) == 1 and b"refresh" in sent[0]
+    links.control(second, b'{"bgpwatch-relay": {"bye": "ExaBGP closed the API pipe"}}')
+    links.closed(second, stopping=False)  # ExaBGP ended it: the supervisor knows
+    links.control(links.open(Writer()), hello)
+    assert len(sent) == 1 and reports == [] and links.problems() == []  # the supervisor reports ExaBGP
+
+
 # --- the daemon: relay killed, relay stopped ------------------------------------------------------------
 
 

@@ -19,7 +19,10 @@ In external mode (the daemon does not run ExaBGP, so no supervisor sees it die):
   send a route refresh for every established peer (`announce route-refresh <afi> <safi>`): ExaBGP
   does not resend its tables to a new API connection, so without it a restarted daemon would start
   with an empty RIB until the routers happened to re-announce.
-In managed mode the supervisor owns ExaBGP's liveness; the links are only counted.
+In managed mode the supervisor owns ExaBGP's liveness (a restarted ExaBGP re-learns every table
+with its sessions); the links are counted, and only a relay that comes back after being killed
+(ExaBGP respawned its API process and kept its sessions, the lines in between are gone) is
+asked for a route refresh.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class RelayLinks:
         self.faults: Counter[str] = Counter()  # "lost", "silent", "ended"
         self.refresh_requests = 0
         self._last_check: float | None = None
+        self._killed: set[int] = set()  # managed mode: workers whose relay was lost without a goodbye
 
     # -- connection events ------------------------------------------------------------------------
     def open(self, writer: asyncio.StreamWriter | None) -> RelayLink:
@@ -127,8 +131,14 @@ class RelayLinks:
         if link in self.links:
             self.links.remove(link)
         worker = link.worker
-        if stopping or not self.external or worker is None or link.silent:
-            return  # a silent link was reported already
+        if stopping or worker is None:
+            return
+        if not self.external:
+            if not link.bye:
+                self._killed.add(worker)  # its successor will be asked for a route refresh
+            return
+        if link.silent:
+            return  # reported already
         if any(other.worker == worker and not other.silent for other in self.links):
             return  # it reconnected before the old connection was seen to close
         if link.bye:
@@ -191,7 +201,12 @@ class RelayLinks:
         self._back(link, "relay connected")
 
     def _back(self, link: RelayLink, why: str) -> None:
-        if not self.external or link.worker is None:
+        if link.worker is None:
+            return
+        if not self.external:
+            if link.worker in self._killed:
+                self._killed.discard(link.worker)
+                self._ask_refresh(link)
             return
         self.ended.pop(link.worker, None)
         if link.worker in self.down:
