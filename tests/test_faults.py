@@ -35,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bgpwatch.alerts.sinks import SinkMetrics, SinkSet, build_sinks
 from bgpwatch.alerts.sinks.base import transition_key
-from bgpwatch.collector.relay import Relay
+from bgpwatch.collector.relay import Relay, refresh_commands
 from bgpwatch.collector.relay_links import RelayLinks
 from bgpwatch.config import load_config
 from bgpwatch.daemon import Daemon
@@ -414,6 +414,20 @@ def test_relay_passes_route_refresh_requests_and_nothing_else() -> None:
         "announce route-refresh ipv6 unicast",
     ]
     assert relay.refreshes == 2
+
+
+def test_exabgp_understands_the_commands_the_relay_writes() -> None:
+    """The installed ExaBGP (5.x) parses what the relay writes on its stdout."""
+    api_module = pytest.importorskip("exabgp.reactor.api")
+    from exabgp.reactor.api.command.command import Command
+
+    written = refresh_commands(["ipv4 unicast", "ipv6 unicast"]).decode().splitlines()
+    assert written[0] == "silence-ack" and "silence-ack" in Command.functions
+    parser = api_module.API.__new__(api_module.API)  # only its parsing helpers are used
+    for line, afi in zip(written[1:], ("ipv4", "ipv6"), strict=True):
+        assert "announce route-refresh" in Command.functions and line.startswith("announce route-refresh ")
+        [refresh] = parser.api_refresh(line)
+        assert str(refresh.afi) == afi and str(refresh.safi) == "unicast"
 
 
 def test_relay_links_report_death_and_silence_in_external_mode() -> None:
