@@ -269,6 +269,7 @@ class Sink:
         self.on_delivered = on_delivered
         self.queue_size: int = params.get("queue_size", 1000)
         self._pending: deque[Transition] = deque()  # oldest first; the one in flight is not in it
+        self._idents: deque[tuple] = deque()  # _identity() of each of _pending, kept in step with it
         self._wakeup = asyncio.Event()  # set when something is queued
         self._idle = asyncio.Event()  # set when nothing is queued or in flight
         self._idle.set()
@@ -276,6 +277,8 @@ class Sink:
         self._closed = False
         self._in_flight = False
         self._current: Transition | None = None
+        self._firings_dropped = 0  # since the last log line about it
+        self._drop_logged = -60.0
         self.receiver_down_since: float | None = None  # monotonic time of the first failure in a row
         self._failed_in_a_row = 0
         self._random = random.Random()
@@ -330,6 +333,7 @@ class Sink:
         while len(self._pending) >= self.queue_size:
             self._evict()
         self._pending.append(transition)
+        self._idents.append(_identity(transition))
         self._idle.clear()
         self._wakeup.set()
         return True
@@ -339,40 +343,50 @@ class Sink:
         if transition.get("state") == "firing":
             self._dropped_firing.inc()
 
+    def _pop(self) -> Transition:
+        self._idents.popleft()
+        return self._pending.popleft()
+
     def _evict(self) -> None:
         """Make room in a full queue: the oldest resolved and superseded transition first (see above)."""
-        pending = self._pending
-        identities = [_identity(t) for t in pending]
+        # one pass, O(queue_size): it runs on the caller's path, once per submit into a full queue
+        pending, identities = self._pending, self._idents
         last_index = {ident: i for i, ident in enumerate(identities)}
+        previous: dict[tuple, int] = {}  # identity -> index of its latest transition before i
         victims: list[int] = []
+        began_and_ended: list[int] = []
         fallback: int | None = None
-        for i, transition in enumerate(pending):
+        for i, (transition, ident) in enumerate(zip(pending, identities, strict=True)):
+            before = previous.get(ident)
+            previous[ident] = i
             if transition.get("state") != "resolved":
                 continue
-            ident = identities[i]
-            firing = next((j for j in range(i - 1, -1, -1) if identities[j] == ident), None)
-            if firing is not None and pending[firing].get("state") != "firing":
-                firing = None
+            firing = before if before is not None and pending[before].get("state") == "firing" else None
             if last_index[ident] > i:  # superseded: the alert fired again later in the queue
                 victims = [i] if firing is None else [firing, i]
                 break
-            if firing is not None and len(victims) == 0:
-                victims = [firing, i]  # began and ended during the outage
+            if firing is not None and not began_and_ended:
+                began_and_ended = [firing, i]
             if fallback is None:
                 fallback = i
         if not victims:
-            victims = [fallback if fallback is not None else 0]
+            victims = began_and_ended or [fallback if fallback is not None else 0]
         for index in sorted(victims, reverse=True):
             dropped = pending[index]
             del pending[index]
+            del identities[index]
             self._drop(dropped)
             if dropped.get("state") == "firing":
-                log.error(
-                    "sink %s: queue full (%d): a %s firing dropped",
-                    self.name,
-                    self.queue_size,
-                    dropped.get("kind"),
-                )
+                self._firings_dropped += 1
+        now = time.monotonic()
+        if self._firings_dropped and now - self._drop_logged >= 60.0:  # once a minute, not per firing
+            log.error(
+                "sink %s: queue full (%d, nothing but firings): %d firing(s) dropped, oldest first",
+                self.name,
+                self.queue_size,
+                self._firings_dropped,
+            )
+            self._drop_logged, self._firings_dropped = now, 0
 
     def take_over(self, old: Sink) -> int:
         """Take what `old` (this sink's predecessor at a reload) has not delivered, ahead; return how many.
@@ -387,10 +401,12 @@ class Sink:
             old._worker.cancel()  # an attempt in flight may still land: at least once, never lost
             old._worker = None
         old._pending.clear()
+        old._idents.clear()
         old._current, old._in_flight = None, False
         old._idle.set()
         for transition in reversed(held):
             self._pending.appendleft(transition)
+            self._idents.appendleft(_identity(transition))
         while len(self._pending) > self.queue_size:
             self._evict()
         if self._pending:
@@ -441,7 +457,7 @@ class Sink:
         if in_flight is not None:
             self._drop(in_flight)
         while self._pending:
-            self._drop(self._pending.popleft())
+            self._drop(self._pop())
         self._idle.set()
         await self.release()
 
@@ -469,7 +485,7 @@ class Sink:
                 self._idle.set()
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            transition = self._pending.popleft()
+            transition = self._pop()
             self._current, self._in_flight = transition, True
             try:
                 await self._deliver_with_retry(transition)
