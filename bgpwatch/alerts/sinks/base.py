@@ -450,7 +450,12 @@ class Sink:
             except TimeoutError:
                 in_flight = self._current
                 left = len(self._pending) + (1 if self._in_flight else 0)
-                log.warning("sink %s: %d transition(s) not delivered at shutdown", self.name, left)
+                log.warning(
+                    "sink %s: %d transition(s) not delivered at shutdown (undelivered in the store: the"
+                    " next start within an hour sends them again)",
+                    self.name,
+                    left,
+                )
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
