@@ -794,9 +794,9 @@ def _check_anycast(anycast: Any, sites: Any) -> list[tuple[str, str]]:
             problems.append((path, f"{prefix} is not in the prefixes of any site; {rule}"))
         elif len(where) == 1:
             site_path, name = where[0]
-            problems.append(
-                (path, f"{prefix} is only in the prefixes of site {name!r} ({site_path}); {rule}")
-            )
+            # A site's name is quoted only when it is a valid one (a bad one is reported on its own).
+            site = f"site {name!r}" if isinstance(name, str) and _NAME_RE.fullmatch(name) else "one site"
+            problems.append((path, f"{prefix} is only in the prefixes of {site} ({site_path}); {rule}"))
     return problems
 
 
@@ -836,6 +836,11 @@ def _duplicate_prefixes(prefixes: Any, path: str) -> list[tuple[str, str]]:
     return problems
 
 
+def _quoted_name(name: Any) -> str:
+    """Quote a site or peer name from the raw document only when it is a valid name."""
+    return repr(name) if isinstance(name, str) and _NAME_RE.fullmatch(name) else "(a bad name, not shown)"
+
+
 def _check_peer(
     peer: dict[str, Any],
     path: str,
@@ -851,7 +856,7 @@ def _check_peer(
             problems.append(
                 (
                     f"{path}.name",
-                    f"duplicate peer name {name!r} (already used by {other_path} in site {other_site!r})",
+                    f"duplicate peer name {name!r} (already used by {other_path} in site {_quoted_name(other_site)})",
                 )
             )
         else:
@@ -861,11 +866,12 @@ def _check_peer(
         if address in peer_addresses:
             other_path, other_name, other_site = peer_addresses[address]
             if other_site == site_name:
-                message = f"address {address} is already the address of peer {other_name!r} ({other_path})"
+                message = f"address {address} is already the address of peer {_quoted_name(other_name)} ({other_path})"
             else:
                 message = (
-                    f"address {address} is in two sites, {other_site!r} (peer {other_name!r}, {other_path}) "
-                    f"and {site_name!r}: a peer belongs to one site"
+                    f"address {address} is in two sites, {_quoted_name(other_site)} "
+                    f"(peer {_quoted_name(other_name)}, {other_path}) "
+                    f"and {_quoted_name(site_name)}: a peer belongs to one site"
                 )
             problems.append((f"{path}.address", message))
         else:
