@@ -11,6 +11,8 @@ Scenarios, each counted as incidents opened vs root causes (the house rule: one 
   its BMP lines gives the time bgpwatch needs without BMP (the withdrawals after hold + restart time);
 - a split (par3's inter-site links down, its collector link up): topology_split, never site_down;
 - a router restart (par3's bgpd SIGKILLed and started again): one incident about par3;
+- a quick power cycle of par3 (8 s): its BMP comes back on a new connection before the old, silent one
+  is closed; that late close must not make bgpwatch say it no longer hears par3;
 - a BMP session lost (par1's ``bmp targets`` removed: TCP closed) and a BMP session gone silent
   (nftables drops par3's BMP port: found by the station's TCP keepalive): monitor_lost for that router
   only, never site_down, resolved when it is back;
@@ -127,6 +129,17 @@ def bmp_heard(daemon: LabDaemon) -> dict[str, int]:
         elif record.conn in messages:
             messages[record.conn] += 1
     return {address: messages[conn] for conn, address in conns.items()}
+
+
+def bmp_opens(daemon: LabDaemon, address: str) -> list[float]:
+    """Return the times the recording shows a BMP connection from ``address`` opening."""
+    from bgpwatch.ingest.bmp_lines import parse_line
+
+    return [
+        record.at
+        for line in recording_lines(daemon)
+        if line.startswith(BMP_TAG) and (record := parse_line(line.rstrip(b"\n"))).address == address
+    ]
 
 
 def replay(daemon: LabDaemon, with_bmp: bool) -> list[dict]:
@@ -339,15 +352,32 @@ def power_loss(lab: Lab, daemon: LabDaemon, site: str, wait_withdrawals: bool) -
         observe,
         lambda: lab.power_on(site),
     )
+    # The router's BMP comes back on a new connection after the power-on; the old, silent one is closed
+    # later (keepalive probe answered by the rebooted kernel).  That close says nothing: the router is
+    # heard on the new connection, so no monitor_lost may start once it is open.
+    reopened = [at for at in bmp_opens(daemon, lab.router_address(site).v4) if at > cut[0]]
+    outcome.notes["bmp_reconnected_after_s"] = round(reopened[0] - cut[0], 2) if reopened else None
+    late = [
+        t
+        for t in outcome.firing("monitor_lost", router=f"{site}-r1")
+        if reopened and ts(t["at"]) > reopened[0] + 2.5
+    ]
+    outcome.notes["monitor_lost_while_heard"] = [brief(t) for t in late]
     down = site_down_at(outcome.transitions, site, cut[0])
     outcome.notes["site_down_after_s"] = None if down is None else round(down - cut[0], 2)
     outcome.notes["cut_at"] = cut[0]
-    print(f"  power cut -> site_down (live, with BMP): {outcome.notes['site_down_after_s']} s")
+    RESULTS[outcome.name] = {"incidents": len(outcome.incidents), **outcome.notes}
+    print(
+        f"  power cut -> site_down (live, with BMP): {outcome.notes['site_down_after_s']} s; BMP back on a new "
+        f"connection at +{outcome.notes['bmp_reconnected_after_s']} s; monitor_lost while heard: {late}"
+    )
     return outcome
 
 
 def assert_one_incident(outcome: Outcome, kind: str | None, labels: dict[str, str]) -> None:
     dump = outcome.dump()
+    late = outcome.notes.get("monitor_lost_while_heard")
+    assert not late, f"{outcome.name}: monitor_lost while the router's new BMP connection was up\n{dump}"
     assert len(outcome.incidents) == 1, f"{outcome.name}: one incident per root cause\n{dump}"
     root = outcome.incidents[0]
     root_labels = root.get("root_labels") or {}
@@ -510,6 +540,55 @@ class TestFrrBmp:
                 (SEVERITY[t["severity"]] for t in outcome.transitions if t["state"] == "firing"), default=0
             )
             assert worst <= SEVERITY["warning"], f"a bgpd restart under GR pages at most a warning\n{dump}"
+
+    def test_quick_power_cycle_keeps_the_router_heard(self, frr_lab, frr_daemon):
+        lab, daemon = frr_lab, frr_daemon
+        address = lab.router_address("par3").v4
+        cut: list[float] = []
+
+        def act() -> None:
+            cut.append(time.time())
+            lab.power_off("par3", carrier=False)
+            # Off for 8 s: the dead bgpd's FIN (dropped meanwhile) is retransmitted with exponential
+            # back-off, ~6 s then ~13 s after the kill: the old connection closes only after the new
+            # one (about 1 s after the power-on) is open.
+            time.sleep(8)
+            lab.power_on("par3")
+
+        def observe(outcome: Outcome) -> None:
+            daemon.wait_for(lambda: len(bmp_opens(daemon, address)) >= 2, 20, "par3's new BMP connection")
+            time.sleep(max(0.0, cut[0] + 20 - time.time()))  # the old connection's late close
+            lab.wait_established(30)
+            time.sleep(2)
+            state = routers_of(daemon).get("par3-r1", {}).get("state")
+            outcome.notes["par3_r1_state_after_old_close"] = state
+            assert state == "up", (
+                f"bgpwatch says BMP router par3-r1 is {state!r} while its new connection streams: the old, "
+                "silent connection's late close was taken for the router's"
+            )
+
+        def recover() -> None:
+            if routers_of(daemon).get("par3-r1", {}).get("state") != "up":
+                # Let the next scenarios start clean: a fresh BMP connection from par3.
+                lab.set_bmp("par3", False)
+                time.sleep(1)
+                lab.set_bmp("par3", True)
+
+        outcome = scenario("power_cycle_par3", lab, daemon, act, observe, recover)
+        reopened = [at for at in bmp_opens(daemon, address) if at > cut[0]]
+        dump = outcome.dump()
+        assert reopened, f"par3 never reconnected its BMP\n{dump}"
+        outcome.notes["bmp_reconnected_after_s"] = round(reopened[0] - cut[0], 2)
+        late = [
+            t for t in outcome.firing("monitor_lost", router="par3-r1") if ts(t["at"]) > reopened[0] + 2.5
+        ]
+        outcome.notes["monitor_lost_while_heard"] = [brief(t) for t in late]
+        RESULTS[outcome.name] = {"incidents": len(outcome.incidents), **outcome.notes}
+        print(
+            f"  BMP back at +{outcome.notes['bmp_reconnected_after_s']} s; monitor_lost while heard: {late}"
+        )
+        assert_one_incident(outcome, None, {"site": "par3"})
+        assert outcome.open_at_end == [], f"still firing after recovery\n{dump}"
 
     def test_bmp_session_lost_is_not_site_down(self, frr_lab, frr_daemon):
         lab, daemon = frr_lab, frr_daemon
