@@ -128,3 +128,15 @@ def test_every_hostile_snippet_in_every_base_is_a_config_error(snippet: str) -> 
         problems = check_text(text + "\n" + snippet, NAME)
         assert problems, snippet
         assert_clean(problems)
+
+
+def test_the_campaign_script_runs_and_counts_add_up() -> None:
+    # A smoke size of bench/fuzz_config.py, so the documented campaign never rots.
+    from bench.fuzz_config import campaign
+
+    result = campaign(40, seed=3)
+    assert result["loaded"] + result["rejected"] == 40
+    assert result["escaped"] == 0 and result["internal_errors"] == 0, result["escaped_samples"]
+    assert result["secret_leaks"] == 0, result["leak_samples"]
+    assert result["ok"] is True
+    assert sum(result["rejections_by_first_kind"].values()) == result["rejected"]
