@@ -98,8 +98,10 @@ class Pipeline:
         # BMP (bgpwatch.ingest.bmp): routers' own views, in a RIB of their own (view keys, not peers).
         self.bmp_rib = Rib(self.pool)
         self.bmp_messages = 0
+        self.bmp_superseded = 0  # closes of a router's old connection after it reconnected
         self._bmp: Any = None
         self._bmp_addresses: dict[str, str] = {}  # connection -> router address (recordings)
+        self._bmp_current: dict[str, str] = {}  # router name -> the connection it is heard on
 
     # -- input ------------------------------------------------------------------------
     def feed_line(self, line: bytes, source: str = "exabgp", worker: int | None = None) -> None:
@@ -174,7 +176,7 @@ class Pipeline:
             self._internal_error(source)
             return False
         try:
-            self._bmp_events(events)
+            self._bmp_events(events, conn)
         except Exception:
             self._internal_error(source)
         return True
@@ -182,19 +184,39 @@ class Pipeline:
     def bmp_disconnected(self, conn: str, at: float, reason: str) -> None:
         """A router's BMP connection closed: it is no longer heard, its views are flushed."""
         try:
-            self._bmp_events(self.bmp_parser.disconnect(conn, at, reason))
+            self._bmp_events(self.bmp_parser.disconnect(conn, at, reason), conn)
         except Exception:
             self._internal_error(f"bmp {self._bmp_addresses.get(conn, conn)}")
         self._bmp_addresses.pop(conn, None)
 
-    def _bmp_events(self, events: list[Event]) -> None:
+    def _bmp_events(self, events: list[Event], conn: str) -> None:
         bmp_rib = self.bmp_rib
+        current = self._bmp_current
         for event in events:
             kind = type(event)
             if kind in _BMP_ROUTE_EVENTS:
                 # A router's view: kept for `prefixes --router`, not a vantage point of bgpwatch's own.
                 bmp_rib.apply(event)
                 continue
+            if kind is MonitorState:
+                # A router that reconnects before its old connection is found dead (a quick power
+                # cycle: the old one closes on TCP keepalive later) is heard on the new one.
+                was = current.get(event.router)
+                if not event.up and was is not None and was != conn:
+                    self.bmp_superseded += 1
+                    continue  # the old connection's close: the router is heard on a newer one
+                if event.up:
+                    if was is not None and was != conn:
+                        # What the old connection said is stale: it starts over on this one.
+                        self._flush_views(f"{event.router}|", event.at, keep_loc=False)
+                        self.feed_event(
+                            MonitorState(
+                                event.at, event.router, False, reason="reconnected (new BMP connection)"
+                            )
+                        )
+                    current[event.router] = conn
+                else:
+                    current.pop(event.router, None)
             if kind is MonitoredSession and event.state == DOWN:
                 self._flush_views(f"{event.router}|{event.peer}|", event.at, keep_loc=True)
             elif kind is MonitorState and not event.up:

@@ -263,10 +263,12 @@ def test_route_monitoring_views_are_kept_apart_and_flushed_with_their_session(tm
     pipeline = world.pipeline
     key = view_key("r1", LINK[("par1", "par2")], "pre")
     attrs = pipeline.pool.intern("igp", (65002,), (), LINK[("par1", "par2")])
-    pipeline._bmp_events([Announce(world.at(80), key, 4, (parse_prefix(PREFIXES["par2"])[1],), attrs)])
+    pipeline._bmp_events([Announce(world.at(80), key, 4, (parse_prefix(PREFIXES["par2"])[1],), attrs)], "c1")
     assert len(pipeline.bmp_rib.peers[key]) == 1
     assert key not in pipeline.rib.peers and key not in pipeline.sessions.strangers  # not a vantage point
-    pipeline._bmp_events([MonitoredSession(world.at(81), "r1", LINK[("par1", "par2")], DOWN, cause=PEER)])
+    pipeline._bmp_events(
+        [MonitoredSession(world.at(81), "r1", LINK[("par1", "par2")], DOWN, cause=PEER)], "c1"
+    )
     assert key not in pipeline.bmp_rib.peers
 
 
@@ -294,3 +296,25 @@ def test_a_router_restart_under_graceful_restart_is_one_warning(tmp_path: Path) 
     assert kinds == ["monitor_lost", "session_down"]
     assert all(t["severity"] == "warning" for t in world.transitions)
     assert len({t["incident"] for t in world.transitions}) == 1  # one root cause: par3's router restarted
+
+
+def test_a_router_heard_on_a_new_connection_before_the_old_one_closes(tmp_path: Path) -> None:
+    """A quick power cycle: the router reconnects while its old connection waits for TCP keepalive."""
+    world = World(tmp_path)
+    world.start()
+    pipeline = world.pipeline
+    router = pipeline.sessions.monitors.routers["r3"]
+    pipeline._bmp_events([MonitorState(world.at(80), "r3", True, "192.0.2.10")], "old")
+    key = view_key("r3", LINK[("par3", "par1")], "pre")
+    attrs = pipeline.pool.intern("igp", (65001,), (), LINK[("par3", "par1")])
+    pipeline._bmp_events([Announce(world.at(81), key, 4, (parse_prefix(PREFIXES["par1"])[1],), attrs)], "old")
+    assert key in pipeline.bmp_rib.peers
+    connects = router.connects
+    pipeline._bmp_events([MonitorState(world.at(100), "r3", True, "192.0.2.10")], "new")
+    assert router.heard and router.connects == connects + 1
+    assert key not in pipeline.bmp_rib.peers  # the old connection's views are stale: flushed
+    assert all(peer.state == "idle" for peer in router.peers.values())  # until re-reported
+    pipeline._bmp_events([MonitorState(world.at(126), "r3", False, reason="keepalive timeout")], "old")
+    world.at(130)
+    assert router.heard and pipeline.bmp_superseded == 1
+    assert world.firing("monitor_lost") == []
