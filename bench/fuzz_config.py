@@ -252,6 +252,7 @@ def mutate(rng: random.Random, text: str) -> str:
 
 KINDS: tuple[tuple[str, str], ...] = (
     (INTERNAL_ERROR, "internal_error"),
+    ("maximum nesting depth", "yaml_too_deep"),  # libyaml's own bound on flow levels
     ("YAML syntax error", "yaml_syntax"),
     ("too many YAML nodes", "yaml_too_many_nodes"),
     ("nested too deep", "yaml_too_deep"),
