@@ -53,7 +53,7 @@ _ASN4 = tuple(struct.Struct(f"!{n}I") for n in range(256))
 ADDPATH_NONE = 0
 ADDPATH_IPV4 = 1
 ADDPATH_IPV6 = 2
-ADDPATH_ALL = ADDPATH_IPV4 | ADDPATH_IPV6
+ADDPATH_ALL = ADDPATH_IPV4 | ADDPATH_IPV6  # a family's bit, inline on the hot path: (1 if family == 4 else 2)
 
 # Every reason ``bad`` can be called with.
 BAD_REASONS = (
@@ -63,10 +63,6 @@ BAD_REASONS = (
     "bad_as_path",  # an AS_PATH segment of unknown type or overrunning the attribute
     "bad_mp_attribute",  # strict only: MP_REACH / MP_UNREACH cut or overrun by its own fields
 )
-
-
-def _addpath_bit(family: int) -> int:
-    return ADDPATH_IPV4 if family == 4 else ADDPATH_IPV6
 
 
 class UpdateCounts(Protocol):
@@ -160,7 +156,7 @@ class UpdateDecoder:
             (wlen,) = _U16.unpack_from(buf, pos)
             pos += 2
         wend = min(pos + wlen, end)
-        addpath4 = addpath & ADDPATH_IPV4
+        addpath4 = addpath & 1  # ADDPATH_IPV4
         withdrawn4 = self._prefixes(buf, pos, wend, 4, addpath4) if wend > pos else None
         pos = wend
         # Path attributes.
@@ -180,7 +176,9 @@ class UpdateDecoder:
             self._emit_withdraw(at, peer, 4, 1, withdrawn4, addpath4, local, out)
         if attrs is not None and attrs[1]:
             for family, safi, items in attrs[1]:
-                self._emit_withdraw(at, peer, family, safi, items, addpath & _addpath_bit(family), local, out)
+                self._emit_withdraw(
+                    at, peer, family, safi, items, addpath & (1 if family == 4 else 2), local, out
+                )
         if attrs is None:
             if nlri4:
                 # NLRI with no attribute block at all: bgpdump prints them; nothing to intern.
@@ -204,7 +202,7 @@ class UpdateDecoder:
             if local or safi == 2:
                 stats.not_emitted["local" if local else "multicast"] += len(items)
                 continue
-            if addpath & _addpath_bit(family):
+            if addpath & (1 if family == 4 else 2):
                 keys = self._keys(items, family, peer, True)
             else:
                 keys = _unique(items, stats)
@@ -494,7 +492,9 @@ class UpdateDecoder:
         if self.strict and pos > end:
             self._bad("bad_mp_attribute", "MP_REACH_NLRI SNPA overruns the attribute")
             return
-        items = self._prefixes(buf, pos, end, family, addpath & _addpath_bit(family)) if pos < end else []
+        items = (
+            self._prefixes(buf, pos, end, family, addpath & (1 if family == 4 else 2)) if pos < end else []
+        )
         out.append((family, safi, next_hop, items))
 
     def _mp_unreach(self, buf: bytes, pos: int, end: int, addpath: int, out: list) -> None:
@@ -509,7 +509,7 @@ class UpdateDecoder:
         family = 4 if afi == 1 else 6
         if any(entry[0] == family and entry[1] == safi for entry in out):
             return
-        bit = addpath & _addpath_bit(family)
+        bit = addpath & (1 if family == 4 else 2)
         items = self._prefixes(buf, pos + 3, end, family, bit) if pos + 3 < end else []
         out.append((family, safi, items))
 

@@ -379,6 +379,7 @@ class MrtReader:
         self._decoder = UpdateDecoder(pool, self.stats, self._bad)
         self._address = self._decoder.address
         self._attributes = self._decoder.attributes
+        self._update = self._decoder.update
         self._reset_file()
 
     def _reset_file(self) -> None:
@@ -599,7 +600,7 @@ class MrtReader:
             self._bad("bad_afi", "UPDATE without a peer address (Zebra OPEN workaround)")
             return
         peer = self._address(peer_raw)
-        self._decoder.update(
+        self._update(
             at, peer, asn_len, ADDPATH_ALL if addpath else ADDPATH_NONE, local, buf, pos, body_end, self._out
         )
 
@@ -671,7 +672,7 @@ class MrtReader:
             return
         peer_raw = buf[pos + 2 : pos + 6]
         peer = self._address(peer_raw)
-        self._decoder.update(float(ts), peer, 2, ADDPATH_NONE, False, buf, pos + 12, end, self._out)
+        self._update(float(ts), peer, 2, ADDPATH_NONE, False, buf, pos + 12, end, self._out)
 
     def _mrtd_state_change(self, ts: int, buf: bytes, pos: int, end: int) -> None:
         if end - pos < 10:
