@@ -721,3 +721,18 @@ def test_fuzz_only_ingest_errors(message: bytes) -> None:
         assert exc.reason in REASONS and exc.reason != "bmp_undecodable", exc
         assert len(exc.detail) <= MAX_DETAIL_CHARS
     assert parser.parse("c", GOOD, 3.0)
+
+
+def test_monitored_peers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bgpwatch.ingest.bmp as bmp_module
+
+    monkeypatch.setattr(bmp_module, "MAX_PEERS", 2)
+    station = Station()
+    station(peer_up(peer_header("198.51.100.2")))
+    station(peer_up(peer_header("198.51.100.6")))
+    station(peer_up(peer_header("198.51.100.6")))  # the same peer again: not a new one
+    with pytest.raises(IngestError) as info:
+        station(peer_up(peer_header("198.51.100.10")))
+    assert info.value.reason == "bmp_too_many_peers"
+    station(peer_down(4, header=peer_header("198.51.100.6")))
+    assert station(peer_up(peer_header("198.51.100.10")))[0].peer == "198.51.100.10"

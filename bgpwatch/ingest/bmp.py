@@ -8,13 +8,18 @@ and monitored peer, what Peer Up negotiated, and turns:
   Termination -> ``MonitorState(up=False)`` with its reason; `BmpParser.disconnect` the same when
   the TCP connection closes while the router was up.
 * Peer Up / Peer Down -> ``MonitoredSession`` (UP with both OPENs' negotiation; DOWN with the
-  reason code, the NOTIFICATION or FSM event and a typed ``cause``).  Loc-RIB (peer type 3) Peer
-  Up / Down describe no BGP session: counted in `BmpParser.counters`, no event.
+  reason code, the NOTIFICATION or FSM event and a typed ``cause``: hold_timer for a NOTIFICATION
+  4 either way or FSM event 10 (HoldTimer_Expires), peer for reasons 3/4 otherwise, other else).
+  What the lab routers really send for a hold timer expiry (fixtures/SOURCES.md): FRR 8.4 reason 2
+  with FSM event 0, GoBGP 3.10 reason 3 with no NOTIFICATION (accepted, counted), so neither says
+  "hold timer".  Loc-RIB (peer type 3) Peer Up / Down describe no BGP session: counted, no event.
 * Route Monitoring -> the usual ``Announce`` / ``Withdraw`` / ``EndOfRib`` through the shared
   UPDATE decoder (`bgpwatch.ingest.bgp_update`), their ``peer`` a view key
   (``events.view_key(router, peer address, pre|post|loc)``).  ADD-PATH path ids are decoded where
-  Peer Up shows the router receiving them (RFC 7911), 2-octet AS paths where the A flag is set or
-  Peer Up shows no 4-octet AS on both sides.  Adj-RIB-Out (O flag) is counted and ignored.
+  Peer Up shows the router receiving them (RFC 7911), checked against the first UPDATEs (FRR 8.4
+  negotiates ADD-PATH and sends none); 2-octet AS paths where the A flag is set, or, without it,
+  where Peer Up shows no 4-octet AS on both sides and the path parses only that way (FRR keeps
+  2-octet paths without the flag, GoBGP re-encodes them).  Adj-RIB-Out (O flag) is counted, ignored.
 * Statistics Report -> ``MonitorStats`` (per-AFI/SAFI gauges are summed per type: the event has no
   AFI field); Route Mirroring and unknown message types (RFC 7854 4: "MUST ignore") are counted.
 
@@ -74,6 +79,7 @@ PER_PEER_HEADER_BYTES = 42
 # Monitoring message one UPDATE.  Anything longer is a damaged length field.
 MAX_MESSAGE_BYTES = 1 << 18
 MAX_TLVS = 256  # per message: real routers send a handful
+MAX_PEERS = 1 << 16  # monitored peers per connection (a route server has a few thousand)
 MAX_TEXT_CHARS = 255  # sysName, sysDescr, reason strings kept per TLV
 MAX_DETAIL_CHARS = 200
 _ROUTE_CACHE_LIMIT = 1 << 16  # per-peer header -> view decisions kept per connection
@@ -105,6 +111,7 @@ REASONS = (
     "bmp_bad_tlv",  # a TLV cut, overrunning, too many, or with a bad value size
     "bmp_bad_open",  # a Peer Up OPEN that does not decode
     "bmp_bad_peer_up",  # a Peer Up cut before its OPENs
+    "bmp_too_many_peers",  # a Peer Up beyond MAX_PEERS monitored peers on one connection
     "bmp_bad_peer_down",  # unknown reason code, bad NOTIFICATION or FSM event
     "bmp_bad_update",  # the Route Monitoring BGP message is not a well-formed UPDATE
     "bmp_bad_stats",  # a Statistics Report cut or with impossible counts or sizes
@@ -448,6 +455,8 @@ class BmpParser:
             self.counters["peer_up_empty_open"] += 1
             received = sent
         key = msg[6:7] + msg[8:32]
+        if key not in router.peers and len(router.peers) >= MAX_PEERS:
+            raise _error("bmp_too_many_peers", f"more than {MAX_PEERS} monitored peers", 6, PEER_UP)
         self._forget_peer(router, key)
         four_byte = sent.four_byte_asn and received.four_byte_asn
         addpath, unsure = _addpath_masks(sent, received, loc)
