@@ -734,7 +734,8 @@ def _check_inputs(inputs: Any, site_names: dict[str, int] | None) -> list[tuple[
                     names[name] = position
             site = router.get("site")
             if site_names is not None and isinstance(site, str) and site not in site_names:
-                problems.append((f"{path}.site", f"no site is named {site!r}"))
+                shown = f" {site!r}" if _NAME_RE.fullmatch(site) else " so (not shown)"
+                problems.append((f"{path}.site", f"no site is named{shown}"))
             if router.get("address") is None and router.get("sys_name") is None:
                 problems.append((path, "give the router's address or sys_name, to recognise its connection"))
             for key in ("address", "sys_name"):
@@ -745,7 +746,9 @@ def _check_inputs(inputs: Any, site_names: dict[str, int] | None) -> list[tuple[
                     continue
                 marker = f"{key}={value}"
                 if marker in matches:
-                    problems.append((f"{path}.{key}", f"{value} already identifies {matches[marker]}"))
+                    # An address is shown (canonical, harmless); a sysName may be anything: not echoed.
+                    what = value if key == "address" else "this sys_name"
+                    problems.append((f"{path}.{key}", f"{what} already identifies {matches[marker]}"))
                 else:
                     matches[marker] = f"{path}"
     return problems
