@@ -9,6 +9,9 @@ to the first usable CPU), alternately ``--repeat`` times:
 
 * ``bmp``: `BmpParser.parse` on every message (framed with `message_length` as the station does),
   events with interned attributes;
+* ``pipeline``: the same messages through `Pipeline.feed_bmp` wired as the daemon wires it (a
+  `DetectionEngine` consumer, the router a configured BMP router of a site): decoding, the BMP views'
+  RIB, the monitored-session table;
 * ``mrt``: `MrtReader.read` on the MRT file (the file read and framed too), the same events;
 * ``bgpdump``: ``bgpdump -m FILE > /dev/null`` (Debian bgpdump 1.6.2).
 
@@ -38,7 +41,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.pipeline import build_pipeline
 from bench.workload import machine
+from bgpwatch.config import load_config_text
 from bgpwatch.events import Announce, Withdraw
 from bgpwatch.ingest.bmp import BmpParser, message_length
 from bgpwatch.ingest.mrt import MrtReader, MrtStats, open_decompressed
@@ -48,6 +53,18 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INPUT = ROOT / "fixtures" / "mrt" / "dfz_name_and_shame" / "rrc01.updates.20241001.0055.gz"
 BGP4MP, BGP4MP_ET, MESSAGE_AS4 = 16, 17, 4
 ROUTER = ("192.0.2.99", 12654)  # the monitoring router: a RIS collector stand-in (address, AS)
+CONFIG = f"""
+collector: {{local_as: 65000, router_id: 192.0.2.254}}
+sites:
+  - name: par1
+    prefixes: [203.0.113.0/26]
+    peers: [{{name: par1-rr1, address: 192.0.2.2, peer_as: 65001}}]
+inputs:
+  - type: exabgp
+  - type: bmp
+    listen: 127.0.0.1:11019
+    routers: [{{name: bench-router, site: par1, address: {ROUTER[0]}}}]
+"""
 
 
 def extract(path: Path, limit: int) -> list[tuple[float, int, int, bytes, bytes]]:
@@ -161,6 +178,22 @@ def run_bmp(stream: bytes) -> tuple[float, float, int, Counter[str]]:
     return wall, cpu, stats.announcements + stats.withdrawals, _prefixes(events)
 
 
+def run_pipeline(stream: bytes) -> tuple[float, float, int, int]:
+    """Feed the BMP stream to a daemon-wired pipeline; return (wall s, CPU s, rejected, routes in its views)."""
+    pipeline = build_pipeline(load_config_text(CONFIG, "<bench>"))
+    wall, cpu = time.perf_counter(), time.process_time()
+    pipeline.bmp_connected("bench", ROUTER[0], 0.0)
+    feed = pipeline.feed_bmp
+    rejected = 0
+    pos, size = 0, len(stream)
+    while pos < size:
+        end = pos + message_length(stream[pos : pos + 6])
+        rejected += not feed("bench", stream[pos:end], 1.0)
+        pos = end
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return wall, cpu, rejected, sum(len(view) for view in pipeline.bmp_rib.peers.values())
+
+
 def run_mrt(path: Path) -> tuple[float, float, int, Counter[str]]:
     """Read the MRT file; return (wall s, CPU s, elements, prefix events by kind)."""
     stats = MrtStats()
@@ -221,7 +254,8 @@ def main() -> int:
         print(f"no BGP4MP MESSAGE_AS4 UPDATE in {args.input}", file=sys.stderr)
         return 1
     has_bgpdump = os.access(args.bgpdump, os.X_OK)
-    names = ("bmp", "mrt", "bgpdump") if has_bgpdump else ("bmp", "mrt")
+    names = ("bmp", "pipeline", "mrt", "bgpdump") if has_bgpdump else ("bmp", "pipeline", "mrt")
+    rejected = view_routes = 0
     with tempfile.TemporaryDirectory(prefix="bmp-ingest-") as tmp:
         mrt_path = Path(tmp) / "updates.mrt"
         write_mrt(records, mrt_path)
@@ -234,6 +268,8 @@ def main() -> int:
             for name in names:  # interleaved: a load change on the shared machine hits all three
                 if name == "bmp":
                     wall, cpu_s, elements[name], prefixes[name] = run_bmp(stream)
+                elif name == "pipeline":
+                    wall, cpu_s, rejected, view_routes = run_pipeline(stream)
                 elif name == "mrt":
                     wall, cpu_s, elements[name], prefixes[name] = run_mrt(mrt_path)
                 else:
@@ -256,12 +292,20 @@ def main() -> int:
         "elements": elements,
         "prefix_events": {name: dict(value) for name, value in prefixes.items()},
         "parity": len(set(elements.values())) == 1 and prefixes["bmp"] == prefixes["mrt"],
+        "pipeline_rejected": rejected,
+        "pipeline_view_routes": view_routes,  # routes left in the BMP views' RIB at the end
         "repeat": args.repeat,
     }
     for name, figures in best.items():
         report[name] = _figures(figures, count)
     ratios: dict[str, float | None] = {}
-    for a, b in (("bmp", "mrt"), ("bmp", "bgpdump"), ("mrt", "bgpdump")):
+    for a, b in (
+        ("bmp", "mrt"),
+        ("bmp", "bgpdump"),
+        ("mrt", "bgpdump"),
+        ("pipeline", "bmp"),
+        ("pipeline", "bgpdump"),
+    ):
         if a in best and b in best:
             ratios[f"{a}_vs_{b}"] = round(best[b][0] / best[a][0], 3)
             ratios[f"{a}_vs_{b}_cpu"] = round(best[b][1] / best[a][1], 3) if best[a][1] > 0 else None

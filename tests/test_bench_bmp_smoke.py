@@ -27,7 +27,8 @@ def test_bmp_ingest_bench() -> None:
     # The same UPDATEs: BMP and MRT count the same elements and make the same prefix events.
     assert report["elements"]["bmp"] == report["elements"]["mrt"] > 0
     assert report["prefix_events"]["bmp"] == report["prefix_events"]["mrt"]
-    candidates = ["bmp", "mrt"]
+    assert report["pipeline_rejected"] == 0 and report["pipeline_view_routes"] > 0
+    candidates = ["bmp", "pipeline", "mrt"]
     if shutil.which("bgpdump") or Path("/usr/bin/bgpdump").exists():
         candidates.append("bgpdump")
         assert report["elements"]["bgpdump"] == report["elements"]["bmp"]
@@ -35,4 +36,4 @@ def test_bmp_ingest_bench() -> None:
         assert report["ratios"]["bmp_vs_bgpdump"] > 0
     for name in candidates:
         assert report[name]["rate"] > 0 and report[name]["seconds"] > 0
-    assert report["ratios"]["bmp_vs_mrt"] > 0
+    assert report["ratios"]["bmp_vs_mrt"] > 0 and report["ratios"]["pipeline_vs_bmp"] > 0
