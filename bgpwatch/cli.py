@@ -62,6 +62,41 @@ def run(config_path: str, log_level: str | None) -> None:
     sys.exit(run_daemon(config_path, log_level))
 
 
+@main.command()
+@click.option("--list", "as_list", is_flag=True, help="Print their paths, one per line (the default).")
+@click.option(
+    "--copy",
+    "copy_to",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Copy them under DIR, keeping their layout (config/..., systemd/...).",
+)
+@click.option("--force", is_flag=True, help="With --copy: overwrite files that differ.")
+def files(as_list: bool, copy_to: str | None, force: bool) -> None:
+    """Print or copy the files shipped beside the code: example config, rules, dashboard, systemd unit."""
+    from bgpwatch.shipped import copy_files, shipped_files
+
+    found = shipped_files()
+    if not found:
+        click.echo("bgpwatch files: none found (this installation carries no data files)", err=True)
+        sys.exit(EXIT_FAILURE)
+    if as_list and copy_to:
+        raise click.UsageError("--list and --copy exclude each other")
+    if copy_to is None:
+        for path in found.values():
+            click.echo(str(path))
+        return
+    try:
+        copied, kept = copy_files(found, Path(copy_to), force=force)
+    except OSError as exc:
+        click.echo(f"bgpwatch files: cannot copy to {copy_to}: {exc.strerror or exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    for path in copied:
+        click.echo(f"copied {path}")
+    for path in kept:
+        click.echo(f"kept {path} (differs from the shipped file; --force overwrites it)", err=True)
+
+
 @main.command("check-config")
 @click.argument("path", type=click.Path(dir_okay=False))
 def check_config(path: str) -> None:
