@@ -456,6 +456,13 @@ class TestFrrBmp:
             kinds = {s["address"]: s["kind"] for s in router["sessions"]}
             assert kinds.get(lab.collector_addresses[site].v4) == "external", router
             assert inter_site_up(router) == {s for s in lab.site_names if s != site}, router
+            # Route Monitoring per session: post-policy the other two sites' 3 prefixes each; pre-policy
+            # also what the neighbour reflects back (the router's own prefixes, dropped by the AS loop
+            # check) - FRR needs soft-reconfiguration inbound for that view.
+            for session in router["sessions"]:
+                if session["kind"] == "inter-site":
+                    routes = session.get("routes") or {}
+                    assert routes.get("post") == 6 and routes.get("pre", 0) >= 6, (site, session)
         print("\n/api/v1/routers par1-r1:", json.dumps(routers["par1-r1"], indent=1)[:3000])
         assert firing_now(daemon) == []
         topo = daemon.get("/api/v1/topology") or {}
