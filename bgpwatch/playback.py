@@ -31,6 +31,8 @@ log = logging.getLogger("bgpwatch.replay")
 DEFAULT_SETTLE = 10.0  # stream seconds run after the last event, so pending alerts fire or resolve
 PROGRESS_INTERVAL = 0.25  # seconds between two redraws of the progress line
 _PROGRESS_EVERY = 256  # events between two looks at the clock
+# Ticks between two events at most: a day of quiet stream at one self-tick per second, and then some.
+_CATCH_UP_MAX = 200_000
 
 # Where a replay's events come from: called with the pipeline's pool and the stats to fill.
 EventSource = Callable[[AttributePool, ReplayStats], Iterable[Event]]
@@ -146,6 +148,24 @@ def replay_config(config: Config, storage_dir: Path | None) -> Config:
     return config.model_copy(update=update)
 
 
+def catch_up(pipeline: Any, engine: Any, until: float) -> Iterator[float]:
+    """Yield each stream time before ``until`` at which the engine is due; the caller ticks it there.
+
+    ``until`` is the next event's time (or the end of the settle period).  Yielding instead of
+    ticking lets a paced replay sleep until each due time first.  Nothing is bridged when ``until``
+    lies beyond the stream clock's skew: the pipeline may reject that event as a stray time (or
+    confirm a jump), and the engine's clock must never have run ahead to it.
+    """
+    clock = pipeline.clock
+    if engine.now is None or clock.latest is None or until > clock.latest + clock.skew:
+        return
+    for _ in range(_CATCH_UP_MAX):
+        due = engine.next_due()
+        if due >= until:
+            return
+        yield due
+
+
 def replay(
     config: Config,
     files: Iterable[str | Path],
@@ -166,9 +186,14 @@ def replay(
     if source is None:
         source = files_source(files)
     for event in source(pipeline.pool, stats):
+        # What falls due before this event is emitted at its own time, as the live timer would.
+        for due in catch_up(pipeline, engine, event.at):
+            engine.tick(due)
         feed(event)
         last_at = event.at
     if last_at is not None:
+        for due in catch_up(pipeline, engine, last_at + settle):
+            engine.tick(due)
         engine.finish(last_at, horizon=settle)
     return stats, engine
 
@@ -185,32 +210,52 @@ async def replay_serving(
     """Replay files (or ``source``) through a full `Daemon` (API, store, sinks up) at `pace` x real time."""
     stats = ReplayStats()
     await daemon.start_services(live=False)  # the recording is the only clock: no wall-clock tick
-    feed = daemon.pipeline.feed_event
+    pipeline = daemon.pipeline
+    engine = daemon.engine
+    feed = pipeline.feed_event
     first_at: float | None = None
     last_at: float | None = None
     wall_start = time.monotonic()
     since_yield = 0
+
+    async def wait_until(at: float) -> bool:
+        """Sleep until the paced wall time of stream time ``at``; return whether it slept."""
+        assert first_at is not None and pace
+        delay = (at - first_at) / pace - (time.monotonic() - wall_start)
+        if delay > 0:
+            await asyncio.sleep(delay)
+            return True
+        return False
+
     try:
         if source is None:
             source = files_source(files)
-        for event in source(daemon.pipeline.pool, stats):
+        for event in source(pipeline.pool, stats):
             if first_at is None:
                 first_at = event.at
-            if pace:
-                delay = (event.at - first_at) / pace - (time.monotonic() - wall_start)
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                    since_yield = 0
+            if engine is not None:
+                # The engine advances with the (paced) stream clock: a transition due between two
+                # events is emitted (printed, served, sent) at its own time, not with the next event.
+                for due in catch_up(pipeline, engine, event.at):
+                    if pace and await wait_until(due):
+                        since_yield = 0
+                    engine.tick(due)
+            if pace and await wait_until(event.at):
+                since_yield = 0
             feed(event)
             last_at = event.at
             since_yield += 1
             if since_yield >= 2000:  # keep the API answering during a fast replay
                 await asyncio.sleep(0)
                 since_yield = 0
-        if last_at is not None and daemon.engine is not None:
-            if pace:
-                await asyncio.sleep(min(settle / pace, 5.0))
-            daemon.engine.finish(last_at, horizon=settle)
+        if last_at is not None and engine is not None:
+            # Paced, the settle period runs in paced time too (at most 5 s of wall time), then flat out.
+            end = last_at + (min(settle, 5.0 * pace) if pace else settle)
+            for due in catch_up(pipeline, engine, end):
+                if pace:
+                    await wait_until(due)
+                engine.tick(due)
+            engine.finish(last_at, horizon=settle)
         if before_stop is not None:
             before_stop(daemon)
         if linger > 0:

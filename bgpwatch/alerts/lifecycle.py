@@ -18,7 +18,8 @@ may also *adopt* earlier evidence of the same root cause (``Finding.adopts``: si
 site's session_down, seen first when graceful restart hides a silent death from the other sites): it
 joins that incident and becomes its root (same id; the escalation is kept in the incident's
 ``escalations``, its title and severity follow the new root).  Otherwise it opens its own incident
-``<firing time to the second>Z-<subject>`` (subject: a site, a peer or "collector").  Every
+``<UTC hour it fired in>Z-<kind>-<subject>-<hash of kind and labels>`` (subject: a site, a peer or
+"collector"; see `incident_id` for why this is identical on both members of an HA pair).  Every
 transition carries the incident's current ``incident_title`` and whether it is the root
 (``incident_root``).
 
@@ -46,6 +47,9 @@ milliseconds and "Z", always from the event stream.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -105,6 +109,39 @@ def parse_iso(value: Any) -> float | None:
 def iso_s(ts: float) -> str:
     """Return epoch seconds as ISO-8601 UTC to the second, with Z."""
     return datetime.fromtimestamp(round(_shown_ts(ts) * 1000) // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Incident ids: "<hour>Z-<kind>-<subject>-<hash>", e.g. "2025-03-03T14Z-site_down-par1-5d41402a".
+INCIDENT_BUCKET = 3600.0  # seconds: the time part of an id is the hour the incident opened in
+_ID_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+_SLUG_MAX = 40
+
+
+def _slug(text: str) -> str:
+    """Return ``text`` with every character outside [A-Za-z0-9._-] as "_", at most 40 of them."""
+    return "".join(c if c in _ID_SAFE else "_" for c in text)[:_SLUG_MAX] or "_"
+
+
+def incident_id(kind: str, labels: Mapping[str, str], subject: str, at: float) -> str:
+    """Return the id of an incident rooted in (kind, labels), opened at stream time ``at``.
+
+    Both members of an HA pair must derive the same id from the same events stamped a few ms (or
+    even seconds) apart, without talking to each other.  So the id holds nothing finer than the
+    hour: the root's kind and labels (hashed in full: two roots never share an id because their
+    readable part looks alike, and the hash does not depend on the order alerts fire in) and the
+    UTC hour it opened in.  The two members disagree only when an hour boundary falls between
+    their two stamps: with a skew of d seconds, a chance of d/3600 (1 in 720,000 for 5 ms).  No
+    function of the time alone does better (any bucketing has edges); a shorter bucket would
+    multiply that chance.  The same root opening again within the hour gets "-2", "-3" (see
+    _open_incident), which both members agree on when both saw the earlier one.
+
+    URL-safe: only [A-Za-z0-9._-] (no "/" from a prefix, no ":" from a time or an IPv6 address),
+    so an id is one path segment as it is.
+    """
+    hour = datetime.fromtimestamp(math.floor(_shown_ts(at) / INCIDENT_BUCKET) * INCIDENT_BUCKET, UTC)
+    root = json.dumps([kind, sorted((str(k), str(v)) for k, v in labels.items())], separators=(",", ":"))
+    digest = hashlib.sha256(root.encode()).hexdigest()[:8]
+    return f"{hour.strftime('%Y-%m-%dT%H')}Z-{_slug(kind)}-{_slug(subject)}-{digest}"
 
 
 @dataclass(slots=True)
@@ -342,6 +379,11 @@ class AlertBook:
         return key is not None and key in self.alerts
 
     # -- clock ---------------------------------------------------------------------------------
+    @property
+    def next_due(self) -> float:
+        """Return the earliest deadline of a pending or resolving alert (infinity if none; may be past)."""
+        return self._next
+
     def advance(self, now: float) -> None:
         """Fire and resolve everything whose deadline is at or before ``now``, in time order."""
         self.now = now
@@ -430,7 +472,7 @@ class AlertBook:
             incident["closed_at"] = iso_ms(at)
 
     def _open_incident(self, alert: Alert, at: float) -> str:
-        base = f"{iso_s(at)}-{alert.finding.subject}"
+        base = incident_id(alert.finding.kind, alert.finding.labels, alert.finding.subject, at)
         ident, n = base, 1
         while ident in self.incidents:
             n += 1

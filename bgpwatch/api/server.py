@@ -549,7 +549,8 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/v1/alerts", alerts)
     app.router.add_get("/api/v1/transitions", transitions)
     app.router.add_get("/api/v1/incidents", incidents)
-    app.router.add_get("/api/v1/incidents/{incident_id}", incident)
+    # Any characters (URL-encoded or not): ids of older versions hold "/" (a prefix) and ":".
+    app.router.add_get("/api/v1/incidents/{incident_id:.+}", incident)
     app.router.add_get("/api/v1/maintenance", maintenance_list)
     app.router.add_post("/api/v1/maintenance", maintenance_start)
     app.router.add_delete("/api/v1/maintenance/{target}", maintenance_end)

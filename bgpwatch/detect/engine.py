@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bgpwatch.alerts.lifecycle import AlertBook, Finding, iso_ms, parse_iso
+from bgpwatch.alerts.lifecycle import INFINITY, AlertBook, Finding, iso_ms, parse_iso
 from bgpwatch.detect.base import (
     REGISTRY,
     Detector,
@@ -345,6 +345,20 @@ class DetectionEngine:
                 break
             self._tick_at(deadline)
         self._tick_at(now)
+
+    def next_due(self) -> float:
+        """Return the next stream time the clock alone changes something (a deadline, or the self-tick).
+
+        A replay ticks there between two events (`bgpwatch.playback`), as the live daemon's timer
+        does, so a transition due at T is emitted at T, not with the next event.
+        """
+        now = self.now
+        due = [self.topology.next_deadline, self.sessions.next_deadline(), self.book.next_due]
+        if self._last_tick is not None:
+            due.append(self._last_tick + SELF_TICK)  # windows of the detectors' on_tick
+        if now is not None:
+            due = [d for d in due if d > now]  # a stale deadline is no reason to tick again
+        return min(due, default=INFINITY)
 
     def _tick_at(self, now: float) -> None:
         self.now = self._last_tick = now
