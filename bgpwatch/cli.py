@@ -516,7 +516,11 @@ def incidents(ctx, config_path, api_url, as_json) -> None:
 def incidents_show(ctx, incident_id, as_json, markdown, config_path, api_url) -> None:
     """Show one incident's timeline."""
     parent_config, parent_api = ctx.obj or (None, None)
-    data = fetch(config_path or parent_config, api_url or parent_api, f"/api/v1/incidents/{incident_id}")
+    from urllib.parse import quote
+
+    # Quoted whole: an id of an older bgpwatch may hold "/" (a prefix) or ":" (its time); one path segment.
+    path = "/api/v1/incidents/" + quote(incident_id, safe="")
+    data = fetch(config_path or parent_config, api_url or parent_api, path)
     if as_json:
         emit_json(data)
         return
