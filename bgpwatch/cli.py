@@ -152,11 +152,37 @@ def detectors(as_json: bool) -> None:
 # -- asking the running daemon -----------------------------------------------------------
 
 
+_WIDE = "bgpwatch.wide"  # ctx.meta key: --wide was given (meta is shared by nested contexts)
+
+
+def _set_wide(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[_WIDE] = True
+
+
+def output_width() -> int | None:
+    """Return the width tables must fit (COLUMNS, the terminal), or None with --wide or into a pipe."""
+    from bgpwatch.tables import terminal_width
+
+    ctx = click.get_current_context(silent=True)
+    return terminal_width(bool(ctx is not None and ctx.meta.get(_WIDE)))
+
+
 def client_options(func):
     func = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")(func)
-    func = click.option("--api", "api_url", default=None, help="Daemon URL, e.g. http://127.0.0.1:9179.")(
-        func
-    )
+    func = click.option(
+        "--wide",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_wide,
+        help="Every column at full width (default: fit the terminal, cutting cells with an ellipsis).",
+    )(func)
+    func = click.option(
+        "--api",
+        "api_url",
+        default=None,
+        help="Daemon address: HOST:PORT like api.listen (127.0.0.1:9179, '[::1]:9179') or a URL.",
+    )(func)
     func = click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False))(func)
     return func
 
@@ -165,6 +191,8 @@ def make_client(config_path: str | None, api_url: str | None):
     from bgpwatch.api.client import Client
 
     token = None
+    if api_url is not None:
+        api_url = api_base_url(api_url)
     if api_url is None:
         config = _load_or_exit(
             config_path or os.environ.get("BGPWATCH_CONFIG") or "/etc/bgpwatch/bgpwatch.yaml"
@@ -174,6 +202,24 @@ def make_client(config_path: str | None, api_url: str | None):
         api_url = f"http://{host}:{config.api.port}"
         token = config.api.token.get_secret_value() if config.api.token is not None else None
     return Client(api_url, token=token)
+
+
+def api_base_url(value: str) -> str:
+    """Return the daemon's URL from --api: HOST:PORT (as api.listen takes it) or a URL; exit 2 otherwise."""
+    if "://" in value:
+        return value
+    from pydantic import ValidationError
+
+    from bgpwatch.config import ApiConfig
+
+    try:
+        api = ApiConfig(listen=value)
+    except ValidationError as exc:
+        message = exc.errors()[0].get("msg", "invalid").removeprefix("Value error, ")
+        click.echo(f"error: --api: {value!r}: {message} (or a URL such as http://127.0.0.1:9179)", err=True)
+        sys.exit(EXIT_USAGE)
+    host = f"[{api.host}]" if ":" in api.host else api.host
+    return f"http://{host}:{api.port}"
 
 
 def fetch(
@@ -196,13 +242,27 @@ def api_call(config_path: str | None, api_url: str | None, action):
         sys.exit(EXIT_USAGE)
 
 
-def table(rows: list[list[Any]], headers: list[str]) -> str:
-    """Return rows as an aligned text table."""
-    cells = [[str("" if c is None else c) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    return "\n".join(lines)
+def table(
+    rows: list[list[Any]], headers: list[str], flexible: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+) -> str:
+    """Return rows as a table fitting the output width: `flexible` columns cut first, `optional` left out."""
+    from bgpwatch.tables import render_table
+
+    return render_table(rows, headers, output_width(), flexible=flexible, optional=optional)
+
+
+def echo_fit(line: str = "") -> None:
+    """Print one line cut to the output width."""
+    from bgpwatch.tables import fit
+
+    click.echo(fit(line, output_width()))
+
+
+def when(value: Any) -> str:
+    """Return a time (epoch or ISO-8601) for a table: `2025-03-03 14:11:03`, UTC."""
+    from bgpwatch.tables import human_time
+
+    return human_time(value)
 
 
 def ago(seconds: float | None) -> str:
@@ -217,6 +277,11 @@ def ago(seconds: float | None) -> str:
 
 
 def emit_json(data: Any) -> None:
+    """Print JSON; every numeric epoch time (`since`, `*_at`...) gets an ISO 8601 UTC `<key>_iso` twin."""
+    from bgpwatch.tables import with_iso_times
+
+    # The epoch values stay: `peers --json` and others are contracts that scripts read as numbers.
+    data = with_iso_times(data)
     click.echo(json.dumps(data, indent=None if isinstance(data, list) else 2))
 
 
@@ -229,26 +294,28 @@ def status(config_path, api_url, as_json) -> None:
         emit_json(data)
         return
     pipe = data["pipeline"]
-    click.echo(f"bgpwatch {data['version']}  up {ago(data['uptime_seconds'])}  config {data['config']}")
-    click.echo(
+    echo_fit(f"bgpwatch {data['version']}  up {ago(data['uptime_seconds'])}  config {data['config']}")
+    echo_fit(
         f"sessions {data['peers_up']}/{data['peers']} up  routes {pipe['routes']}  "
         f"attribute sets {pipe['attribute_sets']}  alerts firing {data['alerts_firing']}"
     )
-    click.echo(
+    rejected = ", ".join(f"{reason} {count}" for reason, count in sorted(pipe["rejected"].items()))
+    echo_fit(
         f"input: {pipe['lines']} lines, {pipe['events']} events, rejected {sum(pipe['rejected'].values())}"
-        f" {pipe['rejected'] or ''}, lost in relay {pipe['lost_lines']}"
+        f"{f' ({rejected})' if rejected else ''}, lost in relay {pipe['lost_lines']}"
+        + (f", last event {when(pipe['last_event_at'])}" if pipe.get("last_event_at") else "")
     )
     for w in data["workers"]:
         state = f"pid {w['pid']}" if w["up"] else f"DOWN ({w['last_exit']})"
-        click.echo(
+        echo_fit(
             f"ExaBGP worker {w['worker']}: {state}, restarts {w['restarts']}, peers {', '.join(w['peers'])}"
         )
     for w in data.get("maintenance", []):
-        click.echo(f"maintenance: {_window_line(w)}")
+        echo_fit(f"maintenance: {_window_line(w)}")
     for d in data.get("draining", []):
-        click.echo(f"planned: {d['peer']} ({d['site']}) {d['state']} since {d['since']} (GRACEFUL_SHUTDOWN)")
+        echo_fit(f"planned: {d['peer']} ({d['site']}) {d['state']} since {d['since']} (GRACEFUL_SHUTDOWN)")
     if not data["config_reload_ok"]:
-        click.echo("WARNING: the last configuration reload was refused; the previous one is running")
+        echo_fit("WARNING: the last configuration reload was refused; the previous one is running")
 
 
 def _window_line(w: dict) -> str:
@@ -316,10 +383,19 @@ def maintenance_list(config_path, api_url, as_json) -> None:
         click.echo("no maintenance window open")
         return
     rows = [
-        [w["target"], w["scope"], w["site"], w["since"], w["until"] or "(until ended)", w["by"], w["reason"]]
+        [
+            w["target"],
+            w["scope"],
+            w["site"],
+            when(w["since"]),
+            when(w["until"]) if w["until"] else "(until ended)",
+            w["by"],
+            w["reason"],
+        ]
         for w in data
     ]
-    click.echo(table(rows, ["target", "scope", "site", "since", "until", "by", "reason"]))
+    headers = ["target", "scope", "site", "since", "until", "by", "reason"]
+    click.echo(table(rows, headers, ("reason", "by"), optional=("by", "scope")))
 
 
 @main.command()
@@ -339,6 +415,7 @@ def peers(config_path, api_url, as_json, bmp_only) -> None:
         emit_json(data)
         return
     routers = fetch(config_path, api_url, "/api/v1/routers")
+    now = _stream_now(data)
     rows = [
         [
             p["site"],
@@ -346,24 +423,45 @@ def peers(config_path, api_url, as_json, bmp_only) -> None:
             p["address"],
             p["peer_as"],
             p["state"],
+            when(p.get("since")),
+            ago(None if p.get("since") is None else max(0.0, now - p["since"])),
             ago(p["seconds_since_last_message"]),
-            p["routes_ipv4"],
-            p["routes_ipv6"],
+            f"{p['routes_ipv4']}/{p['routes_ipv6']}",
             ",".join(p["end_of_rib"]) or (p.get("converged_by") or "-"),
             p["flaps"],
-            p["reason"] if p["state"] != "up" else "",
+            _last_down(p),
         ]
         for p in data
     ]
-    headers = ["site", "peer", "address", "as", "state", "last msg", "v4", "v6", "eor", "flaps", "reason"]
-    click.echo(table(rows, headers))
+    headers = ["site", "peer", "address", "as", "state", "since", "for", "last msg", "v4/v6", "eor"]
+    headers += ["flaps", "last down"]
+    dropped = ("address", "last msg", "eor", "flaps", "as", "since")  # at 80 columns: who, state, how long
+    click.echo(table(rows, headers, ("last down",), optional=dropped))
     if routers:
         click.echo("")
         click.echo(bmp_table(routers))
 
 
+def _stream_now(peers: list[dict]) -> float:
+    """Return the daemon's clock (a served replay's is the recording's) from its peers' message ages."""
+    for p in peers:
+        if p.get("last_message") is not None and p.get("seconds_since_last_message") is not None:
+            return p["last_message"] + p["seconds_since_last_message"]
+    return time.time()
+
+
+def _last_down(peer: dict) -> str:
+    """Return why a session is down, or why it last went down while it is up again."""
+    if peer["state"] != "up" and peer.get("reason"):
+        return peer["reason"]
+    reason = peer.get("last_down_reason") or ""
+    if reason and peer.get("last_down_at") is not None:
+        return f"{reason} ({when(peer['last_down_at'])})"
+    return reason
+
+
 def _since(at: float | None) -> str:
-    return "-" if at is None else time.strftime("%H:%M:%S", time.gmtime(at))
+    return when(at)
 
 
 def bmp_table(routers: list[dict]) -> str:
@@ -390,7 +488,12 @@ def bmp_table(routers: list[dict]) -> str:
             for s in router["sessions"]
         ]
         headers = ["peer", "as", "kind", "state", "since", "pre", "post", "last down"]
-        blocks.append(head + "\n" + (table(rows, headers) if rows else "  (no session reported)"))
+        from bgpwatch.tables import fit
+
+        body = (
+            table(rows, headers, ("last down", "kind"), ("as", "pre")) if rows else "  (no session reported)"
+        )
+        blocks.append(fit(head, output_width()) + "\n" + body)
     return "\n\n".join(blocks)
 
 
@@ -430,7 +533,10 @@ def prefixes(config_path, api_url, as_json, peer, site, prefix, lookup, limit, r
         ]
         for r in data
     ]
-    click.echo(table(rows, ["prefix", "site", "peer", "next hop", "as path", "origin", "communities"]))
+    headers = ["prefix", "site", "peer", "next hop", "as path", "origin", "communities"]
+    click.echo(
+        table(rows, headers, ("communities", "as path", "next hop"), optional=("origin", "communities"))
+    )
     if len(data) >= limit:
         click.echo(f"(first {limit}; use --limit)", err=True)
 
@@ -438,10 +544,16 @@ def prefixes(config_path, api_url, as_json, peer, site, prefix, lookup, limit, r
 @main.command()
 @client_options
 @click.option("--all", "include_all", is_flag=True, help="Every transition, not only what is firing.")
-@click.option("--since", default=None, metavar="ISO-TIME", help="Only alerts resolved at or after this time.")
+@click.option(
+    "--since",
+    default=None,
+    metavar="WHEN",
+    help="Only alerts resolved at or after WHEN: a duration ago (10m, 2h, 1h30m), ISO-8601 or epoch seconds.",
+)
 @click.option("--transitions", is_flag=True, help="Every firing/resolved transition, in order.")
 def alerts(config_path, api_url, as_json, include_all, since, transitions) -> None:
     """Show firing alerts (--all: also resolved ones; --transitions: every transition)."""
+    since = _since_option(since)
     if transitions:
         data = fetch(config_path, api_url, "/api/v1/transitions", {"since": since})
     else:
@@ -455,7 +567,8 @@ def alerts(config_path, api_url, as_json, include_all, since, transitions) -> No
         return
     rows = [
         [
-            a.get("at"),
+            # A firing alert's view has no transition time: it fired at fired_at (pending: started).
+            when(a.get("at") or a.get("fired_at") or a.get("started_at")),
             a.get("state"),
             a.get("severity"),
             a.get("kind"),
@@ -464,7 +577,35 @@ def alerts(config_path, api_url, as_json, include_all, since, transitions) -> No
         ]
         for a in data
     ]
-    click.echo(table(rows, ["at", "state", "severity", "kind", "labels", "summary"]))
+    headers = ["at", "state", "severity", "kind", "labels", "summary"]
+    click.echo(table(rows, headers, ("summary", "labels"), optional=("severity", "labels")))
+
+
+def _since_option(text: str | None) -> str | None:
+    """Return --since as epoch seconds (text): a duration ago, ISO-8601 or epoch; one line and exit 2 if not."""
+    if text is None:
+        return None
+    from bgpwatch.planned import parse_duration
+
+    value = text.strip()
+    try:
+        return f"{float(value):.3f}"
+    except ValueError:
+        pass
+    if value[:1].isdigit() and value[-1:].isalpha() and "-" not in value:
+        try:
+            return f"{time.time() - parse_duration(value):.3f}"
+        except ValueError:
+            pass
+    try:
+        return f"{_epoch(value, '--since'):.3f}"
+    except click.BadParameter:
+        click.echo(
+            f"error: --since: expected a duration (10m, 2h, 1h30m), an ISO-8601 time (2025-03-03T14:11:03Z)"
+            f" or epoch seconds, got {text!r}",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
 
 
 @main.command()
@@ -481,7 +622,7 @@ def topology(config_path, api_url, as_json, dot) -> None:
         return
     from bgpwatch.topology.render import render_text
 
-    click.echo(render_text(data))
+    click.echo(render_text(data, width=output_width()))
 
 
 @main.group(invoke_without_command=True)
@@ -500,10 +641,11 @@ def incidents(ctx, config_path, api_url, as_json) -> None:
         click.echo("no incidents")
         return
     rows = [
-        [i.get("id"), i.get("status"), i.get("opened_at"), i.get("closed_at") or "-", i.get("summary")]
+        [i.get("id"), i.get("status"), when(i.get("opened_at")), when(i.get("closed_at")), i.get("summary")]
         for i in data
     ]
-    click.echo(table(rows, ["incident", "status", "opened", "closed", "summary"]))
+    headers = ["incident", "status", "opened", "closed", "summary"]
+    click.echo(table(rows, headers, ("summary",), optional=("closed", "status")))
 
 
 @incidents.command("show")
@@ -659,6 +801,7 @@ def replay(
     if pace is not None and pace <= 0:
         raise click.BadParameter("expected a positive number", param_hint="--pace")
     progress = None
+    problems: list[tuple[int, str]] = []  # (exit code, reason) per file not replayed whole
     if bgpstream:
         from bgpwatch.ingest.bgpstream import BGPStreamUnavailable, bgpstream_events, require_pybgpstream
 
@@ -677,9 +820,9 @@ def replay(
         # Only on a terminal: pipes, files and tests get nothing.  The line is erased before each
         # transition is printed (stdout is often the same terminal) and at the end.
         progress = playback.ReplayProgress(sys.stderr)
-        source = progress.wrap(files)
+        source = _checked_files(files, problems, progress)
     else:
-        source = playback.files_source(files)
+        source = _checked_files(files, problems)
     config = _load_or_exit(config_path)
 
     clear_first = progress is not None and sys.stdout.isatty()
@@ -703,9 +846,56 @@ def replay(
         stats, _engine = playback.replay(
             playback.replay_config(config, None), files, on_transition, settle=settle, source=source
         )
-    if with_stats:
+    for _code, reason in problems:
+        click.echo(f"bgpwatch replay: {reason}", err=True)
+    if with_stats:  # the last line on stderr (DESIGN.md)
         click.echo(json.dumps(stats.to_dict()), err=True)
-    sys.exit(EXIT_FAILURE if stats.errors.get("io") else EXIT_OK)
+    code = max([code for code, _ in problems] + [EXIT_FAILURE if stats.errors.get("io") else EXIT_OK])
+    sys.exit(code)
+
+
+# Errors after which the rest of a file cannot be read: the file is damaged (truncated, corrupt).
+_FILE_BROKEN = ("io", "decompression", "truncated", "bad_record_length")
+
+
+def _checked_files(files, problems: list[tuple[int, str]], progress=None):
+    """Return an event source reading `files` in turn that says which were no recording, or damaged.
+
+    A file that yields no event and has errors is not a recording (exit 2); one that breaks off is
+    damaged (exit 1, the events before the damage replayed); bad lines among good ones are counted only.
+    """
+    from bgpwatch.ingest.replay import replay_files
+
+    paths = list(files)
+
+    def source(pool, stats):
+        try:
+            for index, path in enumerate(paths, 1):
+                if progress is not None:
+                    progress.start_file(path, index, len(paths), stats)
+                events, errors, samples = stats.events, dict(stats.errors), len(stats.error_samples)
+                for count, event in enumerate(replay_files([path], pool, stats), 1):
+                    yield event
+                    if progress is not None and count % 256 == 0:
+                        progress.update(stats)
+                if progress is not None:
+                    progress.update(stats, force=True)
+                new = {k: n - errors.get(k, 0) for k, n in stats.errors.items() if n > errors.get(k, 0)}
+                if not new:
+                    continue
+                sample = stats.error_samples[samples : samples + 1]
+                detail = sample[0].removeprefix(f"{path}: ") if sample else ", ".join(sorted(new))
+                if stats.events == events:
+                    what = "not a recording (ExaBGP JSON lines, bgpwatch recording, RIS Live or MRT)"
+                    problems.append((EXIT_USAGE, f"{path}: {what}: {detail}"))
+                elif broken := sorted(k for k in new if k in _FILE_BROKEN):
+                    what = f"damaged ({', '.join(broken)}), replayed up to the damage"
+                    problems.append((EXIT_FAILURE, f"{path}: {what}: {detail}"))
+        finally:
+            if progress is not None:
+                progress.clear()
+
+    return source
 
 
 def _replay_served(config, files, pace, settle, on_transition, linger: float = 0.0, after=None, source=None):

@@ -104,6 +104,9 @@ class Session:
     collector_lost_at: float | None = None
     downs: deque = field(default_factory=lambda: deque(maxlen=1000))
     last_notification: str = ""
+    # Why and when the session last went down from established: kept once it is up again (`peers`).
+    last_down_reason: str = ""
+    last_down_at: float | None = None
     # From the peer's OPEN (PeerOpen): whether it offered graceful restart, and its restart time.
     gr_offered: bool | None = None
     restart_time: int | None = None
@@ -323,6 +326,7 @@ class SessionTable:
         # An established session that is no longer: down (ExaBGP also says "connected" only when not up).
         cause = event.cause or down_cause(event.reason)
         session.state, session.since, session.cause = event.state, at, cause
+        session.last_down_reason, session.last_down_at = event.reason or cause, at
         if cause != DownCause.COLLECTOR:
             session.downs.append(at)
         session.eor, session.converged_by = set(), None
@@ -343,6 +347,7 @@ class SessionTable:
         if session is None or session.state != IDLE:
             return False
         session.state, session.since, session.reason, session.ever_up = DOWN, since, reason, True
+        session.last_down_reason, session.last_down_at = reason, since
         return True
 
     def mark_collector_lost(self, address: str, at: float) -> None:
@@ -414,4 +419,6 @@ class SessionTable:
             "flap_window_seconds": self.flap_window,
             "collector_lost": session.collector_lost_at is not None,
             "last_notification": session.last_notification,
+            "last_down_reason": session.last_down_reason,
+            "last_down_at": session.last_down_at,
         }

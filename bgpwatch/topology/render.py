@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bgpwatch.tables import fit, render_table
+
 
 def _clock(at: float | None) -> str:
     return "-" if at is None else time.strftime("%H:%M:%S", time.gmtime(at))
@@ -14,8 +16,12 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{round(value * 100)}%"
 
 
-def render_text(snapshot: dict[str, Any]) -> str:
-    """Return the sites, sessions, visibility matrix, islands, stale routes and services as text."""
+def render_text(snapshot: dict[str, Any], width: int | None = None) -> str:
+    """Return the sites, sessions, visibility matrix, islands, stale routes and services within `width`."""
+    return "\n".join(fit(line, width) for line in _render(snapshot, width).split("\n"))
+
+
+def _render(snapshot: dict[str, Any], width: int | None) -> str:
     if "sites" not in snapshot:
         return snapshot.get("error", "no topology")
     sites = snapshot["sites"]
@@ -30,8 +36,7 @@ def render_text(snapshot: dict[str, Any]) -> str:
         "",
     ]
 
-    width = max([4] + [len(n) for n in names])
-    lines.append(f"{'SITE':{width}}  {'STATE':24}  SESSIONS")
+    rows = []
     for site in sites:
         state = site["state"].upper() if site["state"] != "live" else "live"
         if site.get("confirmation"):
@@ -44,7 +49,8 @@ def render_text(snapshot: dict[str, Any]) -> str:
             + ("" if s.get("converged", True) or s["state"] != "up" else " (no EoR yet)")
             for s in site.get("sessions", [])
         )
-        lines.append(f"{site['name']:{width}}  {state:24}  {sessions}")
+        rows.append([site["name"], state, sessions])
+    lines.append(render_table(rows, ["site", "state", "sessions"], width, flexible=("sessions",)))
 
     evidence = [
         (site["name"], line) for site in sites for line in site.get("evidence", []) if site["state"] != "live"
@@ -60,15 +66,13 @@ def render_text(snapshot: dict[str, Any]) -> str:
 
     matrix = snapshot.get("visibility", {})
     lines += ["", "visibility: share of the column site's prefixes each row site has a route to"]
-    lines.append(" " * (width + 2) + "  ".join(f"{n:>{max(5, len(n))}}" for n in names))
-    for row in names:
-        cells = "  ".join(f"{_percent(matrix.get(row, {}).get(col)):>{max(5, len(col))}}" for col in names)
-        lines.append(f"{row:{width}}  {cells}")
+    grid = [[row] + [_percent(matrix.get(row, {}).get(col)) for col in names] for row in names]
+    lines.append(_matrix(grid, names, width))
 
     stale = snapshot.get("stale") or []
     if stale:
         lines += ["", "stale routes (site gone, routes still held):"]
-        lines += [f"  {item}" if not isinstance(item, dict) else "  " + _describe(item) for item in stale]
+        lines += ["  " + _stale(item) for item in stale]
     missing = snapshot.get("missing") or []
     if missing:
         lines += ["", "prefixes missing:"]
@@ -95,10 +99,35 @@ def render_text(snapshot: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _describe(item: Any) -> str:
+def _matrix(grid: list[list[str]], names: list[str], width: int | None) -> str:
+    """Return the visibility matrix right-aligned under its site names (the row names are the first column)."""
+    widths = [max([len(r[0]) for r in grid] + [4])] + [max(5, len(n)) for n in names]
+    lines = ["  ".join([" " * widths[0]] + [n.rjust(w) for n, w in zip(names, widths[1:], strict=True)])]
+    for row in grid:
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _stale(item: Any) -> str:
+    """Return one stale-routes entry: the gone site and who still holds how many of its routes."""
     if not isinstance(item, dict):
-        return str(item)
-    return " ".join(f"{k}={v}" for k, v in item.items())
+        return _describe(item)
+    holders = item.get("holders") or {}
+    if isinstance(holders, dict):
+        held = ", ".join(f"{name} ({count})" for name, count in sorted(holders.items()))
+    else:
+        held = ", ".join(map(_describe, holders))
+    return f"{item.get('site', '?')}: still held by {held or '(nobody)'}"
+
+
+def _describe(item: Any) -> str:
+    """Return a value as words, never a Python repr (lists joined, mappings as key=value)."""
+    if isinstance(item, dict):
+        return " ".join(f"{k}={_describe(v)}" for k, v in item.items())
+    if isinstance(item, list | tuple | set):
+        return ",".join(_describe(v) for v in item)
+    return str(item)
 
 
 def _reach(reachable: bool | None, site: str, snapshot: dict) -> str:
