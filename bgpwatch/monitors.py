@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bgpwatch.events import DOWN, UP, MonitoredSession, MonitorState, MonitorStats
-from bgpwatch.ingest.reasons import PEER
 
 if TYPE_CHECKING:
     from bgpwatch.config import Config
@@ -36,6 +35,9 @@ ROUTER_UP = "router_up"
 ROUTER_DOWN = "router_down"
 PEER_UP = "peer_up"
 PEER_DOWN = "peer_down"
+
+# How the station says a router closed its BMP connection itself (TCP FIN): its kernel is alive.
+CLOSED_BY_ROUTER = "closed by the router"
 
 INTER_SITE = "inter-site"
 EXTERNAL = "external"
@@ -249,24 +251,30 @@ class MonitorTable:
         return found
 
     def lost_by_sessions(self, among: set[str]) -> dict[str, list[tuple[Router, MonitoredPeer]]]:
-        """Return, per site, the down sessions to it when every heard session of ``among``'s routers to it is lost.
+        """Return, per site, the down sessions to it when every heard session of ``among``'s routers to it is down.
 
-        A session closed by the peer (TCP reset, NOTIFICATION received) while graceful restart was
-        negotiated is a restart in progress (a bgpd crash, a routing-engine switchover): the peer is
-        alive enough to close it and is expected back, its routes are kept on purpose.  That is no
-        evidence of a dead site.  A hold-timer expiry (the peer went silent), a local close (BFD, the
-        interface) or any close without graceful restart is.
+        Whatever the reported cause: routers do not tell a dead peer from a restarting one reliably
+        (FRR reports a neighbour's bgpd crash like a hold-timer expiry, GoBGP a hold-timer expiry as a
+        close by the peer).  What tells them apart is how the site's own router left bgpwatch: the
+        topology checks that (`Topology.evaluate`, `restarting`).
         """
         reports: dict[str, list[tuple[Router, MonitoredPeer]]] = {}
         alive: set[str] = set()
         for router, peer, site in self.inter_site():
             if router.site not in among:
                 continue
-            if peer.state == UP or (peer.cause == PEER and peer.graceful_restart):
+            if peer.state == UP:
                 alive.add(site)
             else:
                 reports.setdefault(site, []).append((router, peer))
         return {site: found for site, found in reports.items() if site not in alive}
+
+    def closed_cleanly(self, site: str) -> bool:
+        """Tell whether every BMP router of a site closed its connection itself (a live kernel closed it)."""
+        routers = [r for r in self.routers.values() if r.site == site]
+        return bool(routers) and all(
+            not r.heard and r.since is not None and r.reason.startswith(CLOSED_BY_ROUTER) for r in routers
+        )
 
     def back_since(self, site: str, since: float) -> bool:
         """Tell whether a heard router reports a session to ``site`` established after ``since``."""

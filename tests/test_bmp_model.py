@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bgpwatch.config import load_config
 from bgpwatch.detect.engine import DetectionEngine
 from bgpwatch.events import (
@@ -22,7 +24,7 @@ from bgpwatch.events import (
     Withdraw,
     view_key,
 )
-from bgpwatch.ingest.reasons import HOLD_TIMER, PEER
+from bgpwatch.ingest.reasons import HOLD_TIMER, OTHER, PEER
 from bgpwatch.pipeline import Pipeline
 from bgpwatch.rib.prefix import parse_prefix
 
@@ -280,15 +282,20 @@ def _epoch(text: str) -> float:
     return value
 
 
-def test_a_router_restart_under_graceful_restart_is_one_warning(tmp_path: Path) -> None:
-    """bgpd of par3 killed and restarted: its neighbours see TCP closed (GR helpers), not a dead site."""
+@pytest.mark.parametrize("reported", [PEER, HOLD_TIMER, OTHER])
+def test_a_router_restart_under_graceful_restart_is_one_warning(tmp_path: Path, reported: str) -> None:
+    """bgpd of par3 killed and restarted: a live kernel closes its sessions; not a dead site.
+
+    Whatever the neighbours report (FRR 8.4 reports a neighbour's bgpd crash like a hold-timer
+    expiry, reason 2): bgpwatch's own session and the BMP connection were closed by par3's kernel.
+    """
     world = World(tmp_path)
     world.start()
     at = world.at(100)
     world.feed(SessionState(at, "192.0.2.10", DOWN, "closing connection"))
     world.feed(MonitorState(at, "r3", False, reason="closed by the router"))
-    world.peer("par1", "par3", DOWN, world.at(100.01), PEER)
-    world.peer("par2", "par3", DOWN, world.at(100.02), PEER)
+    world.peer("par1", "par3", DOWN, world.at(100.01), reported)
+    world.peer("par2", "par3", DOWN, world.at(100.02), reported)
     world.at(105)
     assert world.state("par3") == "live"  # its routes are kept on purpose; it is expected back
     assert world.firing("site_down") == []
@@ -318,3 +325,15 @@ def test_a_router_heard_on_a_new_connection_before_the_old_one_closes(tmp_path: 
     world.at(130)
     assert router.heard and pipeline.bmp_superseded == 1
     assert world.firing("monitor_lost") == []
+
+
+def test_a_power_loss_reported_as_closed_by_the_peer_is_still_a_site_down(tmp_path: Path) -> None:
+    """GoBGP 3.10 reports its hold-timer expiry as Peer Down reason 3 without NOTIFICATION (cause peer)."""
+    world = World(tmp_path)
+    world.start()
+    world.peer("par1", "par2", DOWN, world.at(106.0), PEER)
+    world.peer("par3", "par2", DOWN, world.at(106.1), PEER)
+    world.feed(SessionState(world.at(106.5), "192.0.2.6", DOWN, "notification sent (4,0)"))
+    world.at(108)
+    assert world.state("par2") == "down"
+    assert len(world.firing("site_down")) == 1

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from bgpwatch.events import UP, Event
+from bgpwatch.ingest.reasons import PEER
 from bgpwatch.rib.prefix import format_prefix
 
 if TYPE_CHECKING:
@@ -464,7 +465,7 @@ class Topology:
             view = self.states[t]
             # Every neighbour that reports its sessions says they are all down: direct evidence that
             # graceful restart may hide from the routes for minutes.
-            cut_off = t in lost_sessions
+            cut_off = t in lost_sessions and not self._restarting(t)
             if cut_off and t in alive:
                 # Still talking to bgpwatch: isolated if it updates since, else probably dead (its own
                 # hold timer at bgpwatch has not expired yet): suspected until one or the other.
@@ -584,6 +585,19 @@ class Topology:
         self.islands = sorted(sorted(c) for c in nx.connected_components(graph))
         if len(self.islands) == 1 and len(live) == len(self.model.sites) and len(live) > 1:
             self.whole_graph = graph.copy()
+
+    def _restarting(self, t: str) -> bool:
+        """Tell whether site t's router was closed by a live kernel: a BGP process restart, not a death.
+
+        A dead router (power cut, blackhole) goes silent: bgpwatch's session to it ends on its hold
+        timer and its BMP connection hangs.  A restarting bgpd (crash, upgrade) is closed by its kernel:
+        bgpwatch's session ends "closed by the peer" and its BMP connection is closed, at once.  Under
+        graceful restart its neighbours keep its routes on purpose and expect it back.
+        """
+        vps = self.vps_of_site[t]
+        if vps:
+            return all(vp.state != UP for vp in vps) and any(vp.session.cause == PEER for vp in vps)
+        return self.sessions.monitors.closed_cleanly(t)
 
     def _session_cuts(self, graph: nx.Graph, live: list[str]) -> list[tuple[str, str]]:
         """Return the edges of ``graph`` between live sites that BMP says no session path joins.

@@ -28,6 +28,7 @@ from bgpwatch.config import _split_listen
 from bgpwatch.ingest.bmp_lines import close_line, message_line, open_line
 from bgpwatch.ingest.exabgp_json import IngestError
 from bgpwatch.ingest.sources import Source, register
+from bgpwatch.monitors import CLOSED_BY_ROUTER
 
 log = logging.getLogger("bgpwatch.bmp")
 
@@ -113,7 +114,7 @@ class BmpStation(Source):
         record(open_line(now, conn, address))
         pipeline.bmp_connected(conn, address, now)
         log.info("BMP router connected from %s", address)
-        reason = "closed by the router"
+        reason = CLOSED_BY_ROUTER
         limit = self.params.max_message_bytes
         try:
             count = 0
