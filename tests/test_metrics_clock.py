@@ -140,3 +140,27 @@ def test_replay_prints_resolutions_as_well_as_firings():
         states.setdefault(kind, []).append(state)
     assert states["site_down"] == ["firing", "resolved"]
     assert states["topology_split"] == ["firing", "resolved"]
+
+
+def test_dashboard_shows_ingest_lag_sink_queues_and_process_memory(served):
+    import json
+
+    metrics, _peers, _daemon = served
+    exported = set(samples(metrics))
+    dashboard = json.loads((ROOT / "config" / "grafana" / "bgpwatch-dashboard.json").read_text())
+    exprs = {
+        panel["title"]: " ".join(t["expr"] for t in panel.get("targets", []))
+        for panel in dashboard["panels"]
+        if panel.get("type") != "row"
+    }
+    wanted = {
+        "Ingest lag": "bgpwatch_ingest_lag_seconds_bucket",
+        "Alert sink queues": "bgpwatch_sink_queue_length",
+        "Process memory": "process_resident_memory_bytes",
+    }
+    for title, metric in wanted.items():
+        assert metric in exprs[title], title
+    assert "bgpwatch_ingest_lag_seconds_bucket" in exported and "process_resident_memory_bytes" in exported
+    # The feed-age stat reads bgpwatch's clock, not Prometheus' time(): quiet during a served replay.
+    assert "time()" not in exprs["Last BGP message"]
+    assert "bgpwatch_last_message_age_seconds" in exprs["Last BGP message"]
