@@ -824,6 +824,7 @@ def replay(
     else:
         source = _checked_files(files, problems)
     config = _load_or_exit(config_path)
+    setup_logging(log_level, config.logging.format)  # the config's format; the level is the command line's
 
     clear_first = progress is not None and sys.stdout.isatty()
 
