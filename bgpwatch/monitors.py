@@ -201,7 +201,7 @@ class MonitorTable:
             if peer.state == UP:
                 return None
             peer.state, peer.since, peer.up_since = UP, event.at, event.at
-            peer.reason, peer.cause, peer.code = "", "", None
+            # reason, cause and code stay: the last down's, shown like birdc's "Last error".
             return MonitorChange(PEER_UP, router, peer, event.at)
         peer.reason, peer.cause, peer.code = event.reason, event.cause, event.code
         if peer.state == DOWN:
