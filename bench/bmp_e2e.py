@@ -14,7 +14,8 @@ at the same time would measure each other), BMP first:
    mode FRR's BMP connects are refused (nftables reset) until bgpwatch's start-up is over;
 3. BMP, ``dump`` (default): FRR, holding the table, connects: Initiation, Peer Up, its whole
    Adj-RIB-In pre- and post-policy, End-of-RIB (what bgpwatch sees at its own (re)start);
-   ``live``: FRR dropped the table after step 1, is connected, and its session to BIRD comes up:
+   ``live``: FRR (empty: step 1 only with ``--frr-baseline``, FRR then drops the table) is connected,
+   and its session to BIRD comes up:
    Peer Up, then every route FRR takes in is mirrored (what a session reset looks like).  Timed from
    the Peer Up's arrival (the monitored session's ``since``, bgpwatch's clock) to the poll (every
    0.1 s) that saw both views (pre, post) hold the N routes;
@@ -219,7 +220,7 @@ def run(
     python: str | None,
     timeout: float,
     post_policy: bool = True,
-    frr_baseline: bool = True,
+    frr_baseline: bool = False,
     mode: str = "dump",
     log_level: str = "info",
     record: Path | None = None,
@@ -420,7 +421,11 @@ def main() -> int:
     parser.add_argument("--group", type=int, default=4, help="routes per attribute set (0: all in one)")
     parser.add_argument("--python", default=None, help="interpreter for ExaBGP (e.g. a PyPy venv's python)")
     parser.add_argument("--pre-only", action="store_true", help="FRR monitors pre-policy only")
-    parser.add_argument("--no-frr-baseline", action="store_true", help="live: skip FRR's load without BMP")
+    parser.add_argument(
+        "--frr-baseline",
+        action="store_true",
+        help="live: let FRR learn and drop the table first (FRR 8.4 then crawls: bench/README.md)",
+    )
     parser.add_argument(
         "--mode",
         choices=("dump", "live"),
@@ -443,7 +448,7 @@ def main() -> int:
         args.python,
         args.timeout,
         post_policy=not args.pre_only,
-        frr_baseline=not args.no_frr_baseline,
+        frr_baseline=args.frr_baseline,
         mode=args.mode,
         record=args.record,
     )
