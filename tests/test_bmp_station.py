@@ -1,0 +1,196 @@
+"""The BMP station of a running daemon, fed over loopback TCP with a real FRR 8.4 BMP stream.
+
+No root and no router needed: the bytes are the capture `fixtures/bmp/frr84/frr-par1-1.bmp` (FRR's
+par1 in the lab, sysName par1), sent as the router sent them.  Checks the routers API, the metrics,
+that a connection sending garbage is closed while another is unaffected, that a lost router is
+`monitor_lost` (never a site down), and that the recording replays to the same transitions.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bgpwatch.ingest.bmp import message_length
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPTURE = ROOT / "fixtures" / "bmp" / "frr84" / "frr-par1-1.bmp"
+BGPWATCH = [sys.executable, "-m", "bgpwatch"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = response.read().decode()
+    return json.loads(body) if body.startswith(("{", "[")) else body
+
+
+def wait(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def count_messages(data: bytes) -> int:
+    pos = count = 0
+    while pos < len(data):
+        pos += message_length(data[pos : pos + 6])
+        count += 1
+    return count
+
+
+@pytest.fixture()
+def daemon(tmp_path: Path):
+    bmp_port, api_port = free_port(), free_port()
+    config = {
+        "collector": {
+            "local_as": 65000,
+            "router_id": "192.0.2.254",
+            "exabgp": "external",
+            "runtime_dir": str(tmp_path / "run"),
+        },
+        "sites": [
+            {
+                "name": f"par{n}",
+                "prefixes": [f"203.0.113.{64 * (n - 1)}/26"],
+                "peers": [
+                    {
+                        "name": f"par{n}-rr1",
+                        "address": f"192.0.2.{4 * n - 2}",
+                        "peer_as": 65000 + n,
+                        "router_id": f"192.0.2.{4 * n - 2}",
+                    }
+                ],
+            }
+            for n in (1, 2, 3)
+        ],
+        "inputs": [
+            {"type": "exabgp"},
+            {
+                "type": "bmp",
+                "listen": f"127.0.0.1:{bmp_port}",
+                "max_errors": 5,
+                "routers": [
+                    {"name": f"par{n}-r1", "site": f"par{n}", "sys_name": f"par{n}"} for n in (1, 2, 3)
+                ],
+            },
+        ],
+        "api": {"listen": f"127.0.0.1:{api_port}"},
+        "storage": {"path": str(tmp_path / "state" / "bgpwatch.db")},
+        "recording": {"path": str(tmp_path / "recording")},
+    }
+    path = tmp_path / "bgpwatch.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([*BGPWATCH, "run", "--config", str(path)], stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{api_port}"
+    wait(lambda: _healthy(base))
+    yield path, base, bmp_port, tmp_path, proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    log.close()
+
+
+def _healthy(base: str) -> bool:
+    try:
+        get(base + "/healthz")
+        return True
+    except OSError:
+        return False
+
+
+def test_a_real_frr_stream_through_the_station(daemon) -> None:
+    config, base, port, tmp, proc = daemon
+    data = CAPTURE.read_bytes()
+    messages = count_messages(data)
+    router = socket.create_connection(("127.0.0.1", port))
+    router.sendall(data)
+
+    def routed():
+        routers = get(base + "/api/v1/routers")
+        found = next((r for r in routers if r["name"] == "par1-r1"), None)
+        metrics = get(base + "/metrics")
+        done = f"bgpwatch_bmp_messages_total {float(messages)}" in metrics
+        return found if found and done else None
+
+    found = wait(routed)
+    assert (
+        found["site"] == "par1" and found["state"] == "up" and found["sys_descr"].startswith("FRRouting 8.4")
+    )
+    assert found["bgp_id"] == "192.0.2.2"  # learnt from its Peer Up (its sent OPEN)
+    kinds = {s["address"]: (s["kind"], s["site"]) for s in found["sessions"]}
+    assert kinds["198.51.100.2"] == ("inter-site", "par2")
+    assert kinds["198.51.100.6"] == ("inter-site", "par3")
+    assert kinds["192.0.2.1"][0] == "external"  # bgpwatch's own ExaBGP, as par1 sees it
+    status = get(base + "/api/v1/status")
+    assert not {k: v for k, v in status["pipeline"]["rejected"].items() if k.startswith("bmp_")}
+    routes = get(base + "/api/v1/prefixes?router=par1-r1&policy=post")
+    assert routes and all(r["router"] == "par1-r1" and r["policy"] == "post" for r in routes)
+    # The capture saw par3 lose power and come back: par1's session to it is up, its last down kept.
+    par3 = next(s for s in found["sessions"] if s["address"] == "198.51.100.6")
+    assert par3["state"] == "up" and par3["last_down_reason"] == "local system closed, FSM event 0"
+
+    # A second "router" sends garbage: its connection is closed, the first one is unaffected.
+    bad = socket.create_connection(("127.0.0.1", port))
+    bad.sendall(b"\x07\x00\x00\x00\x10\x04" + b"\x00" * 10)
+    bad.settimeout(5)
+    assert bad.recv(16) == b""  # closed by bgpwatch: framing lost (bad version)
+    bad.close()
+    status = wait(
+        lambda: (s := get(base + "/api/v1/status"))["pipeline"]["rejected"].get("bmp_bad_version") and s
+    )
+    inputs = {i["type"]: i for i in status["inputs"]}
+    assert inputs["bmp"]["closed_by_bgpwatch"] == {"bmp_bad_version": 1}
+    assert [c["address"] for c in inputs["bmp"]["connections"]] == ["127.0.0.1"]  # the router stays
+    assert next(r for r in get(base + "/api/v1/routers") if r["name"] == "par1-r1")["state"] == "up"
+
+    # The router goes away: bgpwatch says which router it no longer hears, nothing about the site.
+    router.close()
+    lost = wait(lambda: [a for a in get(base + "/api/v1/alerts") if a["kind"] == "monitor_lost"])
+    assert lost[0]["labels"] == {"router": "par1-r1", "site": "par1"}
+    kinds_firing = {a["kind"] for a in get(base + "/api/v1/alerts")}
+    assert "site_down" not in kinds_firing
+    live = [
+        (t["kind"], t["state"], t["labels"])
+        for t in get(base + "/api/v1/transitions")
+        if t["kind"] == "monitor_lost"
+    ]
+
+    # The recording holds the BMP stream; a replay of it gives the same monitor_lost transition.
+    proc.send_signal(signal.SIGTERM)  # a clean stop closes the recording
+    assert proc.wait(timeout=20) == 0
+    recordings = sorted((tmp / "recording").glob("*.jsonl.gz"))
+    assert recordings and any(b"bgpwatch-bmp" in gzip.decompress(p.read_bytes()) for p in recordings)
+    replay = subprocess.run(
+        [*BGPWATCH, "replay", "--config", str(config), "--json", *map(str, recordings)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert replay.returncode == 0, replay.stderr
+    replayed = [json.loads(line) for line in replay.stdout.splitlines() if line.startswith("{")]
+    assert [
+        (t["kind"], t["state"], t["labels"])
+        for t in replayed
+        if t["kind"] == "monitor_lost" and t["state"] == "firing"
+    ] == [x for x in live if x[1] == "firing"]
