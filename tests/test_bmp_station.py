@@ -142,6 +142,7 @@ def test_a_real_frr_stream_through_the_station(daemon) -> None:
     assert kinds["198.51.100.2"] == ("inter-site", "par2")
     assert kinds["198.51.100.6"] == ("inter-site", "par3")
     assert kinds["192.0.2.1"][0] == "external"  # bgpwatch's own ExaBGP, as par1 sees it
+    assert any("ipv4" in s["end_of_rib"]["pre"] for s in found["sessions"])  # FRR ends its tables
     status = get(base + "/api/v1/status")
     assert not {k: v for k, v in status["pipeline"]["rejected"].items() if k.startswith("bmp_")}
     routes = get(base + "/api/v1/prefixes?router=par1-r1&policy=post")

@@ -217,9 +217,11 @@ def bmp_routers(daemon: Daemon) -> list[dict[str, Any]]:
     """Return the BMP routers, each with its monitored sessions and their routes per policy."""
     monitors = daemon.pipeline.sessions.monitors
     counts: dict[tuple[str, str], dict[str, int]] = {}
+    eors: dict[tuple[str, str], dict[str, list[str]]] = {}
     for key, table in daemon.pipeline.bmp_rib.peers.items():
         router, peer, policy = split_view_key(key)
         counts.setdefault((router, peer), {})[policy] = len(table)
+        eors.setdefault((router, peer), {})[policy] = [f"ipv{f}" for f in sorted(table.eor)]
     now = time.time()
     result = []
     for router in monitors.routers.values():
@@ -227,6 +229,8 @@ def bmp_routers(daemon: Daemon) -> list[dict[str, Any]]:
         for session in entry["sessions"]:
             found = counts.get((router.name, session["address"]), {})
             session["routes"] = {policy: found.get(policy, 0) for policy in (PRE_POLICY, POST_POLICY)}
+            ended = eors.get((router.name, session["address"]), {})
+            session["end_of_rib"] = {policy: ended.get(policy, []) for policy in (PRE_POLICY, POST_POLICY)}
         entry["loc_rib_routes"] = counts.get((router.name, "0.0.0.0"), {}).get(LOC_RIB, 0)
         result.append(entry)
     return result
