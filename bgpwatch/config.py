@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -417,62 +416,24 @@ class ApiConfig(_Model):
         return _split_listen(self.listen)[1]
 
 
-class LogSink(_Model):
-    type: Literal["log"] = "log"
-    # Names key the delivery bookkeeping (no duplicate notification after a restart); default: type-N.
-    name: Name | None = None
-    format: Literal["logfmt", "json"] = "logfmt"
-    # None: log each alert at the level its severity suggests.
-    level: Literal["debug", "info", "warning", "error", "critical"] | None = None
+# Each sink declares its parameters once, as a pydantic model beside its code (`Sink.Params`); the
+# union is built from the registry.  Imported here, after the field types the models use.
+from bgpwatch.alerts.sinks.alertmanager import AlertmanagerSinkParams as AlertmanagerSink  # noqa: E402
+from bgpwatch.alerts.sinks.base import SINK_TYPES  # noqa: E402
+from bgpwatch.alerts.sinks.log import LogSinkParams as LogSink  # noqa: E402
+from bgpwatch.alerts.sinks.webhook import WebhookSinkParams as WebhookSink  # noqa: E402, F401
 
-
-class AlertmanagerSink(_Model):
-    type: Literal["alertmanager"] = "alertmanager"
-    name: Name | None = None
-    url: Url = Field(repr=False)  # may carry basic-auth credentials
-    # Static labels on every alert (default {source: bgpwatch}); keep them equal on both members of an HA pair.
-    labels: dict[str, str] = {}
-    timeout_seconds: Seconds = 5.0
-    # Alertmanager resolves an alert that is not re-sent: repeat firing alerts this often.
-    resend_seconds: Seconds = 60.0
-    queue_size: QueueSize = 1000
-
-
-class WebhookSink(_Model):
-    type: Literal["webhook"] = "webhook"
-    name: Name | None = None
-    url: Url = Field(repr=False)  # chat webhooks carry their secret in the path
-    token: Token | None = None
-    headers: Annotated[dict[str, str], AfterValidator(_check_headers)] = Field(default={}, repr=False)
-    slack: Flag = False
-    timeout_seconds: Seconds = 5.0
-    queue_size: QueueSize = 1000
-
-    @model_validator(mode="after")
-    def _one_authorization(self) -> WebhookSink:
-        # URL credentials, `token` and an Authorization header each set the same header: the HTTP
-        # client refuses the request, every delivery fails and none is retried.  Never quote them.
-        parts = urlsplit(self.url)
-        sources = [
-            what
-            for what, present in (
-                (
-                    "credentials in the url (user:password@)",
-                    parts.username is not None or parts.password is not None,
-                ),
-                ("a token", self.token is not None),
-                ("an Authorization header", any(name.lower() == "authorization" for name in self.headers)),
-            )
-            if present
-        ]
-        if len(sources) > 1:
-            raise _problem(
-                f"{' and '.join(sources)} would each set the Authorization header; keep only one of them"
-            )
-        return self
-
-
-Sink = Annotated[LogSink | AlertmanagerSink | WebhookSink, Field(discriminator="type")]
+# The built-in types first, in the order the messages have always listed them; then any other registered.
+_SINK_ORDER = ("log", "alertmanager", "webhook")
+Sink = Annotated[
+    Union[  # noqa: UP007 - built at run time
+        tuple(
+            SINK_TYPES[name].Params
+            for name in sorted(SINK_TYPES, key=lambda t: (_SINK_ORDER + (t,)).index(t))
+        )
+    ],
+    Field(discriminator="type"),
+]
 
 
 class AlertingConfig(_Model):
@@ -1578,3 +1539,20 @@ def check_config(path: str | Path) -> list[str]:
     except ConfigError as exc:
         return exc.problems
     return []
+
+
+def sink_entry(entry: Any, index: int, where: str = "alerting.sinks") -> tuple[Any, list[str]]:
+    """Validate one `alerting.sinks` entry with its sink's model: (model, []) or (None, problems as check-config says them)."""
+    try:
+        alerting = AlertingConfig.model_validate({"sinks": [entry]})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = list(error["loc"])
+            if len(loc) >= 2 and loc[0] == "sinks":
+                loc[1] = index
+            path, message = _describe({**error, "loc": ("alerting", *loc)})
+            path = where + path.removeprefix("alerting.sinks") if path.startswith("alerting.sinks") else path
+            problems.append(f"{path}: {message}" if path else message)
+        return None, problems
+    return alerting.sinks[0], []

@@ -445,7 +445,8 @@ BAD = [
     pytest.param(
         _set(["alerting"], {"sinks": [{"type": "log", "colour": "red"}]}),
         "alerting.sinks[0].colour",
-        "unknown key 'colour' (expected one of: type, name, format, level)",
+        "unknown key 'colour' (expected one of: type, name, queue_size, timeout_seconds, max_attempts, backoff_initial, "
+        "backoff_max, format, level, evidence)",
         id="sink-unknown-key",
     ),
     pytest.param(

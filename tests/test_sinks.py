@@ -634,12 +634,13 @@ def test_build_sinks_reports_every_problem_with_its_key() -> None:
     problems = caught.value.problems
     assert all(p.startswith("/etc/bgpwatch/bgpwatch.yaml: alerting.sinks[") for p in problems)
     text = "\n".join(problems)
-    assert "alerting.sinks[0].type: expected one of alertmanager, log, webhook, got 'pager'" in text
-    assert "alerting.sinks[1].url: required for a webhook sink" in text
+    # The sinks' own models, with check-config's messages (one schema per sink: bgpwatch.config.sink_entry).
+    assert "alerting.sinks[0].type: expected one of: 'log', 'alertmanager', 'webhook', got a string" in text
+    assert "alerting.sinks[1].url: required key is missing" in text
     assert "alerting.sinks[2].url: expected an http:// or https:// URL" in text
-    assert "alerting.sinks[2].resend_seconds: expected a positive number" in text
-    assert "alerting.sinks[2].colour: unknown key for a alertmanager sink" in text
-    assert "alerting.sinks[4].format: expected one of logfmt, json" in text
+    assert "alerting.sinks[2].resend_seconds: expected a number of seconds (> 0, at most 86400)" in text
+    assert "alerting.sinks[2].colour: unknown key 'colour' (expected one of: type, name," in text
+    assert "alerting.sinks[4].format: expected 'logfmt' or 'json'" in text
     assert "alerting.sinks[4].name: sink name 'audit' already used by alerting.sinks[3]" in text
     assert len(problems) == 7
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The sinks' parameter models use the configuration's field types, and config.py builds its sink union
+# from this package's registry: loading config.py first makes both import orders work.
+import bgpwatch.config  # noqa: F401  isort: skip
 from bgpwatch.alerts.sinks.alertmanager import AlertmanagerSink
 from bgpwatch.alerts.sinks.base import (
     SINK_TYPES,

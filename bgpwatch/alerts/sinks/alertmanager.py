@@ -30,19 +30,22 @@ import socket
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
+from pydantic import BeforeValidator, Field
 
 from bgpwatch.alerts.sinks.base import (
     DeliveryError,
     HttpSink,
-    Param,
+    HttpSinkParams,
+    SinkParams,
     Transition,
     json_bytes,
     register_sink,
     transition_key,
 )
+from bgpwatch.config import Seconds, Url, _check_text
 
 log = logging.getLogger("bgpwatch.alerts.sinks")
 
@@ -84,23 +87,26 @@ def alert_identity(transition: Mapping[str, Any]) -> tuple[str, str, tuple[tuple
     return (str(transition.get("kind")), str(transition.get("incident", "")), labels)
 
 
+class AlertmanagerSinkParams(HttpSinkParams):
+    """`{type: alertmanager, url: http://127.0.0.1:9093}`: Alertmanager's API v2."""
+
+    type: Literal["alertmanager"] = "alertmanager"
+    url: Url = Field(repr=False)  # the base URL (…/api/v2/alerts is added); may carry credentials
+    # Alertmanager resolves an alert that is not re-sent: repeat firing alerts this often.
+    resend_seconds: Seconds = 60.0
+    # Static labels on every alert (default {source: bgpwatch}); keep them equal on both members of an HA pair.
+    labels: dict[str, str] = {}
+    # This instance's name in the `instance` annotation; default: the host name.
+    instance: Annotated[str, BeforeValidator(_check_text)] | None = None
+    generator_url: Url | None = None  # link back to this bgpwatch (the alerts' generatorURL)
+
+
 @register_sink
 class AlertmanagerSink(HttpSink):
     """Send transitions to Alertmanager's API v2 and keep the firing ones alive."""
 
     type_name: ClassVar[str] = "alertmanager"
-    PARAMS: ClassVar[dict[str, Param]] = {
-        **HttpSink.PARAMS,
-        "url": Param("url", required=True, help="Alertmanager base URL, e.g. http://127.0.0.1:9093"),
-        "resend_seconds": Param("float", 60.0, help="re-send period of firing alerts"),
-        "labels": Param(
-            "labels", help="static labels added to every alert (like Prometheus external_labels)"
-        ),
-        "instance": Param(
-            "str", help="this instance's name in the `instance` annotation; default: host name"
-        ),
-        "generator_url": Param("url", help="link back to this bgpwatch (alert generatorURL)"),
-    }
+    Params: ClassVar[type[SinkParams]] = AlertmanagerSinkParams
 
     def __init__(self, params: Mapping[str, Any], metrics: Any, **kwargs: Any) -> None:
         super().__init__(params, metrics, **kwargs)

@@ -44,12 +44,27 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import AfterValidator, Field, model_validator
+
+# The field types (and their "expected ..." messages) are the configuration's own: a sink's schema
+# is the `alerting.sinks[]` entry check-config validates.  config.py imports this package after
+# defining them (and this package imports config.py first), so either import order works.
+from bgpwatch.config import (
+    Name,
+    QueueSize,
+    Seconds,
+    Token,
+    Url,
+    _check_headers,
+    _int_check,
+    _Model,
+    _problem,
+)
 
 log = logging.getLogger("bgpwatch.alerts.sinks")
 
@@ -155,84 +170,60 @@ class SinkMetrics:
         )
 
 
-# --- parameter validation --------------------------------------------------------------------------
+# --- parameters: one pydantic model per sink type, beside its code --------------------------------------
+
+Attempts = Annotated[int, _int_check(1, 1000, "expected a number of attempts (1-1000)")]
+Headers = Annotated[dict[str, str], AfterValidator(_check_headers)]
 
 
-@dataclass(frozen=True, slots=True)
-class Param:
-    """One sink parameter: its kind, default and whether it must be given."""
+class SinkParams(_Model):
+    """What every sink takes in its `alerting.sinks[]` entry; a sink type's model adds `type` and its own."""
 
-    kind: str  # str | url | float | int | bool | labels | secret | choice
-    default: Any = None
-    required: bool = False
-    choices: tuple[str, ...] = ()
-    help: str = ""
+    type: str
+    # Names key the delivery bookkeeping (no duplicate notification after a restart); default: type-N.
+    name: Name | None = None
+    queue_size: QueueSize = 1000  # transitions held while the destination is slow or down
+    timeout_seconds: Seconds = 5.0  # per delivery attempt
+    max_attempts: Attempts = 6  # failed attempts in a row before the receiver is reported down
+    backoff_initial: Seconds = 0.5  # seconds before the first retry, doubling up to backoff_max
+    backoff_max: Seconds = 30.0
 
-
-def _secret_value(value: Any) -> str:
-    getter = getattr(value, "get_secret_value", None)
-    return getter() if callable(getter) else str(value)
-
-
-class Secret:
-    """A string that never shows itself in repr, str or logs."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get_secret_value(self) -> str:
-        """Return the secret (for the one place that must send it)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
+    @model_validator(mode="after")
+    def _backoff_in_order(self) -> SinkParams:
+        if self.backoff_initial > self.backoff_max:
+            raise _problem("backoff_initial: expected at most backoff_max")
+        return self
 
 
-def _check_param(name: str, spec: Param, value: Any) -> tuple[Any, str | None]:
-    """Return (normalised value, None) or (None, what was expected)."""
-    kind = spec.kind
-    if kind in ("str", "url"):
-        if not isinstance(value, str) or not value:
-            return None, "a non-empty string"
-        if kind == "url":
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                return None, "an http:// or https:// URL"
-        return value, None
-    if kind == "secret":
-        if hasattr(value, "get_secret_value"):
-            return Secret(value.get_secret_value()), None
-        if not isinstance(value, str) or not value:
-            return None, "a non-empty string"
-        return Secret(value), None
-    if kind == "bool":
-        if not isinstance(value, bool):
-            return None, "true or false"
-        return value, None
-    if kind in ("float", "int"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None, f"a positive {'integer' if kind == 'int' else 'number'}"
-        if kind == "int" and not isinstance(value, int):
-            return None, "a positive integer"
-        if value <= 0:
-            return None, f"a positive {'integer' if kind == 'int' else 'number'}"
-        return (int(value) if kind == "int" else float(value)), None
-    if kind == "choice":
-        if value not in spec.choices:
-            return None, "one of " + ", ".join(spec.choices)
-        return value, None
-    if kind == "labels":
-        if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and k and isinstance(v, str | int | float) and not isinstance(v, bool)
-            for k, v in value.items()
-        ):
-            return None, "a mapping of names to string values"
-        return {k: _secret_value(v) for k, v in value.items()}, None
-    raise AssertionError(f"unknown parameter kind {kind!r} for {name}")
+class HttpSinkParams(SinkParams):
+    """A sink that POSTs to an http(s) receiver."""
+
+    url: Url = Field(repr=False)  # may carry basic-auth credentials, chat webhooks a secret path
+    token: Token | None = None  # bearer token sent in the Authorization header
+    headers: Headers = Field(default={}, repr=False)  # extra HTTP headers (API keys: never shown)
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> HttpSinkParams:
+        # URL credentials, `token` and an Authorization header each set the same header: the HTTP
+        # client refuses the request, every delivery fails and none is retried.  Never quote them.
+        parts = urlsplit(self.url)
+        sources = [
+            what
+            for what, present in (
+                (
+                    "credentials in the url (user:password@)",
+                    parts.username is not None or parts.password is not None,
+                ),
+                ("a token", self.token is not None),
+                ("an Authorization header", any(name.lower() == "authorization" for name in self.headers)),
+            )
+            if present
+        ]
+        if len(sources) > 1:
+            raise _problem(
+                f"{' and '.join(sources)} would each set the Authorization header; keep only one of them"
+            )
+        return self
 
 
 # --- the base class -----------------------------------------------------------------------------------
@@ -242,16 +233,8 @@ class Sink:
     """Deliver alert transitions to one destination, from a bounded queue, off the caller's path."""
 
     type_name: ClassVar[str] = ""
-    PARAMS: ClassVar[dict[str, Param]] = {
-        "name": Param("str", help="distinct name of this sink (metrics label); default: the type"),
-        "queue_size": Param("int", 1000, help="transitions held while the destination is slow or down"),
-        "timeout_seconds": Param("float", 5.0, help="seconds per delivery attempt"),
-        "max_attempts": Param(
-            "int", 6, help="failed attempts in a row before the receiver is reported down (retries go on)"
-        ),
-        "backoff_initial": Param("float", 0.5, help="seconds before the first retry"),
-        "backoff_max": Param("float", 30.0, help="longest wait between retries"),
-    }
+    # Its parameters, declared once: the model check-config validates an `alerting.sinks[]` entry with.
+    Params: ClassVar[type[SinkParams]] = SinkParams
 
     def __init__(
         self,
@@ -292,32 +275,6 @@ class Sink:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
-
-    @classmethod
-    def validate(cls, raw: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
-        """Check raw config params against PARAMS; return (params with defaults, problems)."""
-        params: dict[str, Any] = {}
-        problems: list[str] = []
-        for key in raw:
-            if key != "type" and key not in cls.PARAMS:
-                known = ", ".join(sorted(cls.PARAMS))
-                problems.append(f"{where}.{key}: unknown key for a {cls.type_name} sink (known: {known})")
-        for key, spec in cls.PARAMS.items():
-            value = raw.get(key)
-            if value is None:
-                if spec.required:
-                    problems.append(f"{where}.{key}: required for a {cls.type_name} sink ({spec.help})")
-                elif spec.default is not None:
-                    params[key] = spec.default
-                continue
-            checked, expected = _check_param(key, spec, value)
-            if expected is not None:
-                problems.append(f"{where}.{key}: expected {expected}")
-                continue
-            params[key] = checked
-        if params.get("backoff_initial", 0) > params.get("backoff_max", float("inf")):
-            problems.append(f"{where}.backoff_initial: expected at most backoff_max")
-        return params, problems
 
     # -- caller side (synchronous, never blocks) --
 
@@ -577,17 +534,12 @@ class Sink:
 class HttpSink(Sink):
     """A sink that POSTs JSON through one aiohttp ClientSession."""
 
-    PARAMS: ClassVar[dict[str, Param]] = {
-        **Sink.PARAMS,
-        "url": Param("url", required=True, help="http(s) URL of the receiver"),
-        "token": Param("secret", help="bearer token sent in the Authorization header"),
-        "headers": Param("labels", help="extra HTTP headers"),
-    }
+    Params: ClassVar[type[SinkParams]] = HttpSinkParams
 
     def __init__(self, params: Mapping[str, Any], metrics: SinkMetrics, **kwargs: Any) -> None:
         super().__init__(params, metrics, **kwargs)
         self.url: str = params["url"]
-        self._token: Secret | None = params.get("token")
+        self._token: Any = params.get("token")  # a SecretStr: never shown in a repr
         self._extra_headers: dict[str, str] = dict(params.get("headers") or {})
         # header values (API keys) and URLs (Slack paths, basic auth) are secrets: keep them out of reprs
         self.params["url"] = redact_url(self.url)
@@ -645,9 +597,12 @@ SINK_TYPES: dict[str, type[Sink]] = {}
 
 
 def register_sink(cls: type[Sink]) -> type[Sink]:
-    """Register a Sink subclass under its type_name (class decorator)."""
+    """Register a Sink subclass under its type_name (class decorator); its Params must name that type."""
     if not cls.type_name:
         raise ValueError(f"{cls.__name__} has no type_name")
+    annotation = cls.Params.model_fields["type"].annotation
+    if getattr(annotation, "__args__", None) != (cls.type_name,):
+        raise ValueError(f"{cls.__name__}.Params.type must be Literal[{cls.type_name!r}]")
     if cls.type_name in SINK_TYPES and SINK_TYPES[cls.type_name] is not cls:
         raise ValueError(f"sink type {cls.type_name!r} registered twice")
     SINK_TYPES[cls.type_name] = cls
@@ -671,7 +626,7 @@ def check_sinks(entries: Iterable[Any], *, where: str = "alerting.sinks") -> lis
 
 
 def _validate_entries(entries: Iterable[Any], where: str) -> tuple[list[tuple[type[Sink], dict]], list[str]]:
-    import bgpwatch.alerts.sinks  # noqa: F401  (registers the built-in types)
+    from bgpwatch.config import sink_entry
 
     problems: list[str] = []
     valid: list[tuple[type[Sink], dict]] = []
@@ -685,17 +640,17 @@ def _validate_entries(entries: Iterable[Any], where: str) -> tuple[list[tuple[ty
     ordinal: dict[str, int] = {}
     for index, entry in enumerate(entries):
         path = f"{where}[{index}]"
-        raw = _entry_mapping(entry)
-        if raw is None:
-            problems.append(f"{path}: expected a mapping with a `type` key")
-            continue
-        kind = raw.get("type")
-        cls = SINK_TYPES.get(kind) if isinstance(kind, str) else None
-        if cls is None:
-            problems.append(f"{path}.type: expected one of {', '.join(sorted(SINK_TYPES))}, got {kind!r}")
-            continue
-        params, found = cls.validate(raw, path)
+        # The same models and messages as check-config (the union config.py builds from SINK_TYPES).
+        model, found = sink_entry(entry, index, where)
         problems.extend(found)
+        raw = _entry_mapping(entry)
+        if model is not None:
+            kind, params = model.type, model.model_dump()
+        elif raw is not None and raw.get("type") in SINK_TYPES and isinstance(raw.get("name"), str | None):
+            kind, params = raw["type"], {"name": raw.get("name")}  # invalid, but its name is still taken
+        else:
+            continue
+        cls = SINK_TYPES[kind]
         if not params.get("name") and per_type.get(kind, 0) > 1:
             # several unnamed sinks of one type: name them by position among that type (webhook-1, ...)
             ordinal[kind] = ordinal.get(kind, 0) + 1

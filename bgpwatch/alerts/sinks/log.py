@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import orjson
 
-from bgpwatch.alerts.sinks.base import Param, Sink, Transition, register_sink
+from bgpwatch.alerts.sinks.base import Sink, SinkParams, Transition, register_sink
+from bgpwatch.config import Flag
 
 alert_log = logging.getLogger("bgpwatch.alerts")
 
@@ -54,21 +55,22 @@ def level_of(transition: Mapping[str, Any]) -> int:
     return logging.ERROR if transition.get("severity") == "critical" else logging.WARNING
 
 
+class LogSinkParams(SinkParams):
+    """`{type: log}`: one structured line per transition in bgpwatch's log."""
+
+    type: Literal["log"] = "log"
+    format: Literal["logfmt", "json"] = "logfmt"
+    # None: log each transition at the level its state and severity suggest.
+    level: Literal["debug", "info", "warning", "error", "critical"] | None = None
+    evidence: Flag = False  # include the evidence in json lines
+
+
 @register_sink
 class LogSink(Sink):
     """Write each transition as one log line."""
 
     type_name: ClassVar[str] = "log"
-    PARAMS: ClassVar[dict[str, Param]] = {
-        **Sink.PARAMS,
-        "format": Param("choice", "logfmt", choices=("logfmt", "json"), help="line format"),
-        "evidence": Param("bool", False, help="include the evidence in json lines"),
-        "level": Param(
-            "choice",
-            choices=("debug", "info", "warning", "error", "critical"),
-            help="log every transition at this level; default: by state and severity",
-        ),
-    }
+    Params: ClassVar[type[SinkParams]] = LogSinkParams
 
     def __init__(self, params: Mapping[str, Any], metrics: Any, **kwargs: Any) -> None:
         super().__init__(params, metrics, **kwargs)

@@ -9,10 +9,18 @@ Mattermost and Rocket.Chat incoming webhooks accept.  `token` goes into an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from bgpwatch.alerts.sinks.base import HttpSink, Param, Transition, json_bytes, register_sink
+from bgpwatch.alerts.sinks.base import (
+    HttpSink,
+    HttpSinkParams,
+    SinkParams,
+    Transition,
+    json_bytes,
+    register_sink,
+)
 from bgpwatch.alerts.timeline import format_duration
+from bgpwatch.config import Flag
 
 
 def chat_text(transition: Mapping[str, Any]) -> str:
@@ -29,15 +37,19 @@ def chat_text(transition: Mapping[str, Any]) -> str:
     return text
 
 
+class WebhookSinkParams(HttpSinkParams):
+    """`{type: webhook, url: ...}`: POST each transition (or a chat line) to a URL."""
+
+    type: Literal["webhook"] = "webhook"
+    slack: Flag = False  # send {"text": ...} instead of the transition JSON
+
+
 @register_sink
 class WebhookSink(HttpSink):
     """POST transitions to an HTTP endpoint."""
 
     type_name: ClassVar[str] = "webhook"
-    PARAMS: ClassVar[dict[str, Param]] = {
-        **HttpSink.PARAMS,
-        "slack": Param("bool", False, help='send {"text": ...} instead of the transition JSON'),
-    }
+    Params: ClassVar[type[SinkParams]] = WebhookSinkParams
 
     def __init__(self, params: Mapping[str, Any], metrics: Any, **kwargs: Any) -> None:
         super().__init__(params, metrics, **kwargs)
