@@ -306,7 +306,8 @@ class MonitorTable:
                     "bgp_id": peer.bgp_id,
                     "kind": INTER_SITE if site is not None and site != router.site else EXTERNAL,
                     "site": site,
-                    "state": peer.state,
+                    # A router no longer heard says nothing of its sessions now.
+                    "state": peer.state if router.heard else "unknown",
                     "since": peer.since,
                     "last_down_reason": peer.reason or None,
                     "last_down_cause": peer.cause or None,
