@@ -18,7 +18,7 @@ Scenarios, each counted as incidents opened vs root causes (the house rule: one 
   only, never site_down, resolved when it is back;
 - GoBGP: the silent power loss, site_down from its neighbours' sessions.
 The figures (latencies, incidents, transitions) are printed; run with ``-s`` to see them.
-BGPWATCH_LAB_STRICT=0 skips the checks of the incident model today's daemon does not meet yet (a bgpd
+BGPWATCH_LAB_STRICT=0 skips the checks of the issue-9 incident model (for bisecting: a bgpd
 restart under graceful restart pages no site_down); BGPWATCH_LAB_SOURCE=DIR runs the bgpwatch/ in DIR;
 BGPWATCH_LAB_KEEP=DIR copies each daemon's directory (recording, config, log) there at the end.
 """
