@@ -38,6 +38,8 @@ PEER_DOWN = "peer_down"
 
 # How the station says a router closed its BMP connection itself (TCP FIN): its kernel is alive.
 CLOSED_BY_ROUTER = "closed by the router"
+# How the station records the connections it closes when bgpwatch stops: not the router's doing.
+STATION_STOPPING = "bgpwatch stopping"
 
 INTER_SITE = "inter-site"
 EXTERNAL = "external"
@@ -194,7 +196,9 @@ class MonitorTable:
             peer = router.peers[event.peer] = MonitoredPeer(router.name, event.peer)
         if event.peer_as is not None:
             peer.peer_as = event.peer_as
-        if event.peer_bgp_id:
+        if event.peer_bgp_id and event.peer_bgp_id != "0.0.0.0":
+            # FRR's repeated Peer Downs of a session that failed to come back carry 0.0.0.0: keep
+            # the identifier learnt before, or the session stops counting as inter-site.
             peer.bgp_id = event.peer_bgp_id
         if event.state == UP:
             peer.graceful_restart, peer.hold_time = event.graceful_restart, event.hold_time

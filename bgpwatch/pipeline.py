@@ -46,6 +46,7 @@ from bgpwatch.ingest.bmp_lines import parse_line as parse_bmp_line
 from bgpwatch.ingest.control import RELAY_TAG, parse_control
 from bgpwatch.ingest.exabgp_json import DEFAULT_MAX_CLOCK_SKEW, ExaBGPJsonParser, IngestError, StreamClock
 from bgpwatch.ingest.reasons import COLLECTOR
+from bgpwatch.monitors import STATION_STOPPING
 from bgpwatch.rib import AttributePool, Rib, RouteChanges
 from bgpwatch.sessions import IDLE, SessionTable
 
@@ -244,6 +245,8 @@ class Pipeline:
         if record.message is not None:
             self.feed_bmp(record.conn, record.message, record.at)
         elif record.closed is not None:
+            if record.closed == STATION_STOPPING:
+                return  # bgpwatch stopped (the end of a recording): the router did not go anywhere
             self.bmp_disconnected(record.conn, record.at, record.closed)
         else:
             self.bmp_connected(record.conn, record.address, record.at)

@@ -337,3 +337,14 @@ def test_a_power_loss_reported_as_closed_by_the_peer_is_still_a_site_down(tmp_pa
     world.at(108)
     assert world.state("par2") == "down"
     assert len(world.firing("site_down")) == 1
+
+
+def test_a_zero_bgp_identifier_in_a_later_peer_down_keeps_the_session_inter_site(tmp_path: Path) -> None:
+    """FRR 8.4's repeated Peer Downs of a session that failed to come back carry identifier 0.0.0.0."""
+    world = World(tmp_path)
+    world.start()
+    world.feed(MonitoredSession(world.at(100), "r1", LINK[("par1", "par2")], DOWN, peer_bgp_id="0.0.0.0"))
+    monitors = world.pipeline.sessions.monitors
+    sessions = {p["address"]: p for p in monitors.to_dict(monitors.routers["r1"], world.now)["sessions"]}
+    assert sessions[LINK[("par1", "par2")]]["kind"] == "inter-site"
+    assert sessions[LINK[("par1", "par2")]]["bgp_id"] == ROUTER_ID["par2"]

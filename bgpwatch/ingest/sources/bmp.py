@@ -28,7 +28,7 @@ from bgpwatch.config import _split_listen
 from bgpwatch.ingest.bmp_lines import close_line, message_line, open_line
 from bgpwatch.ingest.exabgp_json import IngestError
 from bgpwatch.ingest.sources import Source, register
-from bgpwatch.monitors import CLOSED_BY_ROUTER
+from bgpwatch.monitors import CLOSED_BY_ROUTER, STATION_STOPPING
 
 log = logging.getLogger("bgpwatch.bmp")
 
@@ -166,7 +166,7 @@ class BmpStation(Source):
         except (ConnectionError, TimeoutError, OSError) as exc:
             reason = f"connection lost: {exc.__class__.__name__}: {exc}"
         except asyncio.CancelledError:
-            reason = "bgpwatch stopping"
+            reason = STATION_STOPPING
         finally:
             now = time.time()
             if record is not None:
