@@ -99,16 +99,33 @@ def files(as_list: bool, copy_to: str | None, force: bool) -> None:
 
 @main.command("check-config")
 @click.argument("path", type=click.Path(dir_okay=False))
-def check_config(path: str) -> None:
-    """Validate a configuration file: exit 0 when valid, 2 with one line per problem."""
-    from bgpwatch.config import check_config as check
+@click.option("--strict", is_flag=True, help="Exit 1 when the file is valid but has warnings.")
+def check_config(path: str, strict: bool) -> None:
+    """Validate a configuration file: exit 0 when valid, 2 with one line per problem.
 
-    problems = check(path)
-    if problems:
-        for problem in problems:
+    What is valid but probably a mistake (a passive peer with nothing listening, a local_address of the
+    other family, a service prefix no site originates, a site without peers, a prefix in two sites not
+    declared anycast) is printed as `warning: FILE: key.path: ...`; the exit stays 0, or 1 with --strict
+    (2 stays "invalid").
+    """
+    import logging
+
+    from bgpwatch.config import ConfigError, load_config
+
+    # The loader also logs each warning (for the daemon's journal): printed once here, below.
+    logging.getLogger("bgpwatch.config").addHandler(logging.NullHandler())
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
             click.echo(problem, err=True)
         sys.exit(EXIT_USAGE)
-    click.echo(f"{path}: OK")
+    for warning in config.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    count = len(config.warnings)
+    click.echo(f"{path}: OK" + (f" ({count} warning{'s' if count != 1 else ''})" if count else ""))
+    if strict and count:
+        sys.exit(EXIT_FAILURE)
 
 
 @main.command()

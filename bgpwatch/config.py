@@ -536,7 +536,8 @@ class Config(_Model):
             {peer.address: site.name for site in self.sites for peer in site.peers}
         )
         self._site_by_name = MappingProxyType({site.name: site for site in self.sites})
-        self._warnings = tuple(f"{path}: {message}" for path, message in _undeclared_anycast(self))
+        found = sorted(_undeclared_anycast(self) + _risky(self), key=lambda item: _document_order(item[0]))
+        self._warnings = tuple(f"{path}: {message}" for path, message in found)
 
     @model_validator(mode="after")
     def _check_cross_references(self, info: ValidationInfo) -> Config:
@@ -779,6 +780,62 @@ def _undeclared_anycast(config: Config) -> list[tuple[str, str]]:
                     path,
                     f"{prefix} is also a prefix of site {first_site!r} ({first_path}) but not declared "
                     "under anycast; add it to anycast if both sites originate it, else remove it from one",
+                )
+            )
+    return warnings
+
+
+def _risky(config: Config) -> list[tuple[str, str]]:
+    """Return (key path, message) for what is valid but probably wrong: it loads, with a warning each."""
+    warnings: list[tuple[str, str]] = []
+    bmp_sites = {router.site for router in config.bmp.routers} if config.bmp is not None else set()
+    for i, site in enumerate(config.sites):
+        if not site.peers and site.name not in bmp_sites:
+            warnings.append(
+                (
+                    f"sites[{i}].peers",
+                    f"site {site.name!r} has no peers (and no BMP router): bgpwatch has no vantage point in"
+                    " it, so its state rests on the other sites' routes only",
+                )
+            )
+        for j, peer in enumerate(site.peers):
+            path = f"sites[{i}].peers[{j}]"
+            if peer.passive and config.collector.listen_address is None and config.exabgp_enabled:
+                warnings.append(
+                    (
+                        f"{path}.passive",
+                        f"peer {peer.name!r} is passive (bgpwatch waits for the router to connect) but"
+                        " collector.listen_address is not set: nothing listens for it, the session never comes up",
+                    )
+                )
+    # A peer's own local_address of the other family is refused; the collector's is then left unused.
+    shared = config.collector.local_address
+    if shared is not None:
+        version = ipaddress.ip_address(shared).version
+        other = [
+            peer.name
+            for peer in config.peers
+            if peer.local_address is None and ipaddress.ip_address(peer.address).version != version
+        ]
+        if other:
+            warnings.append(
+                (
+                    "collector.local_address",
+                    f"{shared} is an IPv{version} address, so it is not used for the IPv{10 - version} peers "
+                    f"{', '.join(other)}: the system picks their source address (give them a local_address)",
+                )
+            )
+    originated = [ipaddress.ip_network(prefix) for site in config.sites for prefix in site.prefixes]
+    for i, service in enumerate(config.services):
+        for k, prefix in enumerate(service.prefixes):
+            network = ipaddress.ip_network(prefix)
+            if any(net.version == network.version and network.subnet_of(net) for net in originated):
+                continue
+            warnings.append(
+                (
+                    f"services[{i}].prefixes[{k}]",
+                    f"{prefix} of service {service.name!r} is in no site's prefixes: no site originates it,"
+                    " so bgpwatch cannot tell which site's loss breaks it (list it, or a prefix covering it, in a site)",
                 )
             )
     return warnings
@@ -1388,13 +1445,15 @@ def _parse(text: str, name: str, base_dir: Path | None) -> Config:
         raise ConfigError(
             [f"{name}: expected a mapping of top-level keys (collector, sites, ...), got {_render(data)}"]
         )
+    # `x-...` top-level keys hold YAML anchors for use elsewhere (as in Compose files): never settings.
+    data = {key: value for key, value in data.items() if not (isinstance(key, str) and key.startswith("x-"))}
     cross = _cross_problems(data)
     cross += _detector_problems(data.get("detectors"), root)
     try:
         config = Config.model_validate(data, context={"cross_checked": True, "base_dir": base_dir})
     except ValidationError as exc:
         # Not chained: pydantic's text could quote a secret if someone logged the traceback.
-        field_problems = [_describe(error, root) for error in exc.errors()]
+        field_problems = _once_per_anchor([_describe(error, root) for error in exc.errors()], root)
     else:
         field_problems = []
     # A value that is itself invalid is reported once, not again as a duplicate.
@@ -1434,6 +1493,41 @@ def _document_order(path: str) -> tuple[tuple[int, int | str], ...]:
             key.append((1, name))
             tp = get_args(tp)[1] if get_origin(tp) is dict else None
     return tuple(key)
+
+
+def _path_segments(path: str) -> list[str | int]:
+    """Split a key path (`sites[0].peers[1].name`) into its segments."""
+    return [
+        int(index) if index else (name or quoted[1:-1]) for index, quoted, name in _SEGMENT_RE.findall(path)
+    ]
+
+
+def _once_per_anchor(problems: list[tuple[str, str]], root: yaml.Node | None) -> list[tuple[str, str]]:
+    """Report a bad value reached through several YAML aliases once: at its first use, naming the others."""
+    if root is None:
+        return problems
+    first: dict[tuple[int, str], int] = {}
+    kept: list[tuple[str, str, list[str]]] = []
+    for path, message in problems:
+        node = _node_at(root, _path_segments(path))
+        # An alias (or a `<<:` merge) is the anchored node itself: the same node under several paths.
+        key = (id(node), message) if node is not None else None
+        if key is not None and key in first:
+            kept[first[key]][2].append(path)
+            continue
+        if key is not None:
+            first[key] = len(kept)
+        kept.append((path, message, []))
+    return [
+        (
+            path,
+            message
+            if not also
+            else f"{message} (an anchored value{_where(root, _path_segments(path))},"
+            f" also used at {', '.join(also)})",
+        )
+        for path, message, also in kept
+    ]
 
 
 def _within(path: str, parent: str) -> bool:
