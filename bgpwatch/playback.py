@@ -186,9 +186,11 @@ def replay(
     if source is None:
         source = files_source(files)
     for event in source(pipeline.pool, stats):
-        # What falls due before this event is emitted at its own time, as the live timer would.
-        for due in catch_up(pipeline, engine, event.at):
-            engine.tick(due)
+        # What falls due before this event is emitted at its own time, as the live timer would
+        # (nothing can fall due between events of one time: MRT's are whole seconds).
+        if last_at is not None and event.at > last_at:
+            for due in catch_up(pipeline, engine, event.at):
+                engine.tick(due)
         feed(event)
         last_at = event.at
     if last_at is not None:
@@ -233,7 +235,7 @@ async def replay_serving(
         for event in source(pipeline.pool, stats):
             if first_at is None:
                 first_at = event.at
-            if engine is not None:
+            if engine is not None and last_at is not None and event.at > last_at:
                 # The engine advances with the (paced) stream clock: a transition due between two
                 # events is emitted (printed, served, sent) at its own time, not with the next event.
                 for due in catch_up(pipeline, engine, event.at):
