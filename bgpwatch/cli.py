@@ -186,7 +186,12 @@ def output_width() -> int | None:
 
 
 def client_options(func):
-    func = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")(func)
+    func = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Machine-readable JSON; each epoch time (since, *_at) also as `<key>_iso`, ISO 8601 UTC.",
+    )(func)
     func = click.option(
         "--wide",
         is_flag=True,
