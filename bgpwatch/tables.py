@@ -46,10 +46,12 @@ def render_table(
 ) -> str:
     """Return rows as an aligned table within `width` columns.
 
-    `flexible` (free-text) columns give up room first; `optional` columns, in that order, are left out
+    `flexible` (free-text) columns give up room first, the last named first (each down to FLEX_MIN);
+    `optional` columns, in that order, are left out
     while the rest cannot fit (`--wide` shows them all); what still does not fit is cut with an ellipsis.
     """
     cells = [["" if c is None else str(c) for c in row] for row in rows]
+    flexible = [name.lower() for name in flexible]
     names = [h.lower() for h in headers]
     natural = [max([cell_len(h)] + [cell_len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     keep = list(range(len(headers)))
@@ -66,8 +68,11 @@ def render_table(
                 break
             if name.lower() in names and names.index(name.lower()) in keep:
                 keep.remove(names.index(name.lower()))
+        # The last flexible column named gives up its room first: the first one is kept widest.
+        kept = [names[i] for i in keep]
+        order = [kept.index(name) for name in reversed(flexible) if name in kept]
         widths = _fit_widths(
-            [natural[i] for i in keep], [mins[i] for i in keep], budget - GAP * (len(keep) - 1)
+            [natural[i] for i in keep], [mins[i] for i in keep], budget - GAP * (len(keep) - 1), order
         )
     table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1), header_style="", expand=False)
     for i, w in zip(keep, widths, strict=True):
@@ -84,10 +89,18 @@ def render_table(
     return "\n".join(pad + line for line in text.splitlines())
 
 
-def _fit_widths(natural: list[int], mins: list[int], room: int) -> list[int]:
-    """Return column widths summing to at most `room`: the widest above its minimum gives first, then any."""
+def _fit_widths(natural: list[int], mins: list[int], room: int, order: Sequence[int] = ()) -> list[int]:
+    """Return column widths summing to at most `room`.
+
+    The columns of `order` shrink to their minimum one after the other; then the widest above its
+    minimum gives first; then any column, down to one cell.
+    """
     widths = list(natural)
     excess = sum(widths) - room
+    for i in order:
+        cut = min(excess, max(0, widths[i] - mins[i]))
+        widths[i] -= cut
+        excess -= cut
     for floor in (mins, [1] * len(widths)):
         while excess > 0:
             candidates = [i for i, w in enumerate(widths) if w > floor[i]]
