@@ -42,6 +42,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from bgpwatch.api.page import status_page
 from bgpwatch.events import LOC_RIB, POST_POLICY, PRE_POLICY, split_view_key
 from bgpwatch.rib.prefix import format_prefix, parse_address, parse_prefix
 
@@ -428,6 +429,10 @@ def build_app(daemon: Daemon) -> web.Application:
         body = generate_latest(daemon.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def page(request: web.Request) -> web.Response:
+        no_params(request)
+        return web.Response(text=status_page(daemon, bmp_routers(daemon)), content_type="text/html")
+
     async def healthz(_request: web.Request) -> web.Response:
         healthy, reasons = daemon.health()
         return _json({"healthy": healthy, "problems": reasons}, status=200 if healthy else 503)
@@ -542,6 +547,7 @@ def build_app(daemon: Daemon) -> web.Application:
         return _json({"error": f"target: no maintenance window open on {_show(target)}"}, status=404)
 
     app = web.Application(middlewares=[errors, auth], client_max_size=MAX_BODY)
+    app.router.add_get("/", page)  # the read-only status page, behind the same auth
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/status", status)

@@ -42,6 +42,7 @@ import networkx as nx
 from bgpwatch.events import UP, Event
 from bgpwatch.ingest.reasons import PEER
 from bgpwatch.rib.prefix import format_prefix
+from bgpwatch.topology.render import render_dot
 
 if TYPE_CHECKING:
     from bgpwatch.rib import Rib, RouteChanges
@@ -826,25 +827,5 @@ class Topology:
         }
 
     def to_dot(self) -> str:
-        """Return the site graph in Graphviz syntax (colour = state, edge label = visibility both ways)."""
-        colours = {LIVE: "green", SUSPECTED: "orange", DOWN: "red", UNKNOWN: "grey"}
-        lines = ["graph bgpwatch {", "  node [shape=box, style=filled, fillcolor=white];"]
-        for name in self.model.sites:
-            view = self.states[name]
-            label = f"{name}\\n{view.state}"
-            lines.append(f'  "{name}" [label="{label}", color={colours[view.state]}];')
-        sites = self.model.sites
-        for i, s in enumerate(sites):
-            for t in sites[i + 1 :]:
-                st, ts = self.visibility(s, t), self.visibility(t, s)
-                if st is None and ts is None:
-                    continue
-                style = "solid" if self.graph.has_edge(s, t) else "dashed"
-                label = f"{_ratio(st)} / {_ratio(ts)}"
-                lines.append(f'  "{s}" -- "{t}" [label="{label}", style={style}];')
-        lines.append("}")
-        return "\n".join(lines) + "\n"
-
-
-def _ratio(value: float | None) -> str:
-    return "?" if value is None else f"{value:.0%}"
+        """Return the site graph in Graphviz syntax (islands, states, visibility both ways, BMP cuts)."""
+        return render_dot(self.snapshot())

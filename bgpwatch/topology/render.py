@@ -136,3 +136,108 @@ def _reach(reachable: bool | None, site: str, snapshot: dict) -> str:
         state = next((x.get("state") for x in snapshot.get("sites", []) if x.get("name") == site), None)
         return f"unknown (no converged view of {site}{f', site {state}' if state else ''})"
     return "reachable" if reachable else "UNREACHABLE"
+
+
+# -- Graphviz ------------------------------------------------------------------------------------
+# State -> (node shape, border colour, fill colour, extra style): distinct without colour, too.
+DOT_STATES = {
+    "live": ("box", "darkgreen", "palegreen", ""),
+    "suspected": ("diamond", "darkorange", "moccasin", ""),
+    "down": ("octagon", "red3", "mistyrose", ""),
+    "unknown": ("ellipse", "grey40", "grey90", ",dashed"),
+}
+
+
+def dot_quote(text: Any) -> str:
+    """Return text as a quoted Graphviz ID (names come from config and the network)."""
+    escaped = str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _iso(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+def _dot_node(name: str, text: str, state: str) -> str:
+    shape, colour, fill, extra = DOT_STATES.get(state, DOT_STATES["unknown"])
+    return (
+        f"{dot_quote(name)} [label={dot_quote(text)}, shape={shape}, color={colour},"
+        f' fillcolor={fill}, style="filled{extra}"];'
+    )
+
+
+def _site_label(site: dict[str, Any]) -> str:
+    """Return a site's node label: name, and for a site not live its state, confirmation and since."""
+    if site["state"] == "live":
+        return site["name"]
+    state = site["state"].upper()
+    if site.get("confirmation"):
+        state += f" ({site['confirmation']})"
+    return f"{site['name']}\n{state}\nsince {_clock(site.get('since'))} UTC"
+
+
+def render_dot(snapshot: dict[str, Any]) -> str:
+    """Return a topology snapshot as Graphviz: islands as clusters, states, visibility, BMP cuts, legend."""
+    sites = snapshot.get("sites", [])
+    by_name = {site["name"]: site for site in sites}
+    islands = [[n for n in island if n in by_name] for island in snapshot.get("islands", [])]
+    state = {"split": "SPLIT", "unknown": "unknown"}.get(str(snapshot.get("state")), "whole")
+    title = f"bgpwatch topology at {_iso(snapshot.get('at'))}: {state}, {len(islands)} island(s)"
+    lines = [
+        "graph bgpwatch {",
+        f"  graph [label={dot_quote(title)}, labelloc=t, fontname=Helvetica];",
+        "  node [shape=box, style=filled, fillcolor=white, fontname=Helvetica];",
+        "  edge [fontname=Helvetica, fontsize=10];",
+    ]
+    clustered = set()
+    for number, island in enumerate(islands, 1):
+        lines.append(f"  subgraph cluster_{number} {{")
+        lines.append(f'    label={dot_quote(f"island {number}")}; style="rounded,dashed"; color=darkgreen;')
+        for name in island:
+            lines.append("    " + _dot_node(name, _site_label(by_name[name]), by_name[name]["state"]))
+        lines.append("  }")
+        clustered.update(island)
+    for site in sites:
+        if site["name"] not in clustered:
+            lines.append("  " + _dot_node(site["name"], _site_label(site), site["state"]))
+
+    matrix = snapshot.get("visibility", {})
+    linked = {tuple(sorted(edge)) for edge in snapshot.get("edges", [])}
+    names = [site["name"] for site in sites]
+    for i, s in enumerate(names):
+        for t in names[i + 1 :]:
+            st, ts = matrix.get(s, {}).get(t), matrix.get(t, {}).get(s)
+            if st is None and ts is None:
+                continue
+            label = f"{s}→{t} {_ratio(st)}\n{t}→{s} {_ratio(ts)}"
+            style = "solid, color=darkgreen" if tuple(sorted((s, t))) in linked else "dashed, color=grey50"
+            lines.append(f"  {dot_quote(s)} -- {dot_quote(t)} [label={dot_quote(label)}, style={style}];")
+    for a, b in snapshot.get("cut_by_sessions") or []:
+        lines.append(
+            f"  {dot_quote(a)} -- {dot_quote(b)} [label={dot_quote('BMP: no session path')},"
+            " style=dashed, color=red, fontcolor=red, penwidth=2];"
+        )
+    lines += _dot_legend(snapshot.get("threshold"))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _ratio(value: float | None) -> str:
+    return "?" if value is None else f"{round(value * 100)}%"
+
+
+def _dot_legend(threshold: float | None) -> list[str]:
+    """Return the legend cluster: one node per site state and the meaning of the edge styles."""
+    limit = "the threshold" if threshold is None else f"{round(threshold * 100)}%"
+    lines = ["  subgraph cluster_legend {", '    label="legend"; style=solid; color=grey60; fontsize=10;']
+    for state in DOT_STATES:
+        lines.append("    " + _dot_node(f"legend_{state}", state, state))
+    edges = (
+        f"solid green: visibility >= {limit} (linked)\\l"
+        "dashed grey: below it, not linked\\l"
+        "dashed red: BMP, no established session path\\l"
+        "edge label: share of the other's prefixes seen\\l"
+    )
+    lines.append(f'    legend_edges [label="{edges}", shape=plaintext, style=""];')
+    lines.append("  }")
+    return lines
