@@ -91,3 +91,16 @@ def test_a_sink_params_model_must_name_its_type():
     with pytest.raises(ValueError, match="Literal\\['pager'\\]"):
         register_sink(Pager)
     assert "pager" not in SINK_TYPES
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["bgpwatch.config", "bgpwatch.alerts.sinks", "bgpwatch.alerts.sinks.base", "bgpwatch.alerts.sinks.log"],
+)
+def test_config_and_sinks_import_in_either_order(module):
+    import subprocess
+    import sys
+
+    code = f"import {module}\nfrom bgpwatch.config import Sink, AlertingConfig\nprint(AlertingConfig().sinks[0].type)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "log", result.stderr
