@@ -1,7 +1,10 @@
 """`bgpwatch replay` and `bgpwatch demo`: recorded input through the daemon's own pipeline.
 
 The clock is the recording's: every event carries its own time, detectors take `now` from
-it, so a replay fires the same alerts at the same (stream) times as the live run did.
+it, so a replay fires the same alerts at the same (stream) times as the live run did.  Between
+two events the replay ticks the engine at each time something falls due (`catch_up`, the
+engine's `next_due`), as the daemon's wall-clock timer does live: a transition due at T is
+emitted at T, before any later event is fed; paced, at the wall time T maps to.
 Without `pace` the replay runs as fast as the machine allows; with `pace` = N it sleeps so
 that N seconds of recording take one second, which lets the API (and `bgpwatch topology`)
 be watched while it runs.

@@ -4,7 +4,8 @@ For every event the daemon (or `replay`) calls ``rib.apply(event)`` and then
 ``engine.process(event, changes)``.  Time comes only from events (``event.at``) and from
 ``tick(now)``: a live daemon ticks from a wall-clock timer, a replay needs nothing more than
 the recording (the engine ticks itself once per second of stream time, and conditions fire at
-their own deadline even when the clock advanced past it).  At the end of a replay, call
+their own deadline even when the clock advanced past it; `bgpwatch.playback` also ticks it at
+each ``next_due()`` between two events, so transitions come out when they are due).  At the end of a replay, call
 ``finish()`` to let pending conditions fire or resolve as they would have.
 
 Order per event: fire what was already due, note the peer's table-load state, let detectors
