@@ -82,13 +82,14 @@ def render_page(
         f'<strong id="overall">{_e(headline)}</strong>: {len(islands)} island(s) {_e(described)}'
         f' &middot; at <span id="at">{_e(_iso(topology.get("at", now)))}</span>'
         f" &middot; refreshed every {REFRESH_SECONDS} s</p></header>",
-        '<main><section id="topology"><h2>Sites</h2>',
+        '<main><div class="column"><section id="topology"><h2>Sites</h2>',
         site_svg(topology) if "sites" in topology else f"<p>{_e(topology.get('error', 'no topology'))}</p>",
         "</section>",
-        _incidents(incidents),
-        "</main>",
         _peers(peers),
         _routers(routers),
+        '</div><div class="column">',
+        _incidents(incidents),
+        "</div></main>",
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -320,7 +321,7 @@ svg text { font-size: 12px; } .site-name { font-weight: bold; } .edge-label { fo
   text-anchor: middle; } .cut-label { fill: #c01818; } .island-label { fill: #5b8fd6; font-size: 11px;
   text-anchor: middle; }
 table { border-collapse: collapse; font-size: .9em; } td, th { border: 1px solid #ccc; padding: 2px 6px;
-  text-align: left; } tr.firing td:nth-child(2) { color: #c01818; font-weight: bold; }
+  text-align: left; } td:first-child { white-space: nowrap; } tr.firing td:nth-child(2) { color: #c01818; font-weight: bold; }
 tr.state-down td:nth-child(4), tr.state-idle td:nth-child(4) { color: #c01818; font-weight: bold; }
 .incident { border-left: 4px solid #c46a00; padding-left: .7em; margin-bottom: 1em; }
 .severity-critical { border-color: #c01818; } .incident h3 { margin: .2em 0; font-size: 1em; }
