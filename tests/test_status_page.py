@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bgpwatch.api.page import render_page
+from bgpwatch.api.page import NODE_H, NODE_W, layout, render_page, site_svg
 
 ROOT = Path(__file__).resolve().parent.parent
 PARIS = ROOT / "bgpwatch" / "data" / "paris.jsonl.gz"
@@ -66,6 +67,57 @@ def test_every_value_is_escaped() -> None:
     assert "<script>" not in page and "<img" not in page and "<b>" not in page and "<i>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "b&amp;b" in page
     assert page.count('class="site ') == 2 and page.count('class="island"') == 1
+
+
+def test_site_graph_keeps_islands_apart_and_draws_the_cuts() -> None:
+    names = ["a1", "a2", "a3", "b1", "b2", "c"]
+    topology = {
+        "islands": [["a1", "a2", "a3"], ["b1", "b2"]],
+        "sites": [{"name": n, "state": "unknown" if n == "c" else "live"} for n in names],
+        "visibility": {"a1": {"a2": 1.0, "b1": 0.0}, "a2": {"a1": 1.0}, "b1": {"a1": 0.25}},
+        "edges": [["a1", "a2"]],
+        "cut_by_sessions": [["a1", "b1"]],
+    }
+    svg = site_svg(topology)
+    circles = re.findall(r'data-sites="([^"]*)"><circle cx="([-\d.]+)" cy="([-\d.]+)" r="([-\d.]+)"', svg)
+    assert [c[0] for c in circles] == ["a1 a2 a3", "b1 b2"]
+    positions, _ = layout(topology)
+    for members, cx, cy, r in circles:
+        for name, (x, y) in positions.items():
+            inside = math.dist((x, y), (float(cx), float(cy))) < float(r)
+            assert inside == (name in members.split()), (name, members)
+    assert re.search(r'<g class="edge linked" data-pair="a1 a2">', svg)
+    assert re.search(r'<g class="edge unlinked" data-pair="a1 b1">.*?a1→b1 0%.*?b1→a1 25%', svg)
+    assert re.search(r'<g class="edge cut" data-pair="a1 b1">.*?stroke="#c01818"', svg)
+    assert 'data-site="c" data-state="unknown"' in svg and 'stroke-dasharray="2 3"' in svg
+
+
+@pytest.mark.parametrize(
+    "sizes, alone", [((1, 1), 1), ((3, 2), 1), ((5, 1, 4, 2, 1), 3), ((20,), 0), ((2,) * 8, 2)]
+)
+def test_layout_never_overlaps(sizes: tuple[int, ...], alone: int) -> None:
+    islands = [[f"i{i}s{j}" for j in range(n)] for i, n in enumerate(sizes)]
+    names = [n for island in islands for n in island] + [f"down{k}" for k in range(alone)]
+    topology = {"islands": islands, "sites": [{"name": n, "state": "live"} for n in names]}
+    svg = site_svg(topology)
+    circles = [
+        (set(members.split()), (float(cx), float(cy)), float(r))
+        for members, cx, cy, r in re.findall(
+            r'data-sites="([^"]*)"><circle cx="([-\d.]+)" cy="([-\d.]+)" r="([-\d.]+)"', svg
+        )
+    ]
+    assert len(circles) == len(islands)
+    positions, _ = layout(topology)
+    for members, centre, r in circles:  # an island's circle holds its sites and no other
+        for name, point in positions.items():
+            assert (math.dist(point, centre) < r) == (name in members), name
+    for i, (_, c1, r1) in enumerate(circles):  # islands apart
+        for _, c2, r2 in circles[i + 1 :]:
+            assert math.dist(c1, c2) > r1 + r2
+    points = list(positions.values())
+    for i, (x1, y1) in enumerate(points):  # site boxes apart
+        for x2, y2 in points[i + 1 :]:
+            assert abs(x1 - x2) >= NODE_W or abs(y1 - y2) >= NODE_H
 
 
 def test_the_page_needs_the_api_token(tmp_path: Path) -> None:

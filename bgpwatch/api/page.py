@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 REFRESH_SECONDS = 5
 NODE_W, NODE_H = 150, 54
+ISLAND_PAD = NODE_W / 2 + 14  # an island's circle around its members' ring
 # State -> (stroke, fill, dash): distinct by colour and by outline (dashed unknown, thick down).
 STATE_STYLE = {
     "live": ("#1b7a30", "#d8f5dd", ""),
@@ -110,9 +111,12 @@ def layout(topology: dict[str, Any]) -> tuple[dict[str, tuple[float, float]], li
     radii = [
         0.0 if len(g) == 1 else max(NODE_W * 0.75, len(g) * (NODE_W + 20) / (2 * math.pi)) for g in groups
     ]
+    # Far enough apart that neighbouring islands' circles (see site_svg) do not overlap: chord >= reaches.
+    reach = [r + ISLAND_PAD + 16 for r in radii]
     outer = 0.0
     if len(groups) > 1:
-        outer = max(NODE_W * 1.2, sum(2 * r + NODE_W + 40 for r in radii) / (2 * math.pi))
+        chord = 2 * math.sin(math.pi / len(groups))
+        outer = max(reach[i] + reach[i - 1] for i in range(len(groups))) / chord
     positions: dict[str, tuple[float, float]] = {}
     circles = []
     for i, (group, radius) in enumerate(zip(groups, radii, strict=True)):
@@ -135,7 +139,7 @@ def site_svg(topology: dict[str, Any]) -> str:
         xs = [positions[n][0] for n in island]
         ys = [positions[n][1] for n in island]
         cx, cy = sum(xs) / len(xs), sum(ys) / len(ys)
-        r = radius + NODE_W / 2 + 14
+        r = radius + ISLAND_PAD
         out.append(
             f'<g class="island" data-island="{number}" data-sites="{_e(" ".join(island))}">'
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r:.1f}" fill="#eef6ff" stroke="#5b8fd6"'
@@ -150,7 +154,7 @@ def site_svg(topology: dict[str, Any]) -> str:
     pad = 30
     xs = [x for x, _ in positions.values()]
     ys = [y for _, y in positions.values()]
-    reach = max((r + NODE_W / 2 + 14 for _, r in circles), default=NODE_W / 2)
+    reach = max((r + ISLAND_PAD for _, r in circles), default=NODE_W / 2)
     left, top = min(xs) - reach - pad, min(ys) - reach - pad
     width, height = max(xs) - min(xs) + 2 * (reach + pad), max(ys) - min(ys) + 2 * (reach + pad)
     return (
