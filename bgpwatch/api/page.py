@@ -112,11 +112,11 @@ def layout(topology: dict[str, Any]) -> tuple[dict[str, tuple[float, float]], li
         0.0 if len(g) == 1 else max(NODE_W * 0.75, len(g) * (NODE_W + 20) / (2 * math.pi)) for g in groups
     ]
     # Far enough apart that neighbouring islands' circles (see site_svg) do not overlap: chord >= reaches.
-    reach = [r + ISLAND_PAD + 16 for r in radii]
+    reach = [r + ISLAND_PAD + 50 for r in radii]  # 50: room for the edge labels between islands
     outer = 0.0
     if len(groups) > 1:
         chord = 2 * math.sin(math.pi / len(groups))
-        outer = max(reach[i] + reach[i - 1] for i in range(len(groups))) / chord
+        outer = max(NODE_W * 1.2, max(reach[i] + reach[i - 1] for i in range(len(groups))) / chord)
     positions: dict[str, tuple[float, float]] = {}
     circles = []
     for i, (group, radius) in enumerate(zip(groups, radii, strict=True)):
