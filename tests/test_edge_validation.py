@@ -418,6 +418,15 @@ _JSON = st.recursive(
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _restore_bgpwatch_log_level():
+    """The property test quiets bgpwatch's loggers; later test modules get them back as they were."""
+    logger = logging.getLogger("bgpwatch")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
 @settings(
     derandomize=True,
     max_examples=400,
