@@ -348,3 +348,25 @@ def test_a_zero_bgp_identifier_in_a_later_peer_down_keeps_the_session_inter_site
     sessions = {p["address"]: p for p in monitors.to_dict(monitors.routers["r1"], world.now)["sessions"]}
     assert sessions[LINK[("par1", "par2")]]["kind"] == "inter-site"
     assert sessions[LINK[("par1", "par2")]]["bgp_id"] == ROUTER_ID["par2"]
+
+
+def test_a_cut_seen_in_the_routes_before_the_routers_report_it_is_a_split(tmp_path: Path) -> None:
+    """par3's links go down: its router withdraws the others at once, the Peer Downs come seconds later."""
+    world = World(tmp_path)
+    world.start()
+    at = world.at(100)
+    for other in ("par1", "par2"):
+        key = (parse_prefix(PREFIXES[other])[1],)
+        world.feed(Withdraw(at, SITES["par3"][0], 4, key))  # par3 lost them
+    for site in ("par1", "par2"):
+        world.feed(
+            Withdraw(at, SITES[site][0], 4, (parse_prefix(PREFIXES["par3"])[1],))
+        )  # and they lost par3
+    world.at(102)
+    assert world.engine.topology.islands == [["par1", "par2"], ["par3"]]
+    for site in ("par1", "par2"):  # the routers' reports arrive later; par3 has nothing more to say
+        world.peer(site, "par3", DOWN, world.at(104), OTHER)
+    world.at(110)
+    assert world.state("par3") == "live"
+    assert world.firing("site_down") == []
+    assert len(world.firing("topology_split")) == 1

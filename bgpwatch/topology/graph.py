@@ -471,9 +471,15 @@ class Topology:
                 # Still talking to bgpwatch: isolated if it updates since, else probably dead (its own
                 # hold timer at bgpwatch has not expired yet): suspected until one or the other.
                 lost_at = max(peer.since or 0.0 for _router, peer in lost_sessions[t])
-                cut_off = not any(
+                updated = any(
                     vp.counted and (vp.session.last_route or 0.0) > lost_at for vp in self.vps_of_site[t]
                 )
+                # Its own view already lost the others (a cut link withdraws at once, often before the
+                # routers report their sessions down): it lives, cut off; a dead site's view stays as it was.
+                reflects_cut = t in observed and any(
+                    not sees(t, s) for s in trusted if s != t and originates[s]
+                )
+                cut_off = not (updated or reflects_cut)
             seers = tuple(s for s in sorted(trusted) if s != t and sees(s, t))
             losers = ()
             if originates[t]:
