@@ -66,14 +66,6 @@ class PathDetourDetector(Detector):
         "join_grace": Param(
             float, 10.0, "seconds two sites must be together again before their link is judged", 0, 3600
         ),
-        "restart_grace": Param(
-            float,
-            60.0,
-            "seconds after a site's router is back (its session to bgpwatch up again) before its links are "
-            "judged: a restarted router re-establishes its sessions one by one",
-            0,
-            3600,
-        ),
     }
 
     def __init__(self, ctx: Any, params: Any = None) -> None:
@@ -114,20 +106,10 @@ class PathDetourDetector(Detector):
         degraded = bool(self.ctx.collector_lost) or book.is_active(alert_key("collector_degraded", {}))
         island_of = {site: i for i, island in enumerate(topology.islands) for site in island}
 
-        restart_grace = float(self.p["restart_grace"])
-
-        def recovering(site: str) -> bool:
-            return any(
-                vp.session.downs and vp.up_since is not None and now - vp.up_since < restart_grace
-                for vp in topology.vps_of_site[site]
-            )
-
         def together(x: str, y: str) -> bool:
             vx, vy = states[x], states[y]
             return (
-                not recovering(x)
-                and not recovering(y)
-                and vx.state == LIVE
+                vx.state == LIVE
                 and vy.state == LIVE
                 and vx.settle_until is None
                 and vy.settle_until is None
