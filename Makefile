@@ -11,7 +11,7 @@ demo: setup
 	$(BIN)/bgpwatch demo
 
 test: setup
-	$(BIN)/pytest -q -ra --durations=25
+	$(BIN)/pytest -q -ra -n 2 --dist loadfile --durations=25
 
 lint: setup
 	$(BIN)/ruff check bgpwatch tests bench
