@@ -246,7 +246,9 @@ def test_a_muted_book_emits_nothing_during_a_clean_stop() -> None:
     book.advance(101.0)
     assert [t["state"] for t in sent] == ["firing"]
     book.mute()
-    book.upsert(Finding("collector_degraded", {}, "warning", "ExaBGP shut down", "collector", for_=0.0), 102.0)
+    book.upsert(
+        Finding("collector_degraded", {}, "warning", "ExaBGP shut down", "collector", for_=0.0), 102.0
+    )
     book.clear(("site_down", (("site", "par2"),)), 102.0)
     book.advance(110.0)
     assert [t["kind"] for t in sent] == ["site_down"]  # nothing after the mute: no firing, no resolution
