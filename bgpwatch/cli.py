@@ -482,10 +482,6 @@ def _last_down(peer: dict) -> str:
     return reason
 
 
-def _since(at: float | None) -> str:
-    return when(at)
-
-
 def bmp_table(routers: list[dict]) -> str:
     """Return the BMP routers and their monitored sessions (like birdc show protocols, per router)."""
     blocks = []
@@ -493,7 +489,7 @@ def bmp_table(routers: list[dict]) -> str:
         head = (
             f"BMP router {router['name']} (site {router['site'] or '?'}, {router['address'] or '?'}"
             f"{', ' + router['sys_name'] if router['sys_name'] else ''}): {router['state']}"
-            f" since {_since(router['since'])}"
+            f" since {when(router['since'])}"
             + (f", {router['reason']}" if router["state"] != "up" and router.get("reason") else "")
         )
         rows = [
@@ -502,7 +498,7 @@ def bmp_table(routers: list[dict]) -> str:
                 s["peer_as"],
                 s["kind"] + (f" ({s['site']})" if s["site"] else ""),
                 s["state"],
-                _since(s["since"]),
+                when(s["since"]),
                 s.get("routes", {}).get("pre", 0),
                 s.get("routes", {}).get("post", 0),
                 (s["last_down_reason"] or "") if s["state"] != "up" else "",

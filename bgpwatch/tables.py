@@ -171,9 +171,9 @@ def human_time(value: Any) -> str:
 
 def iso_time(value: float) -> str:
     """Return epoch seconds as the one --json time format: ISO 8601 UTC with milliseconds and Z."""
-    millis = round(float(value) * 1000)
-    seconds, ms = divmod(millis, 1000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
+    from bgpwatch.alerts.lifecycle import iso_ms  # the alert transitions' format: one owner of it
+
+    return iso_ms(float(value))
 
 
 # Keys whose numeric value is an epoch time in the API's answers.
