@@ -9,7 +9,6 @@ plays it back through the same pipeline (`bgpwatch.ingest.replay`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
@@ -77,6 +76,3 @@ def source_types() -> list[str]:
     """Return the registered source types."""
     _ensure_loaded()
     return sorted(REGISTRY)
-
-
-Factory = Callable[[SourceHost, Any], Source]
