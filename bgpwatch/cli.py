@@ -713,10 +713,23 @@ def _epoch(text: str | None, name: str) -> float | None:
     return moment.timestamp()
 
 
-def _check_replay_input(files, bgpstream, collectors, start, end, prefixes, record_type) -> None:
+def _check_replay_input(
+    files, bgpstream, collectors, start, end, prefixes, record_type, broker=None, stream_file=None
+) -> None:
     """Refuse contradictory or incomplete input options with a usage error (exit 2)."""
+    if stream_file:
+        bgpstream = True  # --bgpstream-file is BGPStream input; --bgpstream may be given or not
     if bgpstream and files:
         raise click.UsageError("FILE arguments and --bgpstream are mutually exclusive")
+    if not bgpstream and broker:
+        raise click.UsageError("--bgpstream-broker only goes with --bgpstream")
+    if stream_file:
+        # One local file: no collector to ask, no broker; the window is optional but whole.
+        if collectors or broker:
+            used = ", ".join(n for n, v in (("--collector", collectors), ("--bgpstream-broker", broker)) if v)
+            raise click.UsageError(f"{used} and --bgpstream-file are mutually exclusive")
+        if bool(start) != bool(end):
+            raise click.UsageError("--bgpstream-file takes both --start and --end, or neither")
     if not bgpstream:
         if not files:
             raise click.UsageError(
@@ -737,7 +750,9 @@ def _check_replay_input(files, bgpstream, collectors, start, end, prefixes, reco
             raise click.UsageError(f"{', '.join(used)} only go with --bgpstream")
         return
     missing = [
-        name for name, value in (("--collector", collectors), ("--start", start), ("--end", end)) if not value
+        name
+        for name, value in (("--collector", collectors), ("--start", start), ("--end", end))
+        if not value and not stream_file
     ]
     if missing:
         raise click.UsageError(f"--bgpstream needs {', '.join(missing)}")
@@ -783,6 +798,16 @@ def _check_replay_input(files, bgpstream, collectors, start, end, prefixes, reco
 @click.option(
     "--type", "record_type", type=click.Choice(["updates", "ribs"]), help="BGPStream data [default: updates]."
 )
+@click.option(
+    "--bgpstream-broker", "broker", metavar="URL", help="BGPStream broker URL (libbgpstream's default)."
+)
+@click.option(
+    "--bgpstream-file",
+    "stream_file",
+    metavar="PATH",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Read one local MRT file through pybgpstream's singlefile interface (--type ribs for a RIB).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress line on the terminal (stderr).")
 def replay(
     config_path,
@@ -799,19 +824,23 @@ def replay(
     end,
     prefixes,
     record_type,
+    broker,
+    stream_file,
     no_progress,
 ) -> None:
     """Feed recorded input (ExaBGP JSON lines, bgpwatch recordings, RIS Live, MRT) through the pipeline.
 
     With --bgpstream, the input is public collectors' data (RIPE RIS, RouteViews) read through CAIDA
-    BGPStream for --collector(s) between --start and --end, optionally only about --prefix(es).
+    BGPStream for --collector(s) between --start and --end, optionally only about --prefix(es);
+    --bgpstream-file reads one local MRT file through pybgpstream instead of a broker.
     A progress line is drawn on stderr while FILEs are read, only when stderr is a terminal.
     """
     import tempfile
 
     from bgpwatch import playback
 
-    _check_replay_input(files, bgpstream, collectors, start, end, prefixes, record_type)
+    _check_replay_input(files, bgpstream, collectors, start, end, prefixes, record_type, broker, stream_file)
+    bgpstream = bgpstream or bool(stream_file)
     start_at, end_at = _epoch(start, "--start"), _epoch(end, "--end")
     if start_at is not None and end_at is not None and end_at < start_at:
         raise click.BadParameter("the window ends before it starts", param_hint="--end")
@@ -821,18 +850,28 @@ def replay(
     progress = None
     problems: list[tuple[int, str]] = []  # (exit code, reason) per file not replayed whole
     if bgpstream:
-        from bgpwatch.ingest.bgpstream import BGPStreamUnavailable, bgpstream_events, require_pybgpstream
+        from bgpwatch.ingest import bgpstream as bs
 
         try:
-            require_pybgpstream()
-        except BGPStreamUnavailable as exc:
-            click.echo(f"bgpwatch replay: {exc}", err=True)
+            bs.require_pybgpstream()
+        except bs.BGPStreamUnavailable as exc:
+            hint = bs.FILE_HINT.format(path=stream_file) if stream_file else str(exc)
+            click.echo(f"bgpwatch replay: {hint}", err=True)
             sys.exit(EXIT_USAGE)
+        try:  # started now: a broker that cannot be reached is one line, before any replay
+            elements = bs.open_bgpstream(
+                collectors, start_at, end_at, prefixes, record_type or "updates", broker, stream_file
+            )
+        except bs.BGPStreamError as exc:
+            click.echo(f"bgpwatch replay: {exc}", err=True)
+            sys.exit(EXIT_FAILURE)
 
         def source(pool, stats):
-            return bgpstream_events(
-                collectors, start_at, end_at, prefixes, record_type or "updates", pool=pool, stats=stats
-            )
+            yield from bs.stream_events(elements, pool=pool, stats=stats)
+            if stats.errors.get("bgpstream_read"):
+                problems.append(
+                    (EXIT_FAILURE, "bgpstream: the stream broke off; the events before it replayed")
+                )
 
     elif not no_progress and sys.stderr.isatty():
         # Only on a terminal: pipes, files and tests get nothing.  The line is erased before each

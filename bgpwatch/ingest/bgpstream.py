@@ -12,7 +12,13 @@ updates or RIBs) and maps each element with ``element_to_events``:
   ``{1,2}`` (its ASNs go to ``as_set``), confederation segments ``(1 2)`` and ``[1,2]`` dropped
   (as the other readers do).  ``communities`` may be a set or list of ``"a:b"`` strings
   (pybgpstream 2), of ``{"asn", "value"}`` dicts (1.x) or one space-separated string (old).
+  Extended communities, as pybgpstream-compatible libraries print them (``type:subtype:global:
+  local``, e.g. ``0:2:24482:00000136``), are accepted and ignored: the event model has no place
+  for them; each is counted in ``not_emitted["bgpstream_extended_communities"]``.
   BGPStream gives no ORIGIN, MED or LOCAL_PREF per element: ORIGIN reads "incomplete".
+* Data: libbgpstream's broker (the default, ``broker_url`` to choose another) or, with ``file``,
+  one local MRT file through the ``singlefile`` data interface.  A stream that cannot start
+  (broker unreachable, file unreadable) raises `BGPStreamError` with one line saying which.
 * The peer is ``elem.peer_address`` in canonical text form, as everywhere in bgpwatch; the
   collector is not part of it.
 
@@ -37,7 +43,8 @@ https://bgpstream.caida.org/docs/install):
 
 Tested here on the mapping only: the unit tests feed ``element_to_events`` small stand-in
 element objects (a dataclass defined in the test) and drive ``bgpstream_events`` with a fake
-``pybgpstream`` module; nothing has been run against a live BGPStream.
+``pybgpstream`` module; nothing has been run against a live BGPStream.  The tests that need the
+real module (broker at a closed loopback port, a real MRT file through ``singlefile``) skip here.
 """
 
 from __future__ import annotations
@@ -59,13 +66,22 @@ INSTALL_HINT = (
     "Python binding (install libbgpstream from https://bgpstream.caida.org/docs/install, "
     "then 'pip install pybgpstream' in bgpwatch's virtualenv)"
 )
+FILE_HINT = (
+    "--bgpstream-file needs pybgpstream (CAIDA's libbgpstream C library, not installed); "
+    "bgpwatch reads MRT itself: bgpwatch replay --config CONFIG {path}"
+)
 RECORD_TYPES = ("updates", "ribs")
+EXTENDED = "bgpstream_extended_communities"
 _DOWN_STATES = frozenset({"IDLE", "CLEARING", "DELETED"})
 _CACHE_LIMIT = 4096
 
 
 class BGPStreamUnavailable(RuntimeError):
     """pybgpstream (and so libbgpstream) cannot be imported."""
+
+
+class BGPStreamError(RuntimeError):
+    """The stream could not start (no broker, unreadable file) or broke off; the message is one line."""
 
 
 def require_pybgpstream() -> Any:
@@ -115,18 +131,31 @@ def parse_as_path(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(sequence), tuple(as_set)
 
 
-def parse_communities(value: Any) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int, int], ...]]:
-    """Return (communities, large communities), sorted, from the shapes pybgpstream versions give."""
+# type:subtype:global:local; the administrators are numbers, hex digits or an IPv4 address.
+_EXTENDED = re.compile(r"\d{1,3}:\d{1,3}:[0-9A-Fa-f.]+:[0-9A-Fa-f]+")
+
+
+def parse_communities(
+    value: Any, counts: Any = None
+) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int, int], ...]]:
+    """Return (communities, large communities), sorted, from the shapes pybgpstream versions give.
+
+    Extended communities (``0:2:24482:00000136``) are skipped, counted in ``counts[EXTENDED]``.
+    """
     if value is None:
         return (), ()
     items: Iterable[Any] = value.split() if isinstance(value, str) else value
     standard: set[tuple[int, int]] = set()
     large: set[tuple[int, int, int]] = set()
+    extended = 0
     for item in items:
         if isinstance(item, dict):
             parts: list[Any] = [item.get("asn"), item.get("value")]
         elif isinstance(item, str):
             parts = item.split(":")
+            if _EXTENDED.fullmatch(item) and int(parts[0]) <= 0xFF and int(parts[1]) <= 0xFF:
+                extended += 1  # no place for them in the event model: ignored on purpose, counted
+                continue
         else:
             raise _bad("communities", item, '"asn:value" or {"asn", "value"}')
         try:
@@ -138,7 +167,11 @@ def parse_communities(value: Any) -> tuple[tuple[tuple[int, int], ...], tuple[tu
         elif len(numbers) == 3 and all(0 <= n <= 0xFFFFFFFF for n in numbers):
             large.add((numbers[0], numbers[1], numbers[2]))
         else:
-            raise _bad("communities", item, "16-bit asn:value (or a 32-bit large community a:b:c)")
+            raise _bad(
+                "communities", item, "16-bit asn:value, a 32-bit large community a:b:c or extended t:s:g:l"
+            )
+    if extended and counts is not None:  # counted once the whole list is known good
+        counts[EXTENDED] += extended
     # A set has no order: sorted, so equal sets intern to one attribute object.
     return tuple(sorted(standard)), tuple(sorted(large))
 
@@ -168,8 +201,11 @@ def _state(old: str, new: str) -> str:
     return CONNECTED
 
 
-def element_to_events(elem: Any, pool: AttributePool) -> list[Event]:
-    """Return the events of one BGPStream element; raise IngestError if a field it needs is invalid."""
+def element_to_events(elem: Any, pool: AttributePool, counts: Any = None) -> list[Event]:
+    """Return the events of one BGPStream element; raise IngestError if a field it needs is invalid.
+
+    ``counts`` (a Counter, e.g. ``ReplayStats.not_emitted``) counts what is deliberately dropped.
+    """
     kind = elem.type
     if kind not in ("A", "R", "W", "S"):
         return []
@@ -200,7 +236,7 @@ def element_to_events(elem: Any, pool: AttributePool) -> list[Event]:
     if not isinstance(path_text, str):
         raise _bad("as-path", path_text, "a string")
     as_path, as_set = parse_as_path(path_text)
-    communities, large = parse_communities(fields.get("communities"))
+    communities, large = parse_communities(fields.get("communities"), counts)
     attributes = pool.intern("incomplete", as_path, as_set, next_hop, None, None, communities, large)
     return [Announce(at, peer, family, (key,), attributes)]
 
@@ -214,45 +250,90 @@ def filter_string(prefixes: Iterable[str] | None) -> str | None:
     return " and ".join(terms) if terms else None
 
 
-def bgpstream_events(
+def open_bgpstream(
     collectors: Iterable[str],
-    start: int | float,
-    end: int | float,
+    start: int | float | None,
+    end: int | float | None,
     prefixes: Iterable[str] | None = None,
     record_type: str = "updates",
-    pool: AttributePool | None = None,
-    stats: Any = None,
-) -> Iterator[Event]:
-    """Yield the events of public collectors' data in [start, end] (epoch seconds) through pybgpstream.
+    broker_url: str | None = None,
+    file: str | None = None,
+) -> Iterator[Any]:
+    """Start a pybgpstream stream and return its elements; raise BGPStreamError if it cannot start.
 
-    ``stats`` (a `bgpwatch.ingest.replay.ReplayStats`) counts elements as ``replay --stats`` does:
-    A as announcements, R as rib_entries, W as withdrawals, S as state_changes; an element that
-    cannot be mapped is counted in ``errors`` by reason and skipped.  Raises BGPStreamUnavailable
-    (before any event) when pybgpstream is missing, ValueError on a bad record type or window.
+    With ``file``, the one local MRT file is read through the ``singlefile`` data interface (as an
+    updates or a RIB file by ``record_type``; no collector, the window optional); otherwise the
+    broker at ``broker_url`` (libbgpstream's default when None) is asked for ``collectors``' data.
+    The stream is started here, not at the first event, so a missing broker is known before replay.
     """
     if record_type not in RECORD_TYPES:
         raise ValueError(f"record type {record_type!r}: one of {', '.join(RECORD_TYPES)} expected")
-    if end < start:
+    if start is not None and end is not None and end < start:
         raise ValueError(f"the window ends ({end}) before it starts ({start})")
     pybgpstream = require_pybgpstream()
+    options: dict[str, Any] = {"filter": filter_string(prefixes)}
+    if start is not None or end is not None:
+        options["from_time"] = math.floor(start) if start is not None else None
+        options["until_time"] = math.ceil(end) if end is not None else None
+    if file is not None:
+        options["data_interface"] = "singlefile"
+    else:
+        options["collectors"] = list(collectors)
+        options["record_type"] = record_type
+    try:
+        stream = pybgpstream.BGPStream(**options)
+        if file is not None:
+            option = "rib-file" if record_type == "ribs" else "upd-file"
+            stream.set_data_interface_option("singlefile", option, str(file))
+        elif broker_url is not None:
+            stream.set_data_interface_option("broker", "url", broker_url)
+        elements = iter(stream)
+        # pybgpstream starts the stream (and so asks the broker) at the first element.
+        first = next(elements, _END)
+    except (RuntimeError, ValueError, OSError) as exc:
+        if file is not None:
+            where = f"cannot read {file} through pybgpstream's singlefile interface (a readable MRT file?)"
+        else:
+            where = f"cannot reach the BGPStream broker {broker_url or '(libbgpstream default)'}"
+        raise BGPStreamError(f"bgpstream: {where}: {exc}") from exc
+    return _chain(first, elements)
+
+
+_END = object()
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    if first is _END:
+        return
+    yield first
+    try:
+        yield from rest
+    except RuntimeError as exc:  # libbgpstream: "Could not get next record"
+        raise BGPStreamError(f"bgpstream: the stream broke off: {exc}") from exc
+
+
+def stream_events(
+    elements: Iterable[Any], pool: AttributePool | None = None, stats: Any = None
+) -> Iterator[Event]:
+    """Yield the events of started BGPStream elements (from `open_bgpstream`), counted in ``stats``.
+
+    ``stats`` (a `bgpwatch.ingest.replay.ReplayStats`) counts elements as ``replay --stats`` does:
+    A as announcements, R as rib_entries, W as withdrawals, S as state_changes; an element that
+    cannot be mapped is counted in ``errors`` by reason and skipped.  A stream that breaks off is
+    counted in ``errors["bgpstream_read"]`` and ends: the events before stay.
+    """
     pool = pool if pool is not None else AttributePool()
-    stream = pybgpstream.BGPStream(
-        from_time=math.floor(start),
-        until_time=math.ceil(end),
-        collectors=list(collectors),
-        record_type=record_type,
-        filter=filter_string(prefixes),
-    )
+    counts = stats.not_emitted if stats is not None else None
     began = time.perf_counter()
     if stats is not None:
         stats.files += 1
         stats.formats["bgpstream"] = stats.formats.get("bgpstream", 0) + 1
     try:
-        for elem in stream:
+        for elem in elements:
             if stats is not None:
                 stats.records += 1
             try:
-                events = element_to_events(elem, pool)
+                events = element_to_events(elem, pool, counts)
             except IngestError as exc:
                 if stats is not None:
                     stats.error(exc.reason, f"bgpstream {getattr(elem, 'collector', '?')}: {exc}")
@@ -260,9 +341,35 @@ def bgpstream_events(
             if stats is not None:
                 _count(stats, elem.type, events)
             yield from events
+    except BGPStreamError as exc:
+        if stats is None:
+            raise
+        stats.error("bgpstream_read", str(exc))
     finally:
         if stats is not None:
             stats.seconds += time.perf_counter() - began
+
+
+def bgpstream_events(
+    collectors: Iterable[str],
+    start: int | float | None,
+    end: int | float | None,
+    prefixes: Iterable[str] | None = None,
+    record_type: str = "updates",
+    pool: AttributePool | None = None,
+    stats: Any = None,
+    broker_url: str | None = None,
+    file: str | None = None,
+) -> Iterator[Event]:
+    """Yield the events of public collectors' data in [start, end] (epoch seconds) through pybgpstream.
+
+    `open_bgpstream` then `stream_events`, started at the first ``next()``.  Raises
+    BGPStreamUnavailable when pybgpstream is missing, BGPStreamError when the stream cannot start,
+    ValueError on a bad window or record type.
+    """
+    yield from stream_events(
+        open_bgpstream(collectors, start, end, prefixes, record_type, broker_url, file), pool, stats
+    )
 
 
 def _count(stats: Any, kind: str, events: list[Event]) -> None:
