@@ -3,14 +3,22 @@
 libbgpstream/pybgpstream cannot be installed on this machine, so nothing here runs against a live
 BGPStream: ``Elem`` below is a minimal stand-in for pybgpstream's element object (the attributes
 the adapter reads, with the value shapes libbgpstream prints), and ``fake_pybgpstream`` stands
-in for the module to check how the stream is configured and how elements are counted.
+in for the module to check how the stream is configured (broker URL, singlefile), how elements
+are counted and how a stream that cannot start is reported.  The fake only tests the code around
+pybgpstream.  What runs for real: the missing-module lines (a subprocess with this virtualenv's
+Python, where pybgpstream really is missing) and, where pybgpstream is installed, a broker at a
+closed loopback port and libbgpstream's own test MRT file through ``singlefile`` (skipped here).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import socket
+import subprocess
 import sys
 import types
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +29,8 @@ from click.testing import CliRunner
 from bgpwatch.cli import main
 from bgpwatch.events import CONNECTED, DOWN, UP, Announce, SessionState, Withdraw
 from bgpwatch.ingest.bgpstream import (
+    EXTENDED,
+    BGPStreamError,
     BGPStreamUnavailable,
     bgpstream_events,
     element_to_events,
@@ -35,6 +45,15 @@ from bgpwatch.rib.attributes import AttributePool
 from bgpwatch.rib.prefix import parse_prefix
 
 CONFIG = Path(__file__).resolve().parent.parent / "bgpwatch" / "data" / "paris.yaml"
+# libbgpstream's own test file (fixtures/SOURCES.md): RIS rrc06 updates, 2015-04-01 00:00-00:05.
+MRT = (
+    Path(__file__).resolve().parent.parent
+    / "fixtures"
+    / "mrt"
+    / "libbgpstream"
+    / "ris.rrc06.updates.1427846400.gz"
+)
+HAVE_PYBGPSTREAM = importlib.util.find_spec("pybgpstream") is not None
 
 
 @dataclass
@@ -192,14 +211,23 @@ def test_invalid_elements_raise(elem: Elem, reason: str) -> None:
 @pytest.fixture
 def fake_pybgpstream(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
     """Install a stand-in ``pybgpstream`` module whose BGPStream yields ``state.elems``."""
-    state = types.SimpleNamespace(kwargs=None, elems=[])
+    state = types.SimpleNamespace(kwargs=None, elems=[], options=[], fail_start=None, fail_after=None)
 
     class BGPStream:
         def __init__(self, **kwargs: Any) -> None:
             state.kwargs = kwargs
 
+        def set_data_interface_option(self, interface: str, option: str, value: str) -> None:
+            state.options.append((interface, option, value))
+
         def __iter__(self):
-            return iter(state.elems)
+            # As pybgpstream: the stream starts (libbgpstream asks the broker) at the first element.
+            if state.fail_start is not None:
+                raise RuntimeError(state.fail_start)
+            for index, elem in enumerate(state.elems):
+                if index == state.fail_after:
+                    raise RuntimeError("Could not get next record (is the stream started?)")
+                yield elem
 
     module = types.ModuleType("pybgpstream")
     module.BGPStream = BGPStream  # type: ignore[attr-defined]
@@ -351,3 +379,201 @@ def test_replay_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None
     result = replay(*args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+# -- extended communities -----------------------------------------------------------------------
+
+
+def test_extended_communities_are_accepted_ignored_and_counted() -> None:
+    counts: Counter[str] = Counter()
+    value = ["0:2:24482:00000136", "1:1", "0:3:192.0.2.1:0000000a", "206924:1:2"]
+    assert parse_communities(value, counts) == (((1, 1),), ((206924, 1, 2),))
+    assert counts == {EXTENDED: 2}
+    assert parse_communities(["0:2:24482:00000136"]) == ((), ())  # no counter: still accepted
+
+
+@pytest.mark.parametrize("text", ["300:2:24482:1", "0:2:24482:zz", "0:2::1", "0:2:1:2:3"])
+def test_bad_extended_communities(text: str) -> None:
+    counts: Counter[str] = Counter()
+    with pytest.raises(IngestError):
+        parse_communities([text, "0:2:24482:00000136"], counts)
+    assert counts == {}  # a rejected list counts nothing
+
+
+def test_element_with_extended_communities_is_announced(fake_pybgpstream: types.SimpleNamespace) -> None:
+    fake_pybgpstream.elems = [announce(communities={"0:2:24482:00000136", "24482:1", "0:2:24482:00000137"})]
+    stats = ReplayStats()
+    (event,) = bgpstream_events(["rrc06"], 0, 1, stats=stats)
+    assert event.attributes.communities == ((24482, 1),)
+    assert dict(stats.errors) == {}
+    assert stats.not_emitted[EXTENDED] == 2
+
+
+# -- broker, singlefile, a stream that cannot start or breaks off (fake module) ------------------
+
+
+def closed_port() -> int:
+    """Return a loopback TCP port nothing listens on (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_stream_that_cannot_start_raises_one_line(fake_pybgpstream: types.SimpleNamespace) -> None:
+    fake_pybgpstream.fail_start = "Could not start stream"
+    url = f"http://127.0.0.1:{closed_port()}/broker"
+    with pytest.raises(BGPStreamError) as caught:
+        next(bgpstream_events(["rrc00"], 0, 60, broker_url=url))
+    assert fake_pybgpstream.options == [("broker", "url", url)]
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"cannot reach the BGPStream broker {url}" in message and "Could not start stream" in message
+
+
+def test_replay_bgpstream_without_broker_is_one_line_exit_1(fake_pybgpstream: types.SimpleNamespace) -> None:
+    fake_pybgpstream.fail_start = "Could not start stream"
+    url = f"http://127.0.0.1:{closed_port()}/broker"
+    result = replay(
+        "--bgpstream", "--collector", "rrc00", "--start", "0", "--end", "60", "--bgpstream-broker", url,
+    )  # fmt: skip
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"bgpwatch replay: bgpstream: cannot reach the BGPStream broker {url}")
+    assert "Traceback" not in result.output
+
+
+def test_stream_that_breaks_off_keeps_the_events_before(fake_pybgpstream: types.SimpleNamespace) -> None:
+    fake_pybgpstream.elems = [announce("193.0.0.0/21"), announce("193.0.8.0/23"), announce("193.0.16.0/22")]
+    fake_pybgpstream.fail_after = 2
+    stats = ReplayStats()
+    events = list(bgpstream_events(["rrc06"], 0, 1, stats=stats))
+    assert len(events) == 2
+    assert stats.errors["bgpstream_read"] == 1
+    with pytest.raises(BGPStreamError, match="broke off"):
+        list(bgpstream_events(["rrc06"], 0, 1))  # without stats, the caller hears of it
+    result = replay("--bgpstream", "--collector", "rrc06", "--start", "0", "--end", "1", "--stats")
+    assert result.exit_code == 1
+    assert "bgpwatch replay: bgpstream: the stream broke off" in result.stderr
+    assert json.loads(result.stderr.strip().splitlines()[-1])["announcements"] == 2
+
+
+@pytest.mark.parametrize(("record_type", "option"), [("updates", "upd-file"), ("ribs", "rib-file")])
+def test_singlefile_mode(fake_pybgpstream: types.SimpleNamespace, record_type: str, option: str) -> None:
+    fake_pybgpstream.elems = [announce("193.0.0.0/21")]
+    result = replay(
+        "--bgpstream-file", str(MRT), "--type", record_type, "--prefix", "193.0.0.0/16", "--stats"
+    )
+    assert result.exit_code == 0, result.output
+    assert fake_pybgpstream.kwargs == {"filter": "prefix more 193.0.0.0/16", "data_interface": "singlefile"}
+    assert fake_pybgpstream.options == [("singlefile", option, str(MRT))]
+    assert json.loads(result.stderr.strip().splitlines()[-1])["announcements"] == 1
+
+
+def test_singlefile_mode_with_a_window(fake_pybgpstream: types.SimpleNamespace) -> None:
+    result = replay(
+        "--bgpstream", "--bgpstream-file", str(MRT), "--start", "1427846400", "--end", "1427846460"
+    )
+    assert result.exit_code == 0, result.output
+    assert (fake_pybgpstream.kwargs["from_time"], fake_pybgpstream.kwargs["until_time"]) == (
+        1427846400,
+        1427846460,
+    )
+    assert "collectors" not in fake_pybgpstream.kwargs
+
+
+def test_unreadable_singlefile_is_one_line(fake_pybgpstream: types.SimpleNamespace) -> None:
+    fake_pybgpstream.fail_start = "Could not start stream"
+    result = replay("--bgpstream-file", str(MRT))
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert f"cannot read {MRT} through pybgpstream's singlefile interface" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--bgpstream-file", str(MRT), "--collector", "rrc06"),
+            "--collector and --bgpstream-file are mutually",
+        ),
+        (
+            ("--bgpstream-file", str(MRT), "--bgpstream-broker", "http://127.0.0.1:1/"),
+            "--bgpstream-broker and",
+        ),
+        (("--bgpstream-file", str(MRT), "--start", "0"), "both --start and --end, or neither"),
+        ((str(MRT), "--bgpstream-file", str(MRT)), "mutually exclusive"),
+        ((str(MRT), "--bgpstream-broker", "http://127.0.0.1:1/"), "--bgpstream-broker only goes with"),
+    ],
+)
+def test_bgpstream_file_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
+    result = replay(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+# -- for real: this virtualenv's pybgpstream (missing here), no broker, singlefile -----------------
+
+
+def run_replay(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run bgpwatch replay in a fresh interpreter: the real import of pybgpstream, no fake."""
+    command = [
+        sys.executable,
+        "-c",
+        "from bgpwatch.cli import main; main()",
+        "replay",
+        "--config",
+        str(CONFIG),
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.skipif(
+    HAVE_PYBGPSTREAM, reason="pybgpstream is installed: the missing-module lines cannot happen"
+)
+def test_real_missing_pybgpstream_lines() -> None:
+    broker = f"http://127.0.0.1:{closed_port()}/broker"
+    stream = run_replay(
+        "--bgpstream", "--collector", "rrc06", "--start", "0", "--end", "60", "--bgpstream-broker", broker
+    )
+    assert stream.returncode == 2
+    (line,) = stream.stderr.strip().splitlines()
+    assert line.startswith("bgpwatch replay: pybgpstream is not installed") and "libbgpstream" in line
+    single = run_replay("--bgpstream-file", str(MRT))
+    assert single.returncode == 2
+    (line,) = single.stderr.strip().splitlines()
+    assert "--bgpstream-file needs pybgpstream" in line
+    assert f"bgpwatch replay --config CONFIG {MRT}" in line
+
+
+@pytest.mark.skipif(not HAVE_PYBGPSTREAM, reason="pybgpstream (libbgpstream) is not installed here")
+def test_real_broker_at_a_closed_loopback_port() -> None:
+    broker = f"http://127.0.0.1:{closed_port()}/broker"
+    result = run_replay(
+        "--bgpstream",
+        "--collector",
+        "rrc06",
+        "--start",
+        "1427846400",
+        "--end",
+        "1427846700",
+        "--bgpstream-broker",
+        broker,
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"bgpwatch replay: bgpstream: cannot reach the BGPStream broker {broker}")
+    )
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not HAVE_PYBGPSTREAM, reason="pybgpstream (libbgpstream) is not installed here")
+def test_real_singlefile_counts_as_bgpwatchs_own_mrt_reader() -> None:
+    through_bgpstream = run_replay("--bgpstream-file", str(MRT), "--stats")
+    own = run_replay(str(MRT), "--stats")
+    assert through_bgpstream.returncode == 0 == own.returncode, through_bgpstream.stderr
+    ours, theirs = (json.loads(r.stderr.strip().splitlines()[-1]) for r in (own, through_bgpstream))
+    assert theirs["announcements"] > 0
+    assert (theirs["announcements"], theirs["withdrawals"]) == (ours["announcements"], ours["withdrawals"])
