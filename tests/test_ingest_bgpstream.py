@@ -407,6 +407,10 @@ def test_element_with_extended_communities_is_announced(fake_pybgpstream: types.
     assert event.attributes.communities == ((24482, 1),)
     assert dict(stats.errors) == {}
     assert stats.not_emitted[EXTENDED] == 2
+    result = replay("--bgpstream", "--collector", "rrc06", "--start", "0", "--end", "1", "--stats")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stderr.strip().splitlines()[-1])
+    assert (printed["announcements"], printed["not_emitted"][EXTENDED]) == (1, 2)
 
 
 # -- broker, singlefile, a stream that cannot start or breaks off (fake module) ------------------

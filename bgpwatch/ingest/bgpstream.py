@@ -303,6 +303,7 @@ _END = object()
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    """Yield the peeked first element then the rest; a libbgpstream read error becomes BGPStreamError."""
     if first is _END:
         return
     yield first
