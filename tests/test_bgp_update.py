@@ -465,3 +465,78 @@ def test_notification() -> None:
     assert message.text() == "NOTIFICATION 6/2 (cease, administrative shutdown)"
     with pytest.raises(BgpMessageError):
         decode_notification(bgp_message(3, b"\x04"), 0, 20)
+
+
+# -- the attribute-block cache with MP_REACH's NLRI cut out ------------------------------------------
+def fields(event: Announce) -> tuple:
+    a = event.attributes
+    return (
+        a.origin,
+        a.as_path,
+        a.as_set,
+        a.next_hop,
+        a.med,
+        a.local_pref,
+        a.communities,
+        a.large_communities,
+    )
+
+
+def one_prefix_v6(
+    prefix: str, next_hop: str = "2001:db8::1", med: int = 10, path_id: int | None = None
+) -> bytes:
+    """An UPDATE as FRR's BMP sends it: one IPv6 prefix, MP_REACH between other attributes."""
+    reach = mp_reach(2, 1, ipaddress.IPv6Address(next_hop).packed, nlri(prefix, path_id))
+    after = attr(4, struct.pack("!I", med), 0x80) + attr(8, struct.pack("!HH", 65001, 7), 0xC0)
+    return update(attributes=attr(1, b"\x00") + attr(2, as_path((2, (65001, 65002)))) + reach + after)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("addpath", [ADDPATH_NONE, ADDPATH_IPV6])
+def test_one_prefix_ipv6_updates_share_a_cached_head_with_the_same_attributes(
+    strict: bool, addpath: int
+) -> None:
+    cached = Decoder(strict=strict)
+    bodies = []
+    for i, prefix in enumerate(["2001:db8::/32", "2001:db8:1::/48", "2001:db8:1:2::/64", "2001:db8::/32"]):
+        path_id = i + 1 if addpath else None
+        bodies.append(one_prefix_v6(prefix, path_id=path_id))
+        bodies.append(one_prefix_v6(prefix, med=11, path_id=path_id))  # other bytes after MP_REACH
+        bodies.append(one_prefix_v6(prefix, next_hop="2001:db8::2", path_id=path_id))  # other next hop
+    for body in bodies:
+        fresh = Decoder(strict=strict)  # no cache: the reference decoding
+        got, want = cached(body, addpath=addpath), fresh(body, addpath=addpath)
+        assert [(type(e), e.family, e.prefixes, fields(e)) for e in got] == [
+            (type(e), e.family, e.prefixes, fields(e)) for e in want
+        ]
+    # One head per distinct (attributes, next hop): the prefix lengths do not split them.
+    assert len(cached.decoder.attr_heads[4]) == 3
+    assert cached.problems == [] and cached.stats.announcements == len(bodies)
+    hits = [e for e in cached(bodies[0], addpath=addpath) + cached(bodies[9], addpath=addpath)]
+    assert hits[0].attributes is hits[1].attributes  # interned as before: the pool gives one object
+    assert fields(hits[0]) == ("igp", (65001, 65002), (), "2001:db8::1", 10, None, ((65001, 7),), ())
+
+
+def test_the_head_cache_is_bounded_and_skips_blocks_that_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bgpwatch.ingest.bgp_update._CACHE_LIMIT", 4)
+    decode = Decoder()
+    for med in range(20):
+        events = decode(one_prefix_v6("2001:db8::/32", med=med))
+        assert fields(events[0])[4] == med
+        assert len(decode.decoder.attr_heads[4]) <= 5
+    # A prefix cut after a good one inside MP_REACH is reported on every UPDATE: such a block is not cached.
+    reach = mp_reach(2, 1, bytes(16), nlri("2001:db8::/32") + bytes([64, 0x20, 0x01]))
+    body = update(attributes=BASE + reach)
+    before = dict(decode.decoder.attr_heads[4])
+    decode(body)
+    decode(body)
+    assert [p[0] for p in decode.problems] == ["truncated_nlri", "truncated_nlri"]
+    assert decode.decoder.attr_heads[4] == before
+    # An MP_UNREACH beside MP_REACH takes the full decoding (no head), withdrawals first as before.
+    both = update(
+        attributes=BASE
+        + mp_unreach(2, 1, nlri("2001:db8:9::/48"))
+        + mp_reach(2, 1, bytes(16), nlri("2001:db8::/32"))
+    )
+    assert [type(e) for e in decode(both)] == [Withdraw, Announce]
+    assert decode.decoder.attr_heads[4] == before
