@@ -105,24 +105,16 @@ class UpdateDecoder:
     ) -> None:
         self.pool = pool
         self.stats: UpdateCounts = stats if stats is not None else UpdateStats()
-        self._report = bad if bad is not None else _ignore
-        self._bads = 0  # reports so far: a block whose decoding reported is not cached by its head
+        self._bad = bad if bad is not None else _ignore
         self.strict = strict
         self._addresses: dict[bytes, str] = {}
         self._as_paths: dict[int, dict[bytes, tuple]] = {2: {}, 4: {}}
         # Attribute block bytes -> decoded result, one cache per ASN size (2, 4).
         self.attr_blobs: dict[int, dict[bytes, tuple]] = {2: {}, 4: {}}
-        # The same with MP_REACH's NLRI cut out -> (args, family, safi, next hop, args6): BMP
-        # speakers send one prefix per UPDATE, repeating everything else of the block.
-        self.attr_heads: dict[int, dict[bytes, tuple]] = {2: {}, 4: {}}
         self._communities: dict[bytes, tuple] = {}
         self._large: dict[bytes, tuple] = {}
         # Live ADD-PATH ids: peer -> (family, prefix key) -> path ids.
         self.paths: dict[str, dict[tuple[int, int], set[int]]] = {}
-
-    def _bad(self, reason: str, detail: str) -> None:
-        self._bads += 1
-        self._report(reason, detail)
 
     def forget(self, peer: str) -> None:
         """Drop the ADD-PATH state of one peer."""
@@ -323,92 +315,6 @@ class UpdateDecoder:
         hit = blobs.get(blob)
         if hit is not None:
             return hit
-        head = self._head(buf, pos, end)
-        if head is not None:
-            key, family, safi, nlri, nlri_end = head
-            heads = self.attr_heads[asn_len]
-            hit = heads.get(key)
-            if hit is not None:
-                args, _, _, next_hop, args6 = hit
-                bit = addpath & (1 if family == 4 else 2)
-                return (
-                    args,
-                    None,
-                    [(family, safi, next_hop, self._prefixes(buf, nlri, nlri_end, family, bit))],
-                    args6,
-                )
-            bads = self._bads
-            result = self._decode_attributes(buf, pos, end, asn_len, addpath, blob)
-            args, unreach, reach, args6 = result
-            if self._bads == bads and unreach is None and reach is not None and len(reach) == 1:
-                if len(heads) > _CACHE_LIMIT:
-                    heads.clear()
-                heads[key] = (args, family, safi, reach[0][2], args6)
-            return result
-        return self._decode_attributes(buf, pos, end, asn_len, addpath, blob)
-
-    def _head(self, buf: bytes, pos: int, end: int) -> tuple | None:
-        """Return (key, family, safi, NLRI start, NLRI end) of a block whose first MP_REACH holds NLRI.
-
-        The key is the block without that NLRI (the bytes before MP_REACH's value, its AFI, SAFI,
-        next hop and SNPAs, the bytes after it), prefixed with the length of the part before so
-        that two different blocks cannot share it.  None: no such MP_REACH, an MP_UNREACH before
-        it, or anything unusual (the full decoding handles those).
-        """
-        start = pos
-        reach = None
-        while pos < end:
-            if buf[pos] & 0x10:
-                if pos + 4 > end:
-                    return None
-                code = buf[pos + 1]
-                value = pos + 4
-                alen = (buf[pos + 2] << 8) | buf[pos + 3]
-            else:
-                if pos + 3 > end:
-                    return None
-                code = buf[pos + 1]
-                value = pos + 3
-                alen = buf[pos + 2]
-            aend = value + alen
-            if aend > end:
-                return None
-            if code == 14:
-                # The rest is part of the key, and a head is cached only after the full decoding
-                # of such a block found nothing wrong in it: no need to walk it here.
-                reach = (pos, value, aend)
-                break
-            if code == 15:
-                return None
-            pos = aend
-        if reach is None:
-            return None
-        head, value, aend = reach
-        if (
-            aend - value < 5
-            or buf[value] != 0
-            or buf[value + 1] not in (1, 2)
-            or buf[value + 2] not in (1, 2, 3)
-        ):
-            return None
-        nlri = value + 4 + buf[value + 3]
-        if nlri >= aend:
-            return None
-        snpa = buf[nlri]
-        nlri += 1
-        for _ in range(snpa):
-            if nlri >= aend:
-                return None
-            nlri += 1 + buf[nlri]
-        if nlri >= aend:
-            return None
-        key = _U16.pack(head - start) + buf[start:head] + buf[value:nlri] + buf[aend:end]
-        return key, 4 if buf[value + 1] == 1 else 6, buf[value + 2], nlri, aend
-
-    def _decode_attributes(
-        self, buf: bytes, pos: int, end: int, asn_len: int, addpath: int, blob: bytes | None = None
-    ) -> tuple:
-        """Decode an attribute block (see `attributes`); cache it by ``blob`` when it holds no prefix."""
         origin = "incomplete"
         as_path: tuple[int, ...] = ()
         as_set: tuple[int, ...] = ()
@@ -491,8 +397,7 @@ class UpdateDecoder:
         result = (args, unreach, reach, args6)
         # Cacheable when no prefix sits inside it: IPv4 UPDATEs and RIB entries (whose MP_REACH
         # holds only a next hop) repeat the same attribute bytes over and over.
-        if blob is not None and unreach is None and (reach is None or not any(entry[3] for entry in reach)):
-            blobs = self.attr_blobs[asn_len]
+        if unreach is None and (reach is None or not any(entry[3] for entry in reach)):
             if len(blobs) > _CACHE_LIMIT:
                 blobs.clear()
             blobs[blob] = result
