@@ -11,7 +11,8 @@ demo: setup
 	$(BIN)/bgpwatch demo
 
 test: setup
-	$(BIN)/pytest -q -ra -n 2 --dist loadfile --durations=25
+	$(BIN)/pytest -q -ra -n 2 --dist loadfile --durations=25 -m "not solo"
+	$(BIN)/pytest -q -ra -m solo
 
 lint: setup
 	$(BIN)/ruff check bgpwatch tests bench

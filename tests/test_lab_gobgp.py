@@ -28,7 +28,7 @@ from tests.lab import DEFAULT_SITES, Lab, lab_available
 from tests.lab.daemon import LabDaemon
 
 REASON = lab_available(("bird", "gobgp"))
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(REASON is not None, reason=str(REASON))]
+pytestmark = [pytest.mark.lab, pytest.mark.solo, pytest.mark.skipif(REASON is not None, reason=str(REASON))]
 
 STRICT = os.environ.get("BGPWATCH_LAB_STRICT", "1") != "0"
 RESTART_TIME = 10  # GoBGP's graceful-restart restart time in this lab (s); hold time 9 s
