@@ -604,6 +604,18 @@ def end_of_rib(buf: bytes, pos: int, end: int) -> tuple[int, int] | None:
     return _U16.unpack_from(buf, end - 3)[0], buf[end - 1]
 
 
+def _attribute_header(buf: bytes, at: int, aend: int) -> tuple[int, int, int] | None:
+    """Return (type code, value start, value size) of the path attribute at ``at``; None when its header is cut."""
+    if aend - at < 3:
+        return None
+    code = buf[at + 1]
+    if buf[at] & 0x10:  # extended length
+        if aend - at < 4:
+            return None
+        return code, at + 4, (buf[at + 2] << 8) | buf[at + 3]
+    return code, at + 3, buf[at + 2]
+
+
 def nlri_fields(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]] | None:
     """Return (family, start, stop) of the unicast prefix lists in the UPDATE body ``buf[pos:end]``.
 
@@ -629,17 +641,10 @@ def nlri_fields(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]] | 
         fields.append((4, aend, end))
     at = astart
     while at < aend:
-        if aend - at < 3:
+        header = _attribute_header(buf, at, aend)
+        if header is None:
             return None
-        flags, code = buf[at], buf[at + 1]
-        if flags & 0x10:
-            if aend - at < 4:
-                return None
-            size = (buf[at + 2] << 8) | buf[at + 3]
-            at += 4
-        else:
-            size = buf[at + 2]
-            at += 3
+        code, at, size = header
         stop = at + size
         if stop > aend:
             return None
@@ -703,17 +708,10 @@ def as_path_width(buf: bytes, pos: int, end: int) -> int | None:
         return None
     aend = min(at + _U16.unpack_from(buf, at - 2)[0], end)
     while at < aend:
-        if aend - at < 3:
+        header = _attribute_header(buf, at, aend)
+        if header is None:
             return None
-        flags, code = buf[at], buf[at + 1]
-        if flags & 0x10:
-            if aend - at < 4:
-                return None
-            size = (buf[at + 2] << 8) | buf[at + 3]
-            at += 4
-        else:
-            size = buf[at + 2]
-            at += 3
+        code, at, size = header
         if code == 2:
             stop = min(at + size, aend)
             two, four = _segments_fit(buf, at, stop, 2), _segments_fit(buf, at, stop, 4)
