@@ -62,6 +62,10 @@ __all__ = [
     "Site",
     "Sink",
     "StorageConfig",
+    "OutsideConfig",
+    "RisLiveInput",
+    "RpkiConfig",
+    "RtrServer",
     "WatchedPrefix",
     "WebhookSink",
     "check_config",
@@ -252,6 +256,29 @@ def _check_url(value: Any) -> str:
     return value
 
 
+def _check_ws_url(value: Any) -> str:
+    # A RIS Live endpoint (or a local test server): ws:// or wss://, never echoed (it may carry a key).
+    expected = "expected a ws:// or wss:// URL with a host"
+    if not isinstance(value, str):
+        raise _expected(expected)
+    try:
+        parts = urlsplit(value)
+        _ = parts.port
+    except ValueError:
+        raise _problem(f"{expected} (the URL does not parse)") from None
+    if parts.scheme not in ("ws", "wss"):
+        raise _problem(f"{expected}, got another scheme" if parts.scheme else expected)
+    if not parts.hostname:
+        raise _problem(expected)
+    return value
+
+
+def _check_ratio(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise _expected("expected a share between 0 and 1, such as 0.5")
+    return float(value)
+
+
 def _check_md5(value: Any) -> Any:
     expected = (
         f"expected a password of 1-{MD5_MAX_BYTES} printable ASCII characters, without quotes or backslashes"
@@ -307,6 +334,7 @@ RouterId = Annotated[str, BeforeValidator(_check_router_id)]
 Prefix = Annotated[str, BeforeValidator(_canonical_prefix)]
 ListenAddress = Annotated[str, BeforeValidator(_check_listen)]
 Url = Annotated[str, BeforeValidator(_check_url)]
+WsUrl = Annotated[str, BeforeValidator(_check_ws_url)]
 Md5Password = Annotated[SecretStr, BeforeValidator(_check_md5)]
 Token = Annotated[SecretStr, BeforeValidator(_check_secret)]
 FilePath = Annotated[Path, BeforeValidator(_check_path)]
@@ -472,7 +500,78 @@ class BmpInput(_Model):
     accept_unknown: Flag = True
 
 
-Input = Annotated[ExabgpInput | BmpInput, Field(discriminator="type")]
+class RisLiveInput(_Model):
+    """RIS Live (RIPE NCC's WebSocket stream of public route collectors): the outside view of our prefixes.
+
+    Routes heard here are public peers' routes, kept apart from bgpwatch's own vantage points
+    (`bgpwatch.outside`); they never make a site down, only say what the internet sees.
+    """
+
+    type: Literal["rislive"] = "rislive"
+    url: WsUrl = "wss://ris-live.ripe.net/v1/ws/?client=bgpwatch"
+    # Subscribed prefixes (with their more-specifics); empty: every site prefix and watched prefix.
+    prefixes: list[Prefix] = []
+    more_specific: Flag = True
+    # Also subscribe to every route whose origin is one of these ASes (our AS announcing what it should not).
+    origins: list[Asn] = []
+    # RIS route collectors to hear (rrc00, rrc21, ...); empty: all of them.
+    hosts: list[Name] = []
+    # Public peers kept (allow; empty: all) and dropped (deny, e.g. a stale feeder): an address or an AS number.
+    peers_allow: list[Address | Asn] = []
+    peers_deny: list[Address | Asn] = []
+    # No frame at all (pongs included) for this long: the feed is silent, reported as the feed's
+    # fault; the outside view is frozen (never read as prefixes lost) until it speaks again.
+    silence: Annotated[int, _int_check(5, 3600, "expected a number of seconds (5-3600)")] = 60
+    ping_every: Annotated[int, _int_check(1, 600, "expected a number of seconds (1-600)")] = 15
+    # Reconnect back-off: from the first to the last, doubling, with jitter.
+    reconnect_min: Annotated[int, _int_check(1, 600, "expected a number of seconds (1-600)")] = 1
+    reconnect_max: Annotated[int, _int_check(1, 3600, "expected a number of seconds (1-3600)")] = 60
+    max_frame_bytes: Annotated[int, _int_check(4096, 16 << 20, "expected bytes (4096-16777216)")] = 1 << 20
+
+
+Input = Annotated[ExabgpInput | BmpInput | RisLiveInput, Field(discriminator="type")]
+
+
+class UpstreamRule(_Model):
+    """The ASes allowed as the first hop after ours (the AS just before the origin) for a site or a prefix."""
+
+    site: Name | None = None
+    prefix: Prefix | None = None
+    asns: list[Asn] = Field(min_length=1)
+
+
+class VisibilityRule(_Model):
+    """External visibility thresholds for a site's prefixes or one prefix (overriding the detector's)."""
+
+    site: Name | None = None
+    prefix: Prefix | None = None
+    # Fire when fewer public peers than this see the prefix ...
+    min_peers: Annotated[int, _int_check(0, 100_000, "expected a number of peers (0-100000)")] | None = None
+    # ... or when this share of the public peers that saw it no longer do (0-1).
+    max_loss: Annotated[float, BeforeValidator(_check_ratio)] | None = None
+
+
+class OutsideConfig(_Model):
+    """What the outside view (RIS Live) is judged against."""
+
+    upstreams: list[UpstreamRule] = []
+    visibility: list[VisibilityRule] = []
+
+
+class RtrServer(_Model):
+    """An RPKI cache speaking RTR over plain TCP (RFC 8210, falling back to RFC 6810)."""
+
+    address: ListenAddress  # HOST:PORT of the cache, e.g. 127.0.0.1:8282
+    # Used until the cache's End of Data gives its own (RFC 8210 6): seconds.
+    refresh: Annotated[int, _int_check(1, 86400, "expected a number of seconds (1-86400)")] = 3600
+    retry: Annotated[int, _int_check(1, 7200, "expected a number of seconds (1-7200)")] = 600
+    expire: Annotated[int, _int_check(600, 172800, "expected a number of seconds (600-172800)")] = 7200
+
+
+class RpkiConfig(_Model):
+    """RPKI origin validation: VRPs from RTR caches, in order of preference."""
+
+    rtr: list[RtrServer] = []
 
 
 class RecordingConfig(_Model):
@@ -518,6 +617,8 @@ class Config(_Model):
     # Per-detector parameters, validated by bgpwatch.detect.
     detectors: dict[str, dict[str, Any]] = {}
     watched_prefixes: list[WatchedPrefix] = []
+    outside: OutsideConfig = OutsideConfig()
+    rpki: RpkiConfig = RpkiConfig()
 
     _source: Path | None = PrivateAttr(default=None)
     _peers: tuple[Peer, ...] = PrivateAttr()
@@ -589,6 +690,11 @@ class Config(_Model):
     def bmp(self) -> BmpInput | None:
         """Return the BMP input, if one is configured."""
         return next((item for item in self.inputs if isinstance(item, BmpInput)), None)
+
+    @property
+    def rislive(self) -> RisLiveInput | None:
+        """Return the RIS Live input, if one is configured."""
+        return next((item for item in self.inputs if isinstance(item, RisLiveInput)), None)
 
     @property
     def exabgp_enabled(self) -> bool:
