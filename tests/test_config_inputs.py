@@ -68,7 +68,7 @@ inputs:
       - {name: r3, site: par1, address: 192.0.2.9}
       - {name: r4, site: "Secret Token 1234", sys_name: x}
   - type: bmp
-  - type: rislive
+  - type: kafka
 """,
         )
     )
