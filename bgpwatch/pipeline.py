@@ -46,7 +46,10 @@ from bgpwatch.ingest.bmp_lines import parse_line as parse_bmp_line
 from bgpwatch.ingest.control import RELAY_TAG, parse_control
 from bgpwatch.ingest.exabgp_json import DEFAULT_MAX_CLOCK_SKEW, ExaBGPJsonParser, IngestError, StreamClock
 from bgpwatch.ingest.reasons import COLLECTOR
+from bgpwatch.ingest.ris_lines import FEED_UP, RIS_TAG, RisLine
+from bgpwatch.ingest.ris_lines import parse_line as parse_ris_line
 from bgpwatch.monitors import STATION_STOPPING
+from bgpwatch.outside import OutsideView
 from bgpwatch.rib import AttributePool, Rib, RouteChanges
 from bgpwatch.sessions import IDLE, SessionTable
 
@@ -70,6 +73,10 @@ class Consumer(Protocol):
     """What the detection layer implements to receive the stream."""
 
     def process(self, event: Event, changes: list[RouteChanges]) -> None: ...
+
+    def process_outside(self, event: Event, changes: list[RouteChanges], now: float) -> None: ...
+
+    def outside_changed(self, now: float) -> None: ...
 
     def tick(self, now: float) -> None: ...
 
@@ -103,6 +110,8 @@ class Pipeline:
         self._bmp: Any = None
         self._bmp_addresses: dict[str, str] = {}  # connection -> router address (recordings)
         self._bmp_current: dict[str, str] = {}  # router name -> the connection it is heard on
+        # The outside view (RIS Live): public peers' routes, in a RIB of their own (bgpwatch.outside).
+        self.outside = OutsideView(config, self.pool)
 
     # -- input ------------------------------------------------------------------------
     def feed_line(self, line: bytes, source: str = "exabgp", worker: int | None = None) -> None:
@@ -114,6 +123,9 @@ class Pipeline:
                 return
             if line.startswith(BMP_TAG):
                 self._bmp_record(line)
+                return
+            if line.startswith(RIS_TAG):
+                self._ris_record(line)
                 return
             try:
                 events = self.parser.parse(line)
@@ -251,6 +263,52 @@ class Pipeline:
         else:
             self.bmp_connected(record.conn, record.address, record.at)
 
+    # -- RIS Live (the outside view) ----------------------------------------------------------
+    def feed_outside(self, frame: bytes, at: float) -> bool:
+        """Apply one RIS Live frame received at ``at``; return False when it was rejected (never raises)."""
+        outside = self.outside
+        try:
+            events = outside.parse(frame, at)
+        except IngestError as exc:
+            self.reject(exc.reason, exc.detail, "rislive")
+            return False
+        except Exception:
+            self._internal_error("rislive")
+            return False
+        try:
+            consumer = self.consumer
+            for event in events:
+                changes = outside.apply(event)
+                if consumer is not None:
+                    consumer.process_outside(event, changes, at)
+        except Exception:
+            self._internal_error("rislive")
+        return True
+
+    def outside_feed(self, up: bool, at: float, reason: str) -> None:
+        """The RIS Live feed came up (subscribed) or went down (closed, silent, refused)."""
+        try:
+            if self.outside.feed_changed(up, at, reason) and self.consumer is not None:
+                self.consumer.outside_changed(at)
+        except Exception:
+            self._internal_error("rislive")
+
+    def _ris_record(self, line: bytes) -> None:
+        """Play back one recorded RIS Live line (see `bgpwatch.ingest.ris_lines`)."""
+        try:
+            record = parse_ris_line(line)
+        except IngestError as exc:
+            self.reject(exc.reason, exc.detail, "recording")
+            return
+        self.applied += 1
+        self._ris_replay(record)
+
+    def _ris_replay(self, record: RisLine) -> None:
+        if record.frame is not None:
+            self.feed_outside(record.frame, record.at)
+        else:
+            self.outside_feed(record.feed == FEED_UP, record.at, record.reason)
+
     def _internal_error(self, source: str) -> None:
         """Count an internal error on an input and log it with its traceback (once per minute)."""
         self.errors["internal_error"] += 1
@@ -295,6 +353,9 @@ class Pipeline:
         """Apply one normalised event (`worker`: the ExaBGP worker it came through) unless its time is out of range."""
         if type(event) is BmpLine:
             self._bmp_replay(event)  # a recorded BMP message: decoded here, where the BMP state is
+            return
+        if type(event) is RisLine:
+            self._ris_replay(event)  # a recorded RIS Live frame: the outside view's own state
             return
         try:
             verdict = self.clock.judge(event.at)

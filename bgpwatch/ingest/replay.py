@@ -36,6 +36,8 @@ from bgpwatch.events import Announce, Event, SessionState, Withdraw
 from bgpwatch.ingest.bmp_lines import BMP_TAG
 from bgpwatch.ingest.bmp_lines import parse_line as parse_bmp_line
 from bgpwatch.ingest.mrt import MrtError, MrtReader, MrtStats, compression_of, open_decompressed
+from bgpwatch.ingest.ris_lines import RIS_TAG
+from bgpwatch.ingest.ris_lines import parse_line as parse_ris_line
 from bgpwatch.rib.attributes import AttributePool
 
 log = logging.getLogger(__name__)
@@ -209,6 +211,10 @@ def _json_lines(
                     # A BMP message as it arrived: decoded by the pipeline's BMP parser (it keeps state).
                     events = [parse_bmp_line(line)]
                     stats.not_emitted["bmp_records"] += 1
+                elif line.startswith(RIS_TAG):
+                    # A RIS Live frame as it arrived: applied by the pipeline to its outside view.
+                    events = [parse_ris_line(line)]
+                    stats.not_emitted["ris_records"] += 1
                 else:
                     events = parser.parse(line)
             except IngestError as exc:

@@ -152,6 +152,9 @@ class RisLiveParser:
         self.errors: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
         self._addresses: dict[str, str] = {}
+        # The envelope of the last message parsed: its collector and its peer's AS (the outside view's).
+        self.host: str | None = None
+        self.peer_asn: int | None = None
 
     def parse(self, line: bytes | str) -> list[Event]:
         """Return the events of one frame; raise IngestError (counted in ``errors``) if it is invalid."""
@@ -238,6 +241,9 @@ class RisLiveParser:
     # -- BGP messages ---------------------------------------------------------------------------
     def _message(self, data: dict[str, Any]) -> list[Event]:
         kind = data.get("type")
+        host = data.get("host")
+        self.host = host if type(host) is str and len(host) <= 64 else None
+        self.peer_asn = self._peer_as(data)
         if kind == "UPDATE":
             return self._update(data)
         if kind == "RIS_PEER_STATE":
