@@ -152,7 +152,13 @@ class Daemon:
             from bgpwatch.detect.engine import DetectionEngine
         except ImportError:
             return None
-        return DetectionEngine(config, self.pipeline.rib, self.emit, sessions=self.pipeline.sessions)
+        return DetectionEngine(
+            config,
+            self.pipeline.rib,
+            self.emit,
+            sessions=self.pipeline.sessions,
+            outside=self.pipeline.outside,
+        )
 
     def _attach_planned(self) -> None:
         if self.engine is not None:

@@ -92,8 +92,20 @@ class OwnPrefix:
     lost: dict[str, float] = field(default_factory=dict)  # peers that withdrew it -> when
 
     def upstreams(self) -> Counter[int]:
-        """Return how many public peers route it through each upstream AS."""
-        return Counter(s.upstream for s in self.seeing.values() if s.upstream is not None)
+        """Return how many public peers route it through each upstream AS (routes with our origin only:
+        behind a foreign origin, the AS before it is the hijacker's neighbour, not our upstream)."""
+        origins = self.origins
+        return Counter(
+            s.upstream for s in self.seeing.values() if s.upstream is not None and s.origin in origins
+        )
+
+    def upstream_peers(self) -> dict[int, set[str]]:
+        """Return the public peers routing it through each upstream AS (our origin only)."""
+        found: dict[int, set[str]] = {}
+        for peer, s in self.seeing.items():
+            if s.upstream is not None and s.origin in self.origins:
+                found.setdefault(s.upstream, set()).add(peer)
+        return found
 
 
 class OutsideView:

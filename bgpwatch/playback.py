@@ -181,7 +181,9 @@ def replay(
     from bgpwatch.pipeline import Pipeline
 
     pipeline = Pipeline(config)
-    engine = DetectionEngine(config, pipeline.rib, on_transition, sessions=pipeline.sessions)
+    engine = DetectionEngine(
+        config, pipeline.rib, on_transition, sessions=pipeline.sessions, outside=pipeline.outside
+    )
     pipeline.consumer = engine
     stats = ReplayStats()
     feed = pipeline.feed_event

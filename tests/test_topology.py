@@ -318,11 +318,12 @@ def test_detector_params_are_validated(tmp_path: Path, config) -> None:
         "cfg.yaml: detectors.site_down.for: expected a number between 0 and 3600, got 'soon'",
         "cfg.yaml: detectors.site_down.bogus: unknown parameter (expected one of: enabled, for, keep, severity)",
         "cfg.yaml: detectors.nope: unknown detector (expected one of: bogon_route, collector_degraded, "
-        "mass_withdrawal, monitor_lost, more_specific, not_converged, origin_change, path_detour, path_length_jump, "
-        "planned_work, "
+        "external_stale_routes, external_visibility, "
+        "mass_withdrawal, monitor_lost, more_specific, not_converged, origin_change, outside_feed, path_detour, "
+        "path_length_jump, planned_work, "
         "reserved_asn, "
         "service_unreachable, session_down, site_down, stale_routes, topology, topology_split, "
-        "update_storm, visibility_loss)",
+        "update_storm, upstream_change, visibility_loss)",
         "cfg.yaml: detectors.topology.visibility_threshold: expected a number between 0.01 and 1, got 2",
     ]
     assert (

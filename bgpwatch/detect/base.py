@@ -204,6 +204,7 @@ def _ensure_loaded() -> None:
         collector,
         monitors,
         origins,
+        outside,
         paths,
         planned_work,
         sessions,

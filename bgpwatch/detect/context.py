@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from bgpwatch.alerts.lifecycle import Alert, AlertBook, AlertKey, Finding
     from bgpwatch.config import Config
     from bgpwatch.detect.engine import DetectionEngine
+    from bgpwatch.outside import OutsideView
     from bgpwatch.sessions import SessionTable
     from bgpwatch.topology import SiteModel, Topology
 
@@ -89,6 +90,11 @@ class DetectionContext:
         return self._engine.now
 
     @property
+    def outside(self) -> OutsideView:
+        """Return the outside view (public peers' routes, RIS Live), read only."""
+        return self._engine.outside
+
+    @property
     def planned(self) -> Any:
         """Return the planned-work owner (maintenance windows, drains), or None."""
         return self._engine.planned
@@ -116,13 +122,16 @@ class DetectionContext:
                     yield address, family, table
 
     def peer_loaded(self, address: str) -> bool:
-        """Tell whether a peer's initial table is in."""
-        return self._engine.sessions.loaded(address)
+        """Tell whether a peer's initial table is in (a public peer's: always, RIS Live sends no table)."""
+        return self._engine.sessions.loaded(address) or address in self._engine.outside.peers
 
     def peer_up(self, address: str) -> bool:
         """Tell whether a peer's session is up."""
         return self._engine.sessions.is_up(address)
 
     def peer_identity(self, address: str) -> tuple[str, str | None, int | None]:
-        """Return a peer's name, site and AS."""
+        """Return a peer's name, site and AS (a public peer: "rrc00 AS3356 192.0.2.1", no site)."""
+        outside = self._engine.outside
+        if address in outside.peers:
+            return outside.peer_name(address), None, outside.peer_as(address)
         return self._engine.sessions.identity(address)

@@ -57,6 +57,7 @@ from bgpwatch.detect.base import (
     validate_detector_params,
 )
 from bgpwatch.detect.context import DetectionContext
+from bgpwatch.detect.outside import JUDGE_OUTSIDE_ROUTES, OutsideDetector
 from bgpwatch.events import (
     CollectorShutdown,
     CollectorStatus,
@@ -68,6 +69,7 @@ from bgpwatch.events import (
     Tick,
 )
 from bgpwatch.monitors import MonitorChange
+from bgpwatch.outside import OutsideView
 from bgpwatch.planned import PlannedWork, sites_from_config
 from bgpwatch.sessions import CHANGE_DOWN, CHANGE_UP, SessionTable
 from bgpwatch.topology import DOWN, LIVE, UNKNOWN, SiteModel, Topology
@@ -106,8 +108,11 @@ class DetectionEngine:
         registry: CollectorRegistry | None = None,
         history_size: int = 1000,
         sessions: SessionTable | None = None,
+        outside: OutsideView | None = None,
     ) -> None:
         self.rib = rib
+        # The outside view (public peers, RIS Live): the pipeline's, or the engine's own when fed directly.
+        self.outside: OutsideView = outside if outside is not None else OutsideView(config, rib.pool)
         self.emit = emit
         self.book = AlertBook(emit, history_size=history_size)
         # The one owner of session state: the pipeline's table (or, fed directly, the engine's own);
@@ -136,6 +141,8 @@ class DetectionEngine:
             raise DetectorConfigError(problems)
         self.config = config
         self.model = SiteModel(config)
+        if previous is not None:
+            self.outside.reconfigure(config)
         settings = resolve_params(REGISTRY["topology"], params.get("topology") or {})
         convergence = resolve_params(REGISTRY["not_converged"], params.get("not_converged") or {})
         flaps = resolve_params(REGISTRY["session_down"], params.get("session_down") or {})
@@ -165,6 +172,8 @@ class DetectionEngine:
         self._event_detectors = [d for d in detectors if type(d).on_event is not Detector.on_event]
         self._session_detectors = [d for d in detectors if type(d).on_session is not Detector.on_session]
         self._monitor_detectors = [d for d in detectors if type(d).on_monitor is not Detector.on_monitor]
+        self._outside_route_detectors = [d for d in detectors if d.name in JUDGE_OUTSIDE_ROUTES]
+        self._outside_detectors = [d for d in detectors if isinstance(d, OutsideDetector)]
 
     def _carry_over(self, previous: Topology) -> None:
         """Keep site states across a reload, then count the RIB again (sessions keep theirs: one owner)."""
@@ -298,6 +307,43 @@ class DetectionEngine:
         self.book.advance(now)
         if self.relearning:
             self._check_relearn(now)
+
+    def process_outside(self, event: Event, changes: list[RouteChanges], now: float) -> None:
+        """Take one public peer's event (RIS Live) after the outside view applied it, at arrival time ``now``."""
+        if self.now is not None and now < self.now:
+            now = self.now  # the outside feed never moves the clock back
+        if (
+            self._last_tick is None
+            or now - self._last_tick >= SELF_TICK
+            or self.topology.next_deadline <= now
+        ):
+            self.tick(now)
+        self.now = now
+        self.book.advance(now)
+        if changes or isinstance(event, SessionState):
+            # Hijacks seen from the outside: judged by the route detectors, one alert whoever saw it.
+            for detector in self._outside_route_detectors:
+                try:
+                    detector.on_event(event, changes, now)
+                except Exception:
+                    self._detector_failed(detector, "on_event")
+            self._evaluate_outside(now)
+        self.book.advance(now)
+
+    def outside_changed(self, now: float) -> None:
+        """The outside feed went up or down: re-derive the outside conditions."""
+        if self.now is not None and now < self.now:
+            now = self.now
+        self.tick(now)
+        self._evaluate_outside(now)
+        self.book.advance(now)
+
+    def _evaluate_outside(self, now: float) -> None:
+        for detector in self._outside_detectors:
+            try:
+                detector.evaluate(now)
+            except Exception:
+                self._detector_failed(detector, "evaluate")
 
     def _monitor_change(self, change: MonitorChange | None, now: float) -> None:
         """Follow what a BMP router reported (its monitoring session, one of its BGP sessions)."""
