@@ -63,7 +63,7 @@ def register(cls: type[Source]) -> type[Source]:
 
 def _ensure_loaded() -> None:
     # The source modules register themselves on import.
-    from bgpwatch.ingest.sources import bmp, exabgp  # noqa: F401
+    from bgpwatch.ingest.sources import bmp, exabgp, rislive  # noqa: F401
 
 
 def build_sources(host: SourceHost, config: Config) -> list[Source]:
