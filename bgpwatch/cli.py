@@ -643,6 +643,45 @@ def topology(config_path, api_url, as_json, dot) -> None:
     click.echo(render_text(data, width=output_width()))
 
 
+@main.command()
+@client_options
+@click.argument("prefix", required=False)
+def outside(config_path, api_url, as_json, prefix) -> None:
+    """Show what the internet sees of our prefixes (RIS Live): public peers, upstreams, origins, losses."""
+    from urllib.parse import quote
+
+    path = "/api/v1/outside" + (f"?prefix={quote(prefix, safe='')}" if prefix else "")
+    data = fetch(config_path, api_url, path)
+    if as_json:
+        emit_json(data)
+        return
+    feed = data.get("feed") or {}
+    if not feed.get("configured"):
+        click.echo("no outside view: add an input of type rislive (see config/bgpwatch.example.yaml)")
+    state = "up" if feed.get("up") else "down"
+    click.echo(
+        f"RIS Live feed {state} since {when(feed.get('since'))}: {feed.get('reason')}; "
+        f"{feed.get('frames', 0)} frames, {feed.get('public_peers', 0)} public peers"
+    )
+    rows = []
+    for item in data.get("prefixes") or []:
+        upstreams = ", ".join(f"AS{a} ({n})" for a, n in list(item["upstreams"].items())[:4]) or "-"
+        foreign = [o for o in item["origins"] if int(o) not in item["expected_origins"]]
+        rows.append(
+            [
+                item["prefix"],
+                ",".join(item["sites"]) or "watched",
+                f"{item['public_peers']}/{item['public_peers_seen']}",
+                item["lost"],
+                upstreams,
+                ", ".join(f"AS{o}" for o in foreign) or "-",
+                len(item["more_specifics"]),
+            ]
+        )
+    headers = ["prefix", "site", "peers now/seen", "lost", "upstreams", "foreign origins", "more-specifics"]
+    click.echo(table(rows, headers, ("upstreams",), optional=("more-specifics",)))
+
+
 @main.group(invoke_without_command=True)
 @client_options
 @click.pass_context

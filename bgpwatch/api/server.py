@@ -479,6 +479,14 @@ def build_app(daemon: Daemon) -> web.Application:
         no_params(request)
         return _json(daemon.topology())
 
+    async def outside(request: web.Request) -> web.Response:
+        params = query_params(request.query, ("prefix",))
+        view = daemon.pipeline.outside
+        prefix = params.get("prefix")
+        if prefix is not None and view.prefix(prefix) is None:
+            raise BadRequest(f"prefix: {_show(prefix)} is not one of our prefixes (a site or watched prefix)")
+        return _json(view.to_dict(prefix))
+
     async def topology_dot(request: web.Request) -> web.Response:
         no_params(request)
         return web.Response(text=daemon.topology_dot(), content_type="text/vnd.graphviz")
@@ -555,6 +563,7 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/v1/prefixes", prefixes)
     app.router.add_get("/api/v1/routers", routers)
     app.router.add_get("/api/v1/topology", topology)
+    app.router.add_get("/api/v1/outside", outside)
     app.router.add_get("/api/v1/topology.dot", topology_dot)
     app.router.add_get("/api/v1/alerts", alerts)
     app.router.add_get("/api/v1/transitions", transitions)

@@ -466,6 +466,14 @@ class DetectionEngine:
         """Return the topology and the active alerts, JSON-ready."""
         data = self.topology.snapshot(self.now)
         data["alerts"] = self.book.active()
+        if self.outside.configured or self.outside.peers:
+            data["outside"] = {
+                "feed": self.outside.feed_status(),
+                "prefixes": {
+                    item.text: {"public_peers": len(item.seeing), "public_peers_seen": len(item.ever)}
+                    for item in self.outside.own.values()
+                },
+            }
         data["collector"] = {
             "sessions_lost": sorted(self.topology.vps[a].info.name for a in self.collector_lost)
         }

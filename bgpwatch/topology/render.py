@@ -94,6 +94,19 @@ def _render(snapshot: dict[str, Any], width: int | None) -> str:
     lost = (snapshot.get("collector") or {}).get("sessions_lost") or []
     if lost:
         lines += ["", "sessions lost on bgpwatch's side (collector): " + ", ".join(lost)]
+    outside = snapshot.get("outside")
+    if outside:
+        feed = outside.get("feed") or {}
+        seen = ", ".join(
+            f"{prefix} {v['public_peers']}/{v['public_peers_seen']}"
+            for prefix, v in (outside.get("prefixes") or {}).items()
+            if v.get("public_peers_seen")
+        )
+        lines += [
+            "",
+            f"outside (RIS Live, feed {'up' if feed.get('up') else 'down'}: {feed.get('reason')}): "
+            f"{feed.get('public_peers', 0)} public peers; prefixes seen now/since up: {seen or 'none yet'}",
+        ]
     firing = snapshot.get("alerts") or []
     lines += ["", f"alerts firing: {len(firing)}" + (" (bgpwatch alerts)" if firing else "")]
     return "\n".join(lines)
