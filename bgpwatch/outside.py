@@ -133,6 +133,8 @@ class OutsideView:
         """Take the own prefixes and the filters from a (re)loaded configuration."""
         source = getattr(config, "rislive", None)
         self.configured = source is not None
+        if source is not None:
+            self.parser.max_line_bytes = source.max_frame_bytes  # a reload may change it
         self.hosts = frozenset(source.hosts) if source is not None else frozenset()
         allow = list(source.peers_allow) if source is not None else []
         deny = list(source.peers_deny) if source is not None else []
