@@ -49,7 +49,11 @@ inputs:
     assert isinstance(bmp, BmpInput) and bmp.listen == "0.0.0.0:11019"
     assert bmp.routers[0].address == "2001:db8::1"  # canonical
     assert bmp.max_message_bytes == 1 << 20 and bmp.max_errors == 100 and bmp.accept_unknown
-    assert set(source_types()) == {"bmp", "exabgp"} and set(REGISTRY) == {"bmp", "exabgp"}
+    assert set(source_types()) == {"bmp", "exabgp", "rislive"} and set(REGISTRY) == {
+        "bmp",
+        "exabgp",
+        "rislive",
+    }
 
 
 def test_every_mistake_is_named(tmp_path: Path) -> None:
