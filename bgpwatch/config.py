@@ -24,7 +24,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType, NoneType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -238,39 +238,30 @@ def _check_listen(value: Any) -> str:
     return f"{host}:{int(port_text)}"
 
 
-def _check_url(value: Any) -> str:
-    # Webhook URLs often carry the secret in their path: say what is wrong, never echo it.
-    expected = "expected an http:// or https:// URL with a host"
-    if not isinstance(value, str):
-        raise _expected(expected)
-    try:
-        parts = urlsplit(value)
-        _ = parts.port  # raises ValueError on a bad port
-    except ValueError:
-        raise _problem(f"{expected} (the URL does not parse)") from None
-    if parts.scheme not in ("http", "https"):
-        # The scheme is not quoted: "user:password@host" parses as the scheme "user".
-        raise _problem(f"{expected}, got another scheme" if parts.scheme else expected)
-    if not parts.hostname:
-        raise _problem(expected)
-    return value
+def _url_check(schemes: tuple[str, ...], expected: str) -> Callable[[Any], str]:
+    """Return a check of a URL with one of ``schemes`` and a host; the URL is never echoed."""
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _expected(expected)
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # raises ValueError on a bad port
+        except ValueError:
+            raise _problem(f"{expected} (the URL does not parse)") from None
+        if parts.scheme not in schemes:
+            # The scheme is not quoted: "user:password@host" parses as the scheme "user".
+            raise _problem(f"{expected}, got another scheme" if parts.scheme else expected)
+        if not parts.hostname:
+            raise _problem(expected)
+        return value
+
+    return check
 
 
-def _check_ws_url(value: Any) -> str:
-    # A RIS Live endpoint (or a local test server): ws:// or wss://, never echoed (it may carry a key).
-    expected = "expected a ws:// or wss:// URL with a host"
-    if not isinstance(value, str):
-        raise _expected(expected)
-    try:
-        parts = urlsplit(value)
-        _ = parts.port
-    except ValueError:
-        raise _problem(f"{expected} (the URL does not parse)") from None
-    if parts.scheme not in ("ws", "wss"):
-        raise _problem(f"{expected}, got another scheme" if parts.scheme else expected)
-    if not parts.hostname:
-        raise _problem(expected)
-    return value
+# Webhook URLs often carry the secret in their path, RIS Live URLs a key in their query.
+_check_url = _url_check(("http", "https"), "expected an http:// or https:// URL with a host")
+_check_ws_url = _url_check(("ws", "wss"), "expected a ws:// or wss:// URL with a host")
 
 
 def _check_ratio(value: Any) -> float:

@@ -91,21 +91,18 @@ class OwnPrefix:
     ever: dict[str, float] = field(default_factory=dict)  # public peers that routed it, last announced
     lost: dict[str, float] = field(default_factory=dict)  # peers that withdrew it -> when
 
-    def upstreams(self) -> Counter[int]:
-        """Return how many public peers route it through each upstream AS (routes with our origin only:
-        behind a foreign origin, the AS before it is the hijacker's neighbour, not our upstream)."""
-        origins = self.origins
-        return Counter(
-            s.upstream for s in self.seeing.values() if s.upstream is not None and s.origin in origins
-        )
-
     def upstream_peers(self) -> dict[int, set[str]]:
-        """Return the public peers routing it through each upstream AS (our origin only)."""
+        """Return the public peers routing it through each upstream AS (routes with our origin only:
+        behind a foreign origin, the AS before it is the hijacker's neighbour, not our upstream)."""
         found: dict[int, set[str]] = {}
         for peer, s in self.seeing.items():
             if s.upstream is not None and s.origin in self.origins:
                 found.setdefault(s.upstream, set()).add(peer)
         return found
+
+    def upstreams(self) -> Counter[int]:
+        """Return how many public peers route it through each upstream AS (our origin only)."""
+        return Counter({asn: len(peers) for asn, peers in self.upstream_peers().items()})
 
 
 class OutsideView:
@@ -291,10 +288,6 @@ class OutsideView:
         peer = self.peers.get(key)
         return peer.asn if peer is not None else None
 
-    def is_public(self, key: str) -> bool:
-        """Tell whether a peer key is a public peer's (these never name a configured session)."""
-        return key in self.peers
-
     def prefix(self, text: str) -> OwnPrefix | None:
         """Return the own prefix written ``text`` (any spelling of it), or None."""
         try:
@@ -320,9 +313,13 @@ class OutsideView:
                     s.origin for s in item.seeing.values() if s.origin is not None
                 ).most_common()
             },
-            "lost_peers": [self.peer_name(p) for p in sorted(item.lost, key=item.lost.get)][:samples],
+            "lost_peers": self.lost_peer_names(item, samples),
             "more_specifics": more_specifics[:samples],
         }
+
+    def lost_peer_names(self, item: OwnPrefix, samples: int = 10) -> list[str]:
+        """Return the first public peers (by time) that withdrew an own prefix."""
+        return [self.peer_name(p) for p in sorted(item.lost, key=item.lost.get)][:samples]
 
     def more_specifics(self, item: OwnPrefix) -> list[dict[str, Any]]:
         """Return the more-specifics of an own prefix that public peers route, with their origins."""

@@ -269,11 +269,7 @@ class DetectionEngine:
         if isinstance(event, Tick):
             self.tick(now)
             return
-        if (
-            self._last_tick is None
-            or now - self._last_tick >= SELF_TICK
-            or self.topology.next_deadline <= now
-        ):
+        if self._tick_due(now):
             self.tick(now)  # first what was due before this event, on the state before it
         session = self.sessions.apply(event)
         self.now = now
@@ -308,15 +304,19 @@ class DetectionEngine:
         if self.relearning:
             self._check_relearn(now)
 
+    def _tick_due(self, now: float) -> bool:
+        """Tell whether the clock must tick before an event at ``now`` (the self-tick, or a deadline passed)."""
+        return (
+            self._last_tick is None
+            or now - self._last_tick >= SELF_TICK
+            or self.topology.next_deadline <= now
+        )
+
     def process_outside(self, event: Event, changes: list[RouteChanges], now: float) -> None:
         """Take one public peer's event (RIS Live) after the outside view applied it, at arrival time ``now``."""
         if self.now is not None and now < self.now:
             now = self.now  # the outside feed never moves the clock back
-        if (
-            self._last_tick is None
-            or now - self._last_tick >= SELF_TICK
-            or self.topology.next_deadline <= now
-        ):
+        if self._tick_due(now):
             self.tick(now)
         self.now = now
         self.book.advance(now)

@@ -48,6 +48,7 @@ class OutsideDetector(Detector):
     """Base of the outside-view detectors: re-derive only when the view or the site states changed."""
 
     order = 70  # after the site detectors, whose alerts they join
+    frozen_while_down: ClassVar[bool] = True  # the feed down: what was stated stays as it was
 
     def __init__(self, ctx: Any, params: Any = None) -> None:
         super().__init__(ctx, params)
@@ -75,8 +76,6 @@ class OutsideDetector(Detector):
         if not outside.feed_up and self.frozen_while_down:
             return  # the feed's fault: what was stated stays as it was
         self.sync(self.findings(now), now)
-
-    frozen_while_down: ClassVar[bool] = True
 
     def findings(self, now: float) -> list[Finding]:
         """Return the conditions holding now."""
@@ -178,13 +177,12 @@ class ExternalVisibilityDetector(OutsideDetector):
                 f"external visibility loss: {where} {item.text} is seen by {seeing} of {baseline} public peers "
                 f"({lost} lost it{' since ' + iso_ms(first_lost) if first_lost is not None else ''}); {context}"
             )
-            view = self.outside.describe_prefix(item, SAMPLES)
             annotations = {
                 "public_peers": seeing,
                 "public_peers_seen": baseline,
                 "lost": lost,
-                "upstreams": view["upstreams"],
-                "lost_peers": view["lost_peers"],
+                "upstreams": {str(asn): n for asn, n in item.upstreams().most_common()},
+                "lost_peers": self.outside.lost_peer_names(item, SAMPLES),
                 "threshold": {"min_peers": min_peers, "max_loss": max_loss},
             }
             found.append(self.finding(labels, summary, item.text, annotations, cause=cause, since=first_lost))
@@ -222,8 +220,8 @@ class ExternalStaleRoutesDetector(OutsideDetector):
             seen: set[str] = set()
             prefixes = []
             for item in items:
-                counts = item.upstreams()
-                for asn, holders in item.upstream_peers().items():
+                holders_by_upstream = item.upstream_peers()
+                for asn, holders in holders_by_upstream.items():
                     by_upstream.setdefault(asn, set()).update(holders)
                 peers.update(item.seeing)
                 seen.update(item.ever)
@@ -232,7 +230,10 @@ class ExternalStaleRoutesDetector(OutsideDetector):
                         "prefix": item.text,
                         "public_peers": len(item.seeing),
                         "public_peers_seen": len(item.ever),
-                        "upstreams": {str(a): n for a, n in counts.most_common()},
+                        "upstreams": {
+                            str(a): len(h)
+                            for a, h in sorted(holders_by_upstream.items(), key=lambda i: -len(i[1]))
+                        },
                     }
                 )
             upstreams = Counter({asn: len(holders) for asn, holders in by_upstream.items()})

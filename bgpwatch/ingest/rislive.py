@@ -243,7 +243,7 @@ class RisLiveParser:
         kind = data.get("type")
         host = data.get("host")
         self.host = host if type(host) is str and len(host) <= 64 else None
-        self.peer_asn = self._peer_as(data)
+        self.peer_asn = self._peer_as(data)  # validated here: a line is accepted or rejected as a whole
         if kind == "UPDATE":
             return self._update(data)
         if kind == "RIS_PEER_STATE":
@@ -268,12 +268,11 @@ class RisLiveParser:
             raise _bad("bad_field", "data.state", text, "connected, up or down")
         host = data.get("host")
         reason = f"ris-live {host} {text}" if type(host) is str else f"ris-live {text}"
-        return [SessionState(at, peer, state, reason, self._peer_as(data))]
+        return [SessionState(at, peer, state, reason, self.peer_asn)]
 
     def _update(self, data: dict[str, Any]) -> list[Event]:
         at = self._time(data)
         peer = self._address(data.get("peer"), "data.peer")
-        self._peer_as(data)  # validated: a line is accepted or rejected as a whole
         events: list[Event] = []
         withdrawals = data.get("withdrawals")
         if withdrawals is not None:
