@@ -158,6 +158,7 @@ class Daemon:
             self.emit,
             sessions=self.pipeline.sessions,
             outside=self.pipeline.outside,
+            rpki=self.pipeline.rpki,
         )
 
     def _attach_planned(self) -> None:

@@ -48,9 +48,12 @@ from bgpwatch.ingest.exabgp_json import DEFAULT_MAX_CLOCK_SKEW, ExaBGPJsonParser
 from bgpwatch.ingest.reasons import COLLECTOR
 from bgpwatch.ingest.ris_lines import FEED_UP, RIS_TAG, RisLine
 from bgpwatch.ingest.ris_lines import parse_line as parse_ris_line
+from bgpwatch.ingest.rpki_lines import RPKI_TAG, RpkiLine
+from bgpwatch.ingest.rpki_lines import parse_line as parse_rpki_line
 from bgpwatch.monitors import STATION_STOPPING
 from bgpwatch.outside import OutsideView
 from bgpwatch.rib import AttributePool, Rib, RouteChanges
+from bgpwatch.rpki.state import RpkiState
 from bgpwatch.sessions import IDLE, SessionTable
 
 if TYPE_CHECKING:
@@ -77,6 +80,8 @@ class Consumer(Protocol):
     def process_outside(self, event: Event, changes: list[RouteChanges], now: float) -> None: ...
 
     def outside_changed(self, now: float) -> None: ...
+
+    def rpki_changed(self, now: float) -> None: ...
 
     def tick(self, now: float) -> None: ...
 
@@ -112,6 +117,9 @@ class Pipeline:
         self._bmp_current: dict[str, str] = {}  # router name -> the connection it is heard on
         # The outside view (RIS Live): public peers' routes, in a RIB of their own (bgpwatch.outside).
         self.outside = OutsideView(config, self.pool)
+        # RPKI (bgpwatch.rpki.state): the VRP table the detectors validate against; live, the RTR
+        # client writes it, in a replay the recorded bgpwatch-rpki lines do.
+        self.rpki = RpkiState(configured=bool(getattr(getattr(config, "rpki", None), "rtr", None)))
 
     # -- input ------------------------------------------------------------------------
     def feed_line(self, line: bytes, source: str = "exabgp", worker: int | None = None) -> None:
@@ -126,6 +134,9 @@ class Pipeline:
                 return
             if line.startswith(RIS_TAG):
                 self._ris_record(line)
+                return
+            if line.startswith(RPKI_TAG):
+                self._rpki_record(line)
                 return
             try:
                 events = self.parser.parse(line)
@@ -309,6 +320,36 @@ class Pipeline:
         else:
             self.outside_feed(record.feed == FEED_UP, record.at, record.reason)
 
+    # -- RPKI -------------------------------------------------------------------------------
+    def rpki_changed(self, at: float) -> None:
+        """The VRP table or its usability changed (an RTR End of Data, an expiry): re-judge."""
+        try:
+            if self.consumer is not None:
+                self.consumer.rpki_changed(at)
+        except Exception:
+            self._internal_error("rtr")
+
+    def _rpki_record(self, line: bytes) -> None:
+        """Play back one recorded RPKI line (see `bgpwatch.ingest.rpki_lines`)."""
+        try:
+            record = parse_rpki_line(line)
+        except IngestError as exc:
+            self.reject(exc.reason, exc.detail, "recording")
+            return
+        self.applied += 1
+        self._rpki_replay(record)
+
+    def _rpki_replay(self, record: RpkiLine) -> None:
+        state = self.rpki
+        state.configured = True
+        try:
+            state.load(record.vrps, record.at, record.origin or "recording")
+            state.set_usable(record.usable, record.at, record.reason)
+        except ValueError as exc:  # an impossible VRP slipped through: the record is bad, not bgpwatch
+            self.reject("bad_rpki_record", str(exc), "recording")
+            return
+        self.rpki_changed(record.at)
+
     def _internal_error(self, source: str) -> None:
         """Count an internal error on an input and log it with its traceback (once per minute)."""
         self.errors["internal_error"] += 1
@@ -356,6 +397,9 @@ class Pipeline:
             return
         if type(event) is RisLine:
             self._ris_replay(event)  # a recorded RIS Live frame: the outside view's own state
+            return
+        if type(event) is RpkiLine:
+            self._rpki_replay(event)  # a recorded RPKI state: the table the detectors judge against
             return
         try:
             verdict = self.clock.judge(event.at)

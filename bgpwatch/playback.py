@@ -182,7 +182,12 @@ def replay(
 
     pipeline = Pipeline(config)
     engine = DetectionEngine(
-        config, pipeline.rib, on_transition, sessions=pipeline.sessions, outside=pipeline.outside
+        config,
+        pipeline.rib,
+        on_transition,
+        sessions=pipeline.sessions,
+        outside=pipeline.outside,
+        rpki=pipeline.rpki,
     )
     pipeline.consumer = engine
     stats = ReplayStats()

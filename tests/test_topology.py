@@ -321,7 +321,7 @@ def test_detector_params_are_validated(tmp_path: Path, config) -> None:
         "external_stale_routes, external_visibility, "
         "mass_withdrawal, monitor_lost, more_specific, not_converged, origin_change, outside_feed, path_detour, "
         "path_length_jump, planned_work, "
-        "reserved_asn, "
+        "reserved_asn, rpki_cache, rpki_invalid, rpki_not_found, "
         "service_unreachable, session_down, site_down, stale_routes, topology, topology_split, "
         "update_storm, upstream_change, visibility_loss)",
         "cfg.yaml: detectors.topology.visibility_threshold: expected a number between 0.01 and 1, got 2",

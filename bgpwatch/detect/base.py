@@ -207,6 +207,7 @@ def _ensure_loaded() -> None:
         outside,
         paths,
         planned_work,
+        rpki,
         sessions,
         sites,
     )

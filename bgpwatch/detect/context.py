@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from bgpwatch.config import Config
     from bgpwatch.detect.engine import DetectionEngine
     from bgpwatch.outside import OutsideView
+    from bgpwatch.rpki.state import RpkiState
     from bgpwatch.sessions import SessionTable
     from bgpwatch.topology import SiteModel, Topology
 
@@ -93,6 +94,11 @@ class DetectionContext:
     def outside(self) -> OutsideView:
         """Return the outside view (public peers' routes, RIS Live), read only."""
         return self._engine.outside
+
+    @property
+    def rpki(self) -> RpkiState:
+        """Return the RPKI state (the VRP table and whether it is usable), read only."""
+        return self._engine.rpki
 
     @property
     def planned(self) -> Any:

@@ -58,6 +58,7 @@ from bgpwatch.detect.base import (
 )
 from bgpwatch.detect.context import DetectionContext
 from bgpwatch.detect.outside import JUDGE_OUTSIDE_ROUTES, OutsideDetector
+from bgpwatch.detect.rpki import RpkiDetector
 from bgpwatch.events import (
     CollectorShutdown,
     CollectorStatus,
@@ -71,6 +72,7 @@ from bgpwatch.events import (
 from bgpwatch.monitors import MonitorChange
 from bgpwatch.outside import OutsideView
 from bgpwatch.planned import PlannedWork, sites_from_config
+from bgpwatch.rpki.state import RpkiState
 from bgpwatch.sessions import CHANGE_DOWN, CHANGE_UP, SessionTable
 from bgpwatch.topology import DOWN, LIVE, UNKNOWN, SiteModel, Topology
 
@@ -109,8 +111,11 @@ class DetectionEngine:
         history_size: int = 1000,
         sessions: SessionTable | None = None,
         outside: OutsideView | None = None,
+        rpki: RpkiState | None = None,
     ) -> None:
         self.rib = rib
+        # The RPKI state (VRP table, usability): the pipeline's, or the engine's own when fed directly.
+        self.rpki: RpkiState = rpki if rpki is not None else RpkiState()
         # The outside view (public peers, RIS Live): the pipeline's, or the engine's own when fed directly.
         self.outside: OutsideView = outside if outside is not None else OutsideView(config, rib.pool)
         self.emit = emit
@@ -174,6 +179,7 @@ class DetectionEngine:
         self._monitor_detectors = [d for d in detectors if type(d).on_monitor is not Detector.on_monitor]
         self._outside_route_detectors = [d for d in detectors if d.name in JUDGE_OUTSIDE_ROUTES]
         self._outside_detectors = [d for d in detectors if isinstance(d, OutsideDetector)]
+        self._rpki_detectors = [d for d in detectors if isinstance(d, RpkiDetector)]
 
     def _carry_over(self, previous: Topology) -> None:
         """Keep site states across a reload, then count the RIB again (sessions keep theirs: one owner)."""
@@ -338,6 +344,21 @@ class DetectionEngine:
         self._evaluate_outside(now)
         self.book.advance(now)
 
+    def rpki_changed(self, now: float) -> None:
+        """The VRP table or its usability changed (RTR End of Data, expiry, a recorded line): re-judge."""
+        if self.now is not None and now < self.now:
+            now = self.now  # the RTR client never moves the clock back
+        if self._tick_due(now):
+            self.tick(now)
+        self.now = now
+        self.book.advance(now)
+        for detector in self._rpki_detectors:
+            try:
+                detector.rpki_changed(now)
+            except Exception:
+                self._detector_failed(detector, "rpki_changed")
+        self.book.advance(now)
+
     def _evaluate_outside(self, now: float) -> None:
         for detector in self._outside_detectors:
             try:
@@ -474,6 +495,8 @@ class DetectionEngine:
                     for item in self.outside.own.values()
                 },
             }
+        if self.rpki.configured:
+            data["rpki"] = self.rpki.to_dict()
         data["collector"] = {
             "sessions_lost": sorted(self.topology.vps[a].info.name for a in self.collector_lost)
         }

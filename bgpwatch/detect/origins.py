@@ -368,22 +368,19 @@ def _watched(ctx: Any) -> list[Any]:
     return list(getattr(ctx.config, "watched_prefixes", None) or ())
 
 
-@register
-class OriginChangeDetector(RouteDetector):
-    """A protected prefix (watched or site) announced with an unexpected origin AS."""
+class ProtectedPrefixes:
+    """The prefixes bgpwatch protects (watched, site, anycast) and the origins expected for each.
 
-    name = "origin_change"
-    kind = "origin_change"
-    order = 40
-    defaults: ClassVar[dict[str, Any]] = {"severity": "critical", "keep": 60.0}
+    The one owner of "which origin may announce this": origin_change and rpki_invalid both ask it.
+    """
 
-    def _setup(self) -> None:
+    def __init__(self, ctx: Any) -> None:
         entries = []
-        for entry in _watched(self.ctx):
+        for entry in _watched(ctx):
             family, key = parse_prefix(entry.prefix)
             entries.append((family, key, frozenset(entry.origins)))
         self.watched = PrefixIndex(entries)
-        model = self.ctx.topology.model
+        model = ctx.topology.model
         self.model = model
         # An anycast prefix may be originated by any of its sites: the union of their ASes.
         self.anycast_origins: dict[tuple[int, int], frozenset[int]] = {
@@ -392,7 +389,7 @@ class OriginChangeDetector(RouteDetector):
         }
 
     def expected(self, family: int, key: int) -> tuple[int, int, frozenset[int], str | None] | None:
-        """Return (anchor prefix, expected origins, site) for a route, None when unprotected."""
+        """Return (family, anchor prefix, expected origins, site) for a route, None when unprotected."""
         found = self.watched.match(family, key)
         site_key = self.model.site_prefix(family, key)
         site = self.model.owner_of(family, site_key) if site_key is not None else None
@@ -404,6 +401,21 @@ class OriginChangeDetector(RouteDetector):
             return None
         origins = self.anycast_origins.get((family, site_key)) if self.anycast_origins else None
         return family, site_key, origins or self.model.site_as[site], site
+
+
+@register
+class OriginChangeDetector(RouteDetector):
+    """A protected prefix (watched or site) announced with an unexpected origin AS."""
+
+    name = "origin_change"
+    kind = "origin_change"
+    order = 40
+    defaults: ClassVar[dict[str, Any]] = {"severity": "critical", "keep": 60.0}
+
+    def _setup(self) -> None:
+        self.protected = ProtectedPrefixes(self.ctx)
+        self.model = self.protected.model
+        self.expected = self.protected.expected
 
     def judge(
         self, peer: str, family: int, key: int, before: PathAttributes | None, after: PathAttributes

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from bgpwatch.outside import OutsideView, OwnPrefix
 
 # Route-level detectors that also judge the public peers' routes (by their on_event).
-JUDGE_OUTSIDE_ROUTES = ("origin_change", "more_specific")
+JUDGE_OUTSIDE_ROUTES = ("origin_change", "more_specific", "rpki_invalid")
 SAMPLES = 10
 
 

@@ -38,6 +38,8 @@ from bgpwatch.ingest.bmp_lines import parse_line as parse_bmp_line
 from bgpwatch.ingest.mrt import MrtError, MrtReader, MrtStats, compression_of, open_decompressed
 from bgpwatch.ingest.ris_lines import RIS_TAG
 from bgpwatch.ingest.ris_lines import parse_line as parse_ris_line
+from bgpwatch.ingest.rpki_lines import RPKI_TAG
+from bgpwatch.ingest.rpki_lines import parse_line as parse_rpki_line
 from bgpwatch.rib.attributes import AttributePool
 
 log = logging.getLogger(__name__)
@@ -215,6 +217,10 @@ def _json_lines(
                     # A RIS Live frame as it arrived: applied by the pipeline to its outside view.
                     events = [parse_ris_line(line)]
                     stats.not_emitted["ris_records"] += 1
+                elif line.startswith(RPKI_TAG):
+                    # The RPKI state the live run judged against: applied by the pipeline to its table.
+                    events = [parse_rpki_line(line)]
+                    stats.not_emitted["rpki_records"] += 1
                 else:
                     events = parser.parse(line)
             except IngestError as exc:

@@ -18,6 +18,7 @@ IPv6 on the real RPKI), one dict lookup each.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -105,6 +106,7 @@ class VrpTable:
         self.version = 0
         self._changes: set[tuple[int, int]] = set()
         self._overflow = False
+        self._sorted: dict[tuple[int, int], tuple[int, list[int]]] = {}  # see within()
 
     def __len__(self) -> int:
         return self._count
@@ -221,6 +223,7 @@ class VrpTable:
                 self._note(vrp.family, vrp.key)
         self._index = {4: {}, 6: {}}
         self._lengths = {4: (), 6: ()}
+        self._sorted.clear()
         self._count = 0
         self.version += 1
 
@@ -255,6 +258,35 @@ class VrpTable:
             bucket = by_length[vrp_length].get((((network >> shift) << shift) << 8) | vrp_length)
             if bucket:
                 found.extend(sorted(bucket))
+        return found
+
+    def within(self, family: int, key: int) -> list[Vrp]:
+        """Return every VRP whose prefix is strictly more specific than the prefix ``key``.
+
+        Per prefix length, the keys of one length sort as their networks do, so the VRPs inside a
+        prefix are one contiguous range: two bisections in a sorted key list kept per length and
+        rebuilt only after the table changed.
+        """
+        by_length = self._index.get(family)
+        if not by_length:
+            return []
+        length = key & 0xFF
+        bits = MAX_LEN[family]
+        low_net = key >> 8
+        high_net = low_net + (1 << (bits - length))
+        found: list[Vrp] = []
+        for vrp_length in self._lengths[family]:
+            if vrp_length <= length:
+                continue
+            by_key = by_length[vrp_length]
+            cached = self._sorted.get((family, vrp_length))
+            if cached is None or cached[0] != self.version:
+                cached = self._sorted[(family, vrp_length)] = (self.version, sorted(by_key))
+            keys = cached[1]
+            start = bisect_left(keys, (low_net << 8) | vrp_length)
+            end = bisect_left(keys, high_net << 8)
+            for vrp_key in keys[start:end]:
+                found.extend(sorted(by_key[vrp_key]))
         return found
 
     def validate(self, family: int, key: int, origin: int | None) -> str:

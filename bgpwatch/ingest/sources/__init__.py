@@ -69,7 +69,13 @@ def _ensure_loaded() -> None:
 def build_sources(host: SourceHost, config: Config) -> list[Source]:
     """Return one source per entry of ``inputs:``, in config order."""
     _ensure_loaded()
-    return [REGISTRY[item.type](host, item) for item in config.inputs]
+    sources = [REGISTRY[item.type](host, item) for item in config.inputs]
+    rpki = getattr(config, "rpki", None)
+    if rpki is not None and rpki.rtr:
+        from bgpwatch.rpki.rtr import RtrSource  # RPKI caches: an input of their own section
+
+        sources.append(RtrSource(host, rpki))
+    return sources
 
 
 def source_types() -> list[str]:
