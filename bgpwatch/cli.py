@@ -552,6 +552,10 @@ def prefixes(config_path, api_url, as_json, peer, site, prefix, lookup, limit, r
         for r in data
     ]
     headers = ["prefix", "site", "peer", "next hop", "as path", "origin", "communities"]
+    if any("rpki" in r for r in data):  # RPKI configured: each route's validity (RFC 6811)
+        for row, r in zip(rows, data, strict=True):
+            row.insert(6, (r.get("rpki") or "-").replace("_", " "))
+        headers.insert(6, "rpki")
     click.echo(
         table(rows, headers, ("communities", "as path", "next hop"), optional=("origin", "communities"))
     )
@@ -680,6 +684,46 @@ def outside(config_path, api_url, as_json, prefix) -> None:
         )
     headers = ["prefix", "site", "peers now/seen", "lost", "upstreams", "foreign origins", "more-specifics"]
     click.echo(table(rows, headers, ("upstreams",), optional=("more-specifics",)))
+
+
+@main.command()
+@client_options
+@click.argument("prefix", required=False)
+def rpki(config_path, api_url, as_json, prefix) -> None:
+    """Show RPKI origin validation: the RTR data in use, and per own prefix its VRPs and routes' validity."""
+    from urllib.parse import quote
+
+    path = "/api/v1/rpki" + (f"?prefix={quote(prefix, safe='')}" if prefix else "")
+    data = fetch(config_path, api_url, path)
+    if as_json:
+        emit_json(data)
+        return
+    if not data.get("configured"):
+        click.echo("no RPKI data: add rpki.rtr caches (see config/bgpwatch.example.yaml)")
+    elif data.get("usable"):
+        click.echo(
+            f"RPKI usable since {when(data.get('since'))}: {data.get('vrps', 0)} VRPs from {data.get('origin')}, "
+            f"last End of Data {when(data.get('updated_at'))}"
+        )
+    else:
+        click.echo(f"RPKI not usable since {when(data.get('since'))}: {data.get('reason')}")
+    rows = []
+    for item in data.get("prefixes") or []:
+        routes = item.get("routes") or {}
+        invalid = item.get("origins", {}).get("invalid") or []
+        rows.append(
+            [
+                item["prefix"],
+                ", ".join(item["vrps"][:3]) + (" ..." if len(item["vrps"]) > 3 else "")
+                or "(none: NOT FOUND)",
+                routes.get("valid", 0),
+                routes.get("invalid", 0),
+                routes.get("not_found", 0),
+                ", ".join(f"AS{a}" for a in invalid) or "-",
+            ]
+        )
+    headers = ["prefix", "VRPs", "valid", "invalid", "not found", "invalid origins"]
+    click.echo(table(rows, headers, ("VRPs",), optional=("invalid origins",)))
 
 
 @main.group(invoke_without_command=True)

@@ -45,9 +45,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from bgpwatch.api.page import status_page
 from bgpwatch.events import LOC_RIB, POST_POLICY, PRE_POLICY, split_view_key
 from bgpwatch.rib.prefix import format_prefix, parse_address, parse_prefix
+from bgpwatch.rpki.state import protected_prefixes
 
 if TYPE_CHECKING:
     from bgpwatch.daemon import Daemon
+    from bgpwatch.rpki.state import RpkiState
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +186,7 @@ def bearer_matches(header: str, token: str) -> bool:
 # -- routes -------------------------------------------------------------------------------------
 def route_dict(daemon: Daemon, address: str, family: int, key: int, attrs) -> dict[str, Any]:
     """Return the contract's prefix object for one route."""
-    return _route(_peer_base(daemon, address, family), family, key, attrs)
+    return _route(_peer_base(daemon, address, family), family, key, attrs, daemon.pipeline.rpki)
 
 
 def _peer_base(daemon: Daemon, address: str, family: int) -> dict[str, Any]:
@@ -208,10 +210,39 @@ def _peer_base(daemon: Daemon, address: str, family: int) -> dict[str, Any]:
     }
 
 
-def _route(base: dict[str, Any], family: int, key: int, attrs) -> dict[str, Any]:
+def _route(base: dict[str, Any], family: int, key: int, attrs, rpki: RpkiState) -> dict[str, Any]:
     data = {"prefix": format_prefix(family, key), **base, "origin_as": attrs.origin_as}
     data.update(attrs.to_dict())
+    if rpki.configured:  # RFC 6811 validity of the route; None while no RTR data is usable
+        data["rpki"] = rpki.table.validate(family, key, attrs.origin_as) if rpki.usable else None
     return data
+
+
+def rpki_view(daemon: Daemon, prefix: str | None = None) -> dict[str, Any]:
+    """Return the RPKI state and, per protected prefix, its VRPs and the validity of its routes."""
+    state = daemon.pipeline.rpki
+    ribs = [daemon.pipeline.rib, daemon.pipeline.outside.rib]
+    result: dict[str, Any] = {**state.to_dict(), "prefixes": []}
+    for family, key in protected_prefixes(daemon.config):
+        text = format_prefix(family, key)
+        if prefix is not None and text != format_prefix(*parse_prefix(prefix)):
+            continue
+        entry: dict[str, Any] = {"prefix": text, "vrps": [str(v) for v in state.table.covering(family, key)]}
+        counts: dict[str, int] = {}
+        origins: dict[str, set[int | None]] = {}
+        if state.usable:
+            for rib in ribs:
+                for adj in rib.peers.values():
+                    attrs = adj.tables[family].get(key)
+                    if attrs is None:
+                        continue
+                    validity = state.table.validate(family, key, attrs.origin_as)
+                    counts[validity] = counts.get(validity, 0) + 1
+                    origins.setdefault(validity, set()).add(attrs.origin_as)
+        entry["routes"] = counts
+        entry["origins"] = {k: sorted(a for a in v if a is not None) for k, v in origins.items()}
+        result["prefixes"].append(entry)
+    return result
 
 
 def bmp_routers(daemon: Daemon) -> list[dict[str, Any]]:
@@ -365,8 +396,9 @@ def select_routes(daemon: Daemon, query: dict[str, str]) -> list[dict[str, Any]]
     parsed = RouteQuery.parse(daemon, query)
     if parsed.small:
         return parsed.point_routes(daemon)
+    rpki = daemon.pipeline.rpki
     return [
-        _route(base, family, key, attrs)
+        _route(base, family, key, attrs, rpki)
         for base, family, routes, keys in parsed.tables(daemon)
         for key in keys
         if (attrs := routes.get(key)) is not None
@@ -487,6 +519,20 @@ def build_app(daemon: Daemon) -> web.Application:
             raise BadRequest(f"prefix: {_show(prefix)} is not one of our prefixes (a site or watched prefix)")
         return _json(view.to_dict(prefix))
 
+    async def rpki(request: web.Request) -> web.Response:
+        params = query_params(request.query, ("prefix",))
+        prefix = params.get("prefix")
+        if prefix is not None:
+            try:
+                wanted = parse_prefix(prefix)
+            except ValueError as exc:
+                raise BadRequest(f"prefix: {_show(prefix)} is not a prefix ({exc})") from None
+            if wanted not in protected_prefixes(daemon.config):
+                raise BadRequest(
+                    f"prefix: {_show(prefix)} is not one of our prefixes (a site or watched prefix)"
+                )
+        return _json(rpki_view(daemon, prefix))
+
     async def topology_dot(request: web.Request) -> web.Response:
         no_params(request)
         return web.Response(text=daemon.topology_dot(), content_type="text/vnd.graphviz")
@@ -564,6 +610,7 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/v1/routers", routers)
     app.router.add_get("/api/v1/topology", topology)
     app.router.add_get("/api/v1/outside", outside)
+    app.router.add_get("/api/v1/rpki", rpki)
     app.router.add_get("/api/v1/topology.dot", topology_dot)
     app.router.add_get("/api/v1/alerts", alerts)
     app.router.add_get("/api/v1/transitions", transitions)
@@ -586,7 +633,7 @@ async def stream_routes(request: web.Request, daemon: Daemon, query: RouteQuery)
             for start in range(0, len(keys), STREAM_BATCH):
                 # Each route as it is when its batch is written; one withdrawn meanwhile is left out.
                 batch = [
-                    _route(base, family, key, attrs)
+                    _route(base, family, key, attrs, daemon.pipeline.rpki)
                     for key in keys[start : start + STREAM_BATCH]
                     if (attrs := routes.get(key)) is not None
                 ]
