@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -350,3 +351,136 @@ def test_a_malformed_answer_is_counted_reported_and_the_table_kept(tmp_path: Pat
     state = source.state
     assert state.usable and {str(v) for v in state.table} == {"203.0.113.0/26-27 AS65001"}
     assert source.servers[0].counts[reason] >= 1 and source.servers[0].last_error
+
+
+# -- the daemon ----------------------------------------------------------------------------------------
+def exabgp_line(kind: str, peer: str, peer_as: int, body: str) -> bytes:
+    head = (
+        f'{{ "exabgp": "5.0.0", "time": {time.time()}, "host": "t", "pid": 1, "ppid": 1, "counter": 1, '
+        f'"type": "{kind}", "neighbor": {{ "address": {{ "local": "192.0.2.1", "peer": "{peer}" }}, '
+        f'"asn": {{ "local": 65000, "peer": {peer_as} }}, "router-id": "192.0.2.254", '
+    )
+    return (head + body + " } }\n").encode()
+
+
+def update(peer: str, peer_as: int, path: list[int], prefixes: list[str]) -> bytes:
+    nlri = ", ".join(f'{{ "nlri": "{p}" }}' for p in prefixes)
+    return exabgp_line(
+        "update",
+        peer,
+        peer_as,
+        '"direction": "receive", "message": { "update": { "attribute": { "origin": "igp", '
+        f'"as-path": {{"0": {{"element": "as-sequence", "value": {path}}}}} }}, '
+        f'"announce": {{ "ipv4 unicast": {{ "{peer}": [ {nlri} ] }} }} }} }}',
+    )
+
+
+@needs_stayrtr
+def test_daemon_with_rtr_caches(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import sys
+
+    from tests.test_bmp_station import get, wait
+
+    cache = Stayrtr(tmp_path, VRPS_1)
+    api_port = free_port()
+    doc = yaml.safe_load((ROOT / "bgpwatch" / "data" / "paris.yaml").read_text())
+    doc["collector"]["exabgp"] = "external"
+    doc["collector"]["runtime_dir"] = str(tmp_path / "run")
+    doc["rpki"] = {"rtr": [{"address": f"127.0.0.1:{free_port()}"}, {"address": f"127.0.0.1:{cache.port}"}]}
+    doc["api"] = {"listen": f"127.0.0.1:{api_port}"}
+    doc["storage"] = {"path": str(tmp_path / "state" / "bgpwatch.db")}
+    doc["recording"] = {"path": str(tmp_path / "rec")}
+    path = tmp_path / "bgpwatch.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    bgpwatch = [sys.executable, "-m", "bgpwatch"]
+    env = {**os.environ, "COLUMNS": "250"}
+    log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([*bgpwatch, "run", "--config", str(path)], stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{api_port}"
+    try:
+        wait(lambda: (tmp_path / "run" / "relay.sock").exists())
+        relay = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        relay.connect(str(tmp_path / "run" / "relay.sock"))
+        relay.sendall(exabgp_line("state", "192.0.2.2", 65001, '"state": "up"'))
+        relay.sendall(update("192.0.2.2", 65001, [65001], ["203.0.113.0/27", "203.0.113.32/27"]))
+        status = wait(lambda: (s := _get(base + "/api/v1/rpki")) and s.get("usable") and s)
+        assert status["vrps"] == 4 and status["origin"] == f"127.0.0.1:{cache.port}"
+        routes = wait(lambda: (r := _get(base + "/api/v1/prefixes?peer=192.0.2.2")) and len(r) == 2 and r)
+        assert {r["rpki"] for r in routes} == {VALID}
+        # par1's ROA now names AS65009: its routes are INVALID, one page for the origin.
+        write_vrps(cache.cache, VRPS_2)
+        alert = wait(
+            lambda: next(
+                (a for a in _get(base + "/api/v1/alerts") or [] if a["kind"] == "rpki_invalid"), None
+            )
+        )
+        assert alert["labels"] == {"origin": "65001"} and alert["severity"] == "critical"
+        out = subprocess.run(
+            [*bgpwatch, "rpki", "--config", str(path), "203.0.113.0/27"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "RPKI usable" in out.stdout and "203.0.113.0/26-27 AS65009" in out.stdout
+        prefixes = subprocess.run(
+            [*bgpwatch, "prefixes", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
+        assert prefixes.returncode == 0 and "invalid" in prefixes.stdout
+        bad = subprocess.run(
+            [*bgpwatch, "rpki", "--config", str(path), "192.0.2.0/24"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert bad.returncode != 0 and "not one of our prefixes" in (bad.stderr + bad.stdout)
+        inputs = get(base + "/api/v1/status")["inputs"]
+        [rtr_status] = [i for i in inputs if i["type"] == "rtr"]
+        assert rtr_status["usable"] and rtr_status["servers"][0]["state"] == "down"
+        relay.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        log.close()
+        cache.stop()
+    text = (tmp_path / "daemon.log").read_text()
+    assert "Traceback" not in text and "connection refused" in text
+    # The recording replays to the same page.
+    replay = subprocess.run(
+        [
+            *bgpwatch,
+            "replay",
+            "--settle",
+            "30",
+            "--config",
+            str(path),
+            *map(str, sorted((tmp_path / "rec").iterdir())),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert replay.returncode == 0, replay.stderr
+    # The same page, at the same time (the peer's table counted loaded 10 s after it came up).
+    [line] = [x for x in replay.stdout.splitlines() if "rpki_invalid" in x]
+    assert "firing" in line and "origin=65001" in line and alert["fired_at"][:19] in line
+
+
+def _get(url: str):
+    try:
+        return get_json(url)
+    except OSError:
+        return None
+
+
+def get_json(url: str):
+    from tests.test_bmp_station import get
+
+    return get(url)
