@@ -139,3 +139,49 @@ def test_frames_close_silence_and_reconnect(tmp_path):
     )
     assert again.errors["invalid_json"] == 1 and not again.outside.feed_up
     assert orjson.loads(host.records[0])["bgpwatch-ris"]["feed"] == "up"
+
+
+def test_a_ris_error_frame_is_the_feed_down_reason_and_a_reconnect(tmp_path):
+    connections: list[float] = []
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        connections.append(time.monotonic())
+        await ws.send_str(FRAMES[0].decode())
+        if len(connections) == 1:
+            await ws.send_str('{"type": "ris_error", "data": {"message": "client too slow: dropped"}}')
+        async for _ in ws:
+            pass
+        return ws
+
+    async def scenario() -> tuple[RisLiveSource, list[tuple]]:
+        app = web.Application()
+        app.router.add_get("/v1/ws/", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        config = _config(tmp_path, f"ws://127.0.0.1:{port}/v1/ws/")
+        pipeline = Pipeline(config)
+        feed: list[tuple] = []
+        real = pipeline.outside_feed
+        pipeline.outside_feed = lambda up, at, reason: (feed.append((up, reason)), real(up, at, reason))
+        host = SimpleNamespace(pipeline=pipeline, config=config, record=lambda line: None, recorder=None)
+        fast = {"reconnect_min": 1, "reconnect_max": 2}
+        source = RisLiveSource(host, RisLiveInput.model_construct(**{**dict(config.rislive), **fast}))
+        await source.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(connections) < 2:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        await source.stop()
+        await runner.cleanup()
+        return source, feed
+
+    source, feed = asyncio.run(scenario())
+    assert [up for up, _ in feed][:3] == [True, False, True]
+    assert feed[1][1] == "the server reported an error: client too slow: dropped"
+    assert source.counts["ris_errors"] == 1 and source.host.pipeline.errors["ris_error"] == 1
+    assert len(connections) == 2

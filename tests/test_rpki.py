@@ -177,3 +177,17 @@ def test_recorded_rpki_lines_replay_to_the_same_validity(tmp_path: Path) -> None
     # A bad record is counted and changes nothing.
     pipeline.feed_line(b'{"bgpwatch-rpki": {"t": 1, "usable": true, "vrps": [["203.0.113.0/26", 8, 1]]}}')
     assert pipeline.errors["bad_rpki_record"] == 1 and len(pipeline.rpki.table) == 4
+
+
+def test_rpki_arriving_later_judges_the_routes_already_held(tmp_path: Path) -> None:
+    """Without RPKI the detector does nothing per route; a replay's first RPKI record catches up."""
+    h = Harness(tmp_path)
+    h.rpki.configured = False  # as a config without rpki.rtr replaying a recording that has RPKI lines
+    h.up(0)
+    h.announce(1, P1, ["203.0.113.0/27"], [65001])
+    assert h.engine.detectors and not next(d for d in h.engine.detectors if d.name == "rpki_invalid").held
+    h.rpki.configured = True
+    h.vrps(5, [("203.0.113.0/26", 27, 65009)])
+    h.until(10)
+    [own] = h.firing("rpki_invalid")
+    assert own["annotations"]["prefixes"] == ["203.0.113.0/27"]

@@ -69,8 +69,23 @@ class RpkiInvalidDetector(RouteDetector, RpkiDetector):
         # Every route inside a protected prefix, kept to re-judge it when the VRPs change.
         self.held: dict[tuple[str, int, int], PathAttributes] = {}
         self._judged_version: int | None = None
+        self._tracking = False  # self.held follows the routes (only once RPKI is configured)
+
+    def _scan(self) -> None:
+        """Take the protected routes of the RIB and of the outside view into self.held."""
+        expected = self.protected.expected
+        tables = list(self.ctx.tables())
+        for address, adj in self.ctx.outside.rib.peers.items():
+            tables.extend((address, family, adj.tables[family]) for family in (4, 6))
+        for address, family, table in tables:
+            for key, attrs in table.items():
+                if expected(family, key) is not None:
+                    self.held[(address, family, key)] = attrs
 
     def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
+        if not self.rpki.configured:
+            return  # no RPKI: nothing per route on the hot path (rpki_changed catches up if it comes)
+        self._tracking = True
         expected, held = self.protected.expected, self.held
         for change in changes:
             peer, family = change.peer, change.family
@@ -90,6 +105,9 @@ class RpkiInvalidDetector(RouteDetector, RpkiDetector):
         if not state.usable or self._judged_version == state.version:
             return
         self._judged_version = state.version
+        if not self._tracking:  # RPKI came with a replay's first record: take the routes held so far
+            self._tracking = True
+            self._scan()
         by_peer: dict[tuple[str, int], list[tuple[int, Any, Any]]] = {}
         for (peer, family, key), attrs in self.held.items():
             by_peer.setdefault((peer, family), []).append((key, attrs, attrs))

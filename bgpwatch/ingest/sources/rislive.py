@@ -167,9 +167,15 @@ class RisLiveSource(Source):
                 frame = message.data.encode()
                 self.frames += 1
                 self.last_frame_at = at
-                pipeline.feed_outside(frame, at)
+                accepted = pipeline.feed_outside(frame, at)
                 if recording:
                     self.host.record(frame_line(at, frame))
+                if not accepted and b'"ris_error"' in frame[:64]:
+                    # The server says frames were lost or refused (a client too slow, a subscription
+                    # it rejected): what the outside view holds may miss withdrawals. Start over.
+                    self.counts["ris_errors"] += 1
+                    await ws.close()
+                    return f"the server reported an error: {_ris_error_text(frame)}"
                 count += 1
                 if count % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
@@ -226,3 +232,14 @@ class RisLiveSource(Source):
             "reconnects": self.reconnects,
             "counts": dict(self.counts),
         }
+
+
+def _ris_error_text(frame: bytes) -> str:
+    """Return the printable message of a ris_error frame (bounded)."""
+    try:
+        data = orjson.loads(frame).get("data")
+    except (orjson.JSONDecodeError, AttributeError):
+        data = None
+    text = data.get("message") if isinstance(data, dict) else data
+    text = str(text) if text is not None else "no message"
+    return "".join(c if c.isprintable() else "?" for c in text[:200])
