@@ -200,3 +200,69 @@ def test_bad_recorded_lines_are_counted(tmp_path, bad):
 def test_pool_is_shared(tmp_path):
     pipeline, outside = _view(tmp_path)
     assert outside.pool is pipeline.pool and isinstance(outside.pool, AttributePool)
+
+
+def test_a_prefix_withdrawn_inside_but_still_routed_outside_joins_the_visibility_loss(tmp_path):
+    """par1 stops announcing 203.0.113.0/27 (every site loses it), public peers keep routing it."""
+    from bgpwatch.detect.engine import DetectionEngine
+    from bgpwatch.events import UP, Announce, EndOfRib, SessionState, Withdraw
+    from bgpwatch.rib.prefix import parse_prefix
+
+    doc = yaml.safe_load((ROOT / "bgpwatch" / "data" / "paris.yaml").read_text())
+    doc["storage"] = {"path": str(tmp_path / "db.sqlite")}
+    doc["inputs"] = [{"type": "exabgp"}, {"type": "rislive", "url": "ws://127.0.0.1:1/ws"}]
+    doc["detectors"] = {"external_stale_routes": {"for": 5}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    cfg = load_config(path)
+    pipeline = Pipeline(cfg)
+    out: list[dict] = []
+    engine = DetectionEngine(
+        cfg,
+        pipeline.rib,
+        out.append,
+        sessions=pipeline.sessions,
+        outside=pipeline.outside,
+        rpki=pipeline.rpki,
+    )
+    pipeline.consumer = engine
+    t0 = 1795699700.0
+    routers = {"192.0.2.2": 65001, "192.0.2.6": 65002, "192.0.2.10": 65003}
+    owners = {site.name: routers[site.peers[0].address] for site in cfg.sites}
+    for peer in routers:
+        for event in (SessionState(t0, peer, UP), EndOfRib(t0, peer, 4), EndOfRib(t0, peer, 6)):
+            pipeline.feed_event(event)
+    for peer, peer_as in routers.items():
+        for site in cfg.sites:
+            path_ = (peer_as,) if owners[site.name] == peer_as else (peer_as, owners[site.name])
+            attrs = pipeline.pool.intern(origin="igp", as_path=path_, next_hop=peer)
+            for family in (4, 6):
+                keys = tuple(k for f, k in map(parse_prefix, site.prefixes) if f == family)
+                pipeline.feed_event(Announce(t0 + 1, peer, family, keys, attrs))
+    pipeline.outside_feed(True, t0 + 1, "subscribed")
+    public = ["198.51.100.6", "198.51.100.7", "198.51.100.8"]
+    for peer in public:
+        pipeline.feed_outside(_frame(peer, 64501, [64501, 3356, 65001], ["203.0.113.0/27"]), t0 + 2)
+    for t in range(3, 20):
+        engine.tick(t0 + t)
+    assert not [x for x in out if x["state"] == "firing"], out
+    gone = parse_prefix("203.0.113.0/27")[1]
+    for peer in routers:
+        pipeline.feed_event(Withdraw(t0 + 20, peer, 4, (gone,)))
+    for t in range(21, 40):
+        engine.tick(t0 + t)
+    fired = [x for x in out if x["state"] == "firing"]
+    kinds = {x["kind"]: x for x in fired}
+    assert set(kinds) == {"visibility_loss", "external_stale_routes"}, fired
+    stale = kinds["external_stale_routes"]
+    assert stale["labels"] == {"site": "par1"} and stale["incident"] == kinds["visibility_loss"]["incident"]
+    assert (
+        "withdrew them (missing at every site), yet 3 of 3 public peers still route 203.0.113.0/27"
+        in (stale["summary"])
+    )
+    # The internet converges: resolved.
+    for peer in public:
+        pipeline.feed_outside(_frame(peer, 64501, None, ["203.0.113.0/27"]), t0 + 40)
+    for t in range(41, 60):
+        engine.tick(t0 + t)
+    assert [x["state"] for x in out if x["kind"] == "external_stale_routes"] == ["firing", "resolved"]

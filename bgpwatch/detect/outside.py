@@ -68,6 +68,7 @@ class OutsideDetector(Detector):
             outside.version,
             outside.feed_up,
             tuple(view.state for view in topology.states.values()),
+            tuple((site, tuple(found.items())) for site, found in topology.missing.items()),
             tuple(sorted(k for k in self.ctx.book.active_keys() if k[0] == "site_down")),
         )
         if signature == self._seen:
@@ -205,59 +206,79 @@ class ExternalStaleRoutesDetector(OutsideDetector):
     def findings(self, now: float) -> list[Finding]:
         outside = self.outside
         topology = self.ctx.topology
+        enough = self.p["min_peers"]
         found = []
         for site, view in topology.states.items():
-            if view.state not in (DOWN, SUSPECTED):
+            if view.state in (DOWN, SUSPECTED):
+                # Only the prefixes the site alone originates: an anycast prefix is still rightly announced.
+                items = [i for i in outside.own.values() if i.sites == (site,) and len(i.seeing) >= enough]
+                what = f"site {site} is {view.state}"
+                cause, since = self.site_cause((site,)), view.left_live_at
+            elif view.state == LIVE:
+                # The site is up but our own sites no longer route some of its prefixes (withdrawn
+                # everywhere: an export policy, a drained prefix), while the internet still does.
+                gone = [
+                    p
+                    for p, where in topology.missing.get(site, {}).items()
+                    if len(where) == len(topology.observers)
+                ]
+                items = [
+                    i
+                    for i in outside.own.values()
+                    if i.sites == (site,) and (i.family, i.key) in gone and len(i.seeing) >= enough
+                ]
+                what = f"site {site} withdrew them (missing at every site)"
+                cause, since = self.cause_if_active("visibility_loss", {"site": site}), None
+            else:
                 continue
-            # Only the prefixes the site alone originates: an anycast prefix is still rightly announced.
-            items = [
-                i for i in outside.own.values() if i.sites == (site,) and len(i.seeing) >= self.p["min_peers"]
-            ]
-            if not items:
-                continue
-            by_upstream: dict[int, set[str]] = {}
-            peers: set[str] = set()
-            seen: set[str] = set()
-            prefixes = []
-            for item in items:
-                holders_by_upstream = item.upstream_peers()
-                for asn, holders in holders_by_upstream.items():
-                    by_upstream.setdefault(asn, set()).update(holders)
-                peers.update(item.seeing)
-                seen.update(item.ever)
-                prefixes.append(
-                    {
-                        "prefix": item.text,
-                        "public_peers": len(item.seeing),
-                        "public_peers_seen": len(item.ever),
-                        "upstreams": {
-                            str(a): len(h)
-                            for a, h in sorted(holders_by_upstream.items(), key=lambda i: -len(i[1]))
-                        },
-                    }
-                )
-            upstreams = Counter({asn: len(holders) for asn, holders in by_upstream.items()})
-            worst = max(prefixes, key=lambda p: p["public_peers"])
-            top = max(upstreams, key=upstreams.get) if upstreams else None
-            through = f" through AS{top}" if top is not None else ""
-            summary = (
-                f"external stale routes: site {site} is {view.state}, yet {worst['public_peers']} of "
-                f"{worst['public_peers_seen']} public peers still route {worst['prefix']}{through}"
-                + (f" ({len(items)} prefixes of the site still announced outside)" if len(items) > 1 else "")
-                + (f"; upstreams: {_asns(upstreams)}" if upstreams else "")
-            )
-            since = view.left_live_at
-            annotations = {
-                "public_peers": len(peers),
-                "public_peers_seen": len(seen),
-                "upstreams": {str(a): n for a, n in upstreams.most_common()},
-                "prefixes": prefixes[:SAMPLES],
-                "peers": [outside.peer_name(p) for p in sorted(peers)][:SAMPLES],
-                "site_left_live_at": iso_ms(since) if since is not None else None,
-            }
-            cause = self.site_cause((site,))
-            found.append(self.finding({"site": site}, summary, site, annotations, cause=cause, since=since))
+            if items:
+                found.append(self._finding(site, what, items, cause, since))
         return found
+
+    def _finding(
+        self, site: str, what: str, items: list[OwnPrefix], cause: Any, since: float | None
+    ) -> Finding:
+        outside = self.outside
+        by_upstream: dict[int, set[str]] = {}
+        peers: set[str] = set()
+        seen: set[str] = set()
+        prefixes = []
+        for item in items:
+            holders_by_upstream = item.upstream_peers()
+            for asn, holders in holders_by_upstream.items():
+                by_upstream.setdefault(asn, set()).update(holders)
+            peers.update(item.seeing)
+            seen.update(item.ever)
+            prefixes.append(
+                {
+                    "prefix": item.text,
+                    "public_peers": len(item.seeing),
+                    "public_peers_seen": len(item.ever),
+                    "upstreams": {
+                        str(a): len(h)
+                        for a, h in sorted(holders_by_upstream.items(), key=lambda i: -len(i[1]))
+                    },
+                }
+            )
+        upstreams = Counter({asn: len(holders) for asn, holders in by_upstream.items()})
+        worst = max(prefixes, key=lambda p: p["public_peers"])
+        top = max(upstreams, key=upstreams.get) if upstreams else None
+        through = f" through AS{top}" if top is not None else ""
+        summary = (
+            f"external stale routes: {what}, yet {worst['public_peers']} of "
+            f"{worst['public_peers_seen']} public peers still route {worst['prefix']}{through}"
+            + (f" ({len(items)} prefixes of the site still announced outside)" if len(items) > 1 else "")
+            + (f"; upstreams: {_asns(upstreams)}" if upstreams else "")
+        )
+        annotations = {
+            "public_peers": len(peers),
+            "public_peers_seen": len(seen),
+            "upstreams": {str(a): n for a, n in upstreams.most_common()},
+            "prefixes": prefixes[:SAMPLES],
+            "peers": [outside.peer_name(p) for p in sorted(peers)][:SAMPLES],
+            "site_left_live_at": iso_ms(since) if since is not None else None,
+        }
+        return self.finding({"site": site}, summary, site, annotations, cause=cause, since=since)
 
 
 @register
