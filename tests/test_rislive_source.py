@@ -185,3 +185,77 @@ def test_a_ris_error_frame_is_the_feed_down_reason_and_a_reconnect(tmp_path):
     assert feed[1][1] == "the server reported an error: client too slow: dropped"
     assert source.counts["ris_errors"] == 1 and source.host.pipeline.errors["ris_error"] == 1
     assert len(connections) == 2
+
+
+MRT_FRAMES = (ROOT / "fixtures" / "rislive" / "rrc06-from-mrt.jsonl").read_bytes().splitlines()
+MRT_FILE = ROOT / "fixtures" / "mrt" / "libbgpstream" / "ris.rrc06.updates.1427846400.gz"
+
+
+def test_frames_derived_from_real_mrt_give_the_mrt_readers_rib(tmp_path):
+    """770 frames made by bgpdump from a real RIS rrc06 file, sent across a server close and garbage.
+
+    The outside view must end with exactly the routes bgpwatch's own MRT reader gets from the same
+    file: same peers, prefixes, AS paths, next hops and communities (two parsers, two inputs).
+    """
+    from bgpwatch.ingest.mrt import MrtReader
+    from bgpwatch.rib import Rib
+
+    half = len(MRT_FRAMES) // 2
+    connections: list[int] = []
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        connections.append(1)
+        if len(connections) == 1:
+            for frame in MRT_FRAMES[:half]:
+                await ws.send_str(frame.decode())
+            await ws.send_str('{"type": "ris_message", "data": {"peer": ')  # cut: garbage
+            await asyncio.sleep(0.2)
+            await ws.close()  # the server goes; the rest after the reconnect
+            return ws
+        for frame in MRT_FRAMES[half:]:
+            await ws.send_str(frame.decode())
+        async for _ in ws:
+            pass
+        return ws
+
+    async def scenario() -> tuple[RisLiveSource, Pipeline]:
+        app = web.Application()
+        app.router.add_get("/v1/ws/", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        config = _config(tmp_path, f"ws://127.0.0.1:{port}/v1/ws/")
+        pipeline = Pipeline(config)
+        host = SimpleNamespace(pipeline=pipeline, config=config, record=lambda line: None, recorder=None)
+        fast = {"reconnect_min": 1, "reconnect_max": 2}
+        source = RisLiveSource(host, RisLiveInput.model_construct(**{**dict(config.rislive), **fast}))
+        await source.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and source.frames < len(MRT_FRAMES) + 1:
+            await asyncio.sleep(0.05)
+        await source.stop()
+        await runner.cleanup()
+        return source, pipeline
+
+    source, pipeline = asyncio.run(scenario())
+    assert len(connections) == 2 and source.frames == len(MRT_FRAMES) + 1
+    assert pipeline.errors["invalid_json"] == 1 and sum(pipeline.errors.values()) == 1
+    rib = Rib(pipeline.pool)
+    for event in MrtReader(pipeline.pool).read(MRT_FILE):
+        rib.apply(event)
+
+    def routes(peers, strip: str = "") -> dict:
+        return {
+            (address.removeprefix(strip), family, key): (a.as_path, a.next_hop, a.communities)
+            for address, adj in peers.items()
+            for family in (4, 6)
+            for key, a in adj.tables[family].items()
+        }
+
+    expected = routes(rib.peers)
+    assert len(expected) > 400  # 500 prefixes announced, 122 withdrawals, 3 peers
+    assert routes(pipeline.outside.rib.peers, "rrc06|") == expected
