@@ -160,6 +160,9 @@ class SessionTable:
         self.flap_window = 300.0
         self.graceful_restart = 0  # restart time bgpwatch advertises (0: not advertised)
         self._pending: set[Session] = set()  # up, table not yet complete
+        # Bumped whenever what `loaded` answers may have changed for any peer (a state change, a
+        # convergence, a join): a detector compares it per event instead of asking every peer.
+        self.load_epoch = 0
         # What BMP routers report about their own sessions (bgpwatch.monitors): a fact of its own.
         self.monitors = MonitorTable(self)
         if config is not None:
@@ -184,6 +187,7 @@ class SessionTable:
                     session.router_id = peer.router_id
                 sessions[peer.address] = session
         self.by_address = sessions
+        self.load_epoch += 1
         self.monitors.reconfigure(config)
         self._pending = {s for s in self._pending if s.address in sessions or s.address in self.strangers}
         self.families = frozenset(families)
@@ -295,6 +299,7 @@ class SessionTable:
         session.eor = set(self.families)
         session.converged_by = BY_MID_SESSION
         self._pending.discard(session)
+        self.load_epoch += 1
         return SessionChange(CHANGE_JOINED, session, at)
 
     def join(self, address: str, at: float) -> SessionChange | None:
@@ -306,6 +311,7 @@ class SessionTable:
 
     def _state(self, session: Session, event: SessionState) -> SessionChange | None:
         at = event.at
+        self.load_epoch += 1
         if event.state == UP:
             if session.state == UP:
                 return None
@@ -337,6 +343,7 @@ class SessionTable:
     def _converge(self, session: Session, by: str, at: float) -> SessionChange:
         was = session.converged_by
         session.converged_by = by
+        self.load_epoch += 1
         if by in COMPLETE:
             self._pending.discard(session)
         return SessionChange(CHANGE_CONVERGED if was is None else CHANGE_COMPLETE, session, at)
@@ -348,6 +355,7 @@ class SessionTable:
             return False
         session.state, session.since, session.reason, session.ever_up = DOWN, since, reason, True
         session.last_down_reason, session.last_down_at = reason, since
+        self.load_epoch += 1
         return True
 
     def mark_collector_lost(self, address: str, at: float) -> None:

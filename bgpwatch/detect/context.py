@@ -127,6 +127,11 @@ class DetectionContext:
                 if table:
                     yield address, family, table
 
+    @property
+    def load_epoch(self) -> int:
+        """Return a number that changes whenever any peer's load state may have (`SessionTable.load_epoch`)."""
+        return self._engine.sessions.load_epoch
+
     def peer_loaded(self, address: str) -> bool:
         """Tell whether a peer's initial table is in (a public peer's: always, RIS Live sends no table)."""
         return self._engine.sessions.loaded(address) or address in self._engine.outside.peers

@@ -57,9 +57,11 @@ from bgpwatch.detect.base import (
     validate_detector_params,
 )
 from bgpwatch.detect.context import DetectionContext
+from bgpwatch.detect.origins import PrefixIndex, RouteDetector
 from bgpwatch.detect.outside import JUDGE_OUTSIDE_ROUTES, OutsideDetector
 from bgpwatch.detect.rpki import RpkiDetector
 from bgpwatch.events import (
+    Announce,
     CollectorShutdown,
     CollectorStatus,
     FeedGap,
@@ -68,10 +70,12 @@ from bgpwatch.events import (
     MonitorStats,
     SessionState,
     Tick,
+    Withdraw,
 )
 from bgpwatch.monitors import MonitorChange
 from bgpwatch.outside import OutsideView
 from bgpwatch.planned import PlannedWork, sites_from_config
+from bgpwatch.rib import RouteChanges
 from bgpwatch.rpki.state import RpkiState
 from bgpwatch.sessions import CHANGE_DOWN, CHANGE_UP, SessionTable
 from bgpwatch.topology import DOWN, LIVE, UNKNOWN, SiteModel, Topology
@@ -81,11 +85,12 @@ if TYPE_CHECKING:
 
     from bgpwatch.config import Config
     from bgpwatch.events import Event
-    from bgpwatch.rib import Rib, RouteChanges
+    from bgpwatch.rib import Rib
 
 log = logging.getLogger("bgpwatch.detect")
 
 _STATE_EVENTS = (SessionState, CollectorShutdown, CollectorStatus, FeedGap)
+_ROUTE_EVENTS = frozenset({Announce, Withdraw})
 ERROR_LOG_EVERY = 60.0  # seconds between two tracebacks logged for one detector
 _MONITOR_EVENTS = (MonitorState, MonitoredSession, MonitorStats)
 SELF_TICK = 1.0  # seconds of stream time between the engine's own ticks
@@ -175,6 +180,14 @@ class DetectionEngine:
         self.detectors: list[Detector] = detectors
         # Only detectors that count events are called per event (the hot path).
         self._event_detectors = [d for d in detectors if type(d).on_event is not Detector.on_event]
+        # Route detectors that judge only the routes inside some prefixes (`RouteDetector.scope`)
+        # are passed only those: one shared lookup per route for all of them (`_in_scope`).
+        scopes = {d.name: d.scope() for d in detectors if isinstance(d, RouteDetector)}
+        self._scoped = {name for name, scope in scopes.items() if scope is not None}
+        self._scope = PrefixIndex(
+            (family, key, True) for scope in scopes.values() if scope is not None for family, key in scope
+        )
+        self._event_calls = [(d, d.name in self._scoped) for d in self._event_detectors]
         self._session_detectors = [d for d in detectors if type(d).on_session is not Detector.on_session]
         self._monitor_detectors = [d for d in detectors if type(d).on_monitor is not Detector.on_monitor]
         self._outside_route_detectors = [d for d in detectors if d.name in JUDGE_OUTSIDE_ROUTES]
@@ -292,9 +305,16 @@ class DetectionEngine:
             elif session.kind == CHANGE_UP:
                 self.planned.session_up(session.session.name, now)
         self.book.advance(now)
-        for detector in self._event_detectors:
+        scoped: list[RouteChanges] | None = None
+        for detector, in_scope_only in self._event_calls:
             try:
-                detector.on_event(event, changes, now)
+                if in_scope_only and changes:
+                    if scoped is None:
+                        scoped = self._in_scope(changes)
+                    if scoped or type(event) not in _ROUTE_EVENTS:
+                        detector.on_event(event, scoped, now)
+                else:
+                    detector.on_event(event, changes, now)
             except Exception:
                 self._detector_failed(detector, "on_event")
         if session is not None:
@@ -309,6 +329,16 @@ class DetectionEngine:
         self.book.advance(now)
         if self.relearning:
             self._check_relearn(now)
+
+    def _in_scope(self, changes: list[RouteChanges]) -> list[RouteChanges]:
+        """Return the changes restricted to the routes some scoped route detector judges."""
+        select = self._scope.select
+        found = []
+        for change in changes:
+            items = select(change.family, change.items)
+            if items:
+                found.append(RouteChanges(change.at, change.peer, change.family, items, change.reason))
+        return found
 
     def _tick_due(self, now: float) -> bool:
         """Tell whether the clock must tick before an event at ``now`` (the self-tick, or a deadline passed)."""
@@ -328,9 +358,10 @@ class DetectionEngine:
         self.book.advance(now)
         if changes or isinstance(event, SessionState):
             # Hijacks seen from the outside: judged by the route detectors, one alert whoever saw it.
+            scoped = self._in_scope(changes)
             for detector in self._outside_route_detectors:
                 try:
-                    detector.on_event(event, changes, now)
+                    detector.on_event(event, scoped if detector.name in self._scoped else changes, now)
                 except Exception:
                     self._detector_failed(detector, "on_event")
             self._evaluate_outside(now)

@@ -82,6 +82,9 @@ class RpkiInvalidDetector(RouteDetector, RpkiDetector):
                 if expected(family, key) is not None:
                     self.held[(address, family, key)] = attrs
 
+    def scope(self) -> Iterable[tuple[int, int]]:
+        return self.protected.scope()
+
     def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
         if not self.rpki.configured:
             return  # no RPKI: nothing per route on the hot path (rpki_changed catches up if it comes)
