@@ -443,6 +443,52 @@ def test_replay_files_goes_on_after_a_broken_file(tmp_path: Path) -> None:
     assert stats.rib_entries == 9 and stats.seconds > 0
 
 
+# -- the garbage collector is paused only around the reader's own decoding ----------------------
+def test_gc_runs_while_the_consumer_holds_an_event_and_is_restored_after() -> None:
+    import gc
+
+    assert gc.isenabled()
+    seen = []
+    for _ in MrtReader(AttributePool()).read(FIXTURES / "mrtparse/quagga_rib"):
+        seen.append(gc.isenabled())
+    assert seen and all(seen) and gc.isenabled()
+    gc.disable()
+    try:
+        seen = [gc.isenabled() for _ in MrtReader(AttributePool()).read(FIXTURES / SMALL)]
+        assert seen and not any(seen) and not gc.isenabled()  # a caller's disabled GC stays so
+    finally:
+        gc.enable()
+
+
+def test_gc_restored_when_the_file_breaks_off_or_the_consumer_stops(tmp_path: Path) -> None:
+    import gc
+
+    data = decompressed(FIXTURES / SMALL)
+    path = _write(tmp_path / "cut.mrt", data[: len(data) // 2])
+    with pytest.raises(MrtError):
+        for _ in MrtReader(AttributePool()).read(path):
+            assert gc.isenabled()
+    assert gc.isenabled()
+    events = MrtReader(AttributePool()).read(FIXTURES / SMALL)
+    next(events)
+    events.close()
+    assert gc.isenabled()
+
+
+def test_events_of_a_broken_file_are_the_same_as_one_record_at_a_time(tmp_path: Path) -> None:
+    # Records are decoded in batches: a break in the middle of one still yields all before it.
+    source = FIXTURES / "bgpdump/updates.20100722.2015.gz"
+    data = decompressed(source)
+    offset = mrt_records(source)[len(mrt_records(source)) // 2 + 7][0]
+    head, _ = decode(_write(tmp_path / "head.mrt", data[:offset]))
+    path = _write(tmp_path / "cut.mrt", data[: offset + 5])
+    events = []
+    with pytest.raises(MrtError):
+        for event in MrtReader(AttributePool()).read(path):
+            events.append(event)
+    assert len(events) > 500 and norm(events) == norm(head)
+
+
 # -- helpers: synthetic BGP4MP records ---------------------------------------------------------
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
