@@ -191,3 +191,29 @@ def test_rpki_arriving_later_judges_the_routes_already_held(tmp_path: Path) -> N
     h.until(10)
     [own] = h.firing("rpki_invalid")
     assert own["annotations"]["prefixes"] == ["203.0.113.0/27"]
+
+
+def test_every_new_recording_file_opens_with_the_rpki_state(tmp_path: Path) -> None:
+    """A replay of one rotated file alone judges RPKI as the live run did: the state opens it."""
+    import gzip
+
+    from bgpwatch.ingest.recorder import Recorder
+
+    recorder = Recorder(tmp_path / "rec", rotate_bytes=1)  # a new file at every line
+    state: dict[str, bytes | None] = {"line": None}
+    recorder.headers.append(lambda: state["line"])
+    recorder.write(b'{"first": 1}')
+    state["line"] = rpki_line(
+        T0, True, "End of Data serial 1", "127.0.0.1:8282", 1, [make_vrp("203.0.113.0/26", 27, 65001)]
+    )
+    recorder.write(b'{"second": 2}')
+    recorder.close()
+    files = sorted((tmp_path / "rec").iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    contents = [gzip.decompress(p.read_bytes()).splitlines() for p in files]
+    assert contents[0] == [b'{"first": 1}']
+    assert contents[-1] == [state["line"], b'{"second": 2}']
+    h = Harness(tmp_path)
+    pipeline = Pipeline(h.config)
+    for line in contents[-1][:1]:
+        pipeline.feed_line(line)
+    assert pipeline.rpki.usable and len(pipeline.rpki.table) == 1

@@ -15,6 +15,7 @@ import gzip
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,6 +37,9 @@ class Recorder:
         self._written = 0
         self.path: Path | None = None
         self.failed = False
+        # State lines a replay of one file alone needs (e.g. the RPKI data in use): each provider
+        # is asked at every new file and its line, if any, opens the file.
+        self.headers: list[Callable[[], bytes | None]] = []
 
     def write(self, line: bytes) -> None:
         """Record one line (without its newline); a failing disk disables recording, never ingest."""
@@ -70,6 +74,11 @@ class Recorder:
         self._file = gzip.GzipFile(str(path), "wb", compresslevel=1, fileobj=self._raw)
         self._written = 0
         self._prune()
+        for header in self.headers:
+            line = header()
+            if line:
+                self._file.write(line + b"\n")
+                self._written += len(line) + 1
 
     def _prune(self) -> None:
         files = sorted(self.directory.glob("exabgp-*.jsonl.gz"), key=lambda p: p.stat().st_mtime)

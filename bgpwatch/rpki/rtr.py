@@ -288,11 +288,15 @@ class RtrSource(Source):
         self.started_at: float | None = None
         self._tasks: list[asyncio.Task] = []
         self._recorded: tuple[Any, ...] | None = None
+        self._recorded_line: bytes | None = None  # opens every new recording file (Recorder.headers)
         self._protected = protected_prefixes(host.config)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         self.started_at = time.time()
+        recorder = getattr(self.host, "recorder", None)
+        if recorder is not None and hasattr(recorder, "headers"):
+            recorder.headers.append(lambda: self._recorded_line)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._run(), name="rtr"),
@@ -575,9 +579,9 @@ class RtrSource(Source):
             signature = (state.usable, tuple(relevant))
             if signature != self._recorded:
                 self._recorded = signature
-                self.host.record(
-                    rpki_line(now, state.usable, state.reason, state.origin, len(state.table), relevant)
-                )
+                line = rpki_line(now, state.usable, state.reason, state.origin, len(state.table), relevant)
+                self._recorded_line = line
+                self.host.record(line)
         self.host.pipeline.rpki_changed(now)
 
     # -- views ---------------------------------------------------------------------------------------
