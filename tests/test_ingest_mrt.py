@@ -443,40 +443,78 @@ def test_replay_files_goes_on_after_a_broken_file(tmp_path: Path) -> None:
     assert stats.rib_entries == 9 and stats.seconds > 0
 
 
-# -- the garbage collector is paused only around the reader's own decoding ----------------------
-def test_gc_runs_while_the_consumer_holds_an_event_and_is_restored_after() -> None:
+# -- the GC threshold raised while a file is read, restored after ------------------------------
+def test_gc_threshold_raised_while_reading_and_restored_after(tmp_path: Path) -> None:
     import gc
 
-    assert gc.isenabled()
-    seen = []
-    for _ in MrtReader(AttributePool()).read(FIXTURES / "mrtparse/quagga_rib"):
-        seen.append(gc.isenabled())
-    assert seen and all(seen) and gc.isenabled()
+    before = gc.get_threshold()
+    seen = [gc.get_threshold()[0] for _ in MrtReader(AttributePool()).read(FIXTURES / "mrtparse/quagga_rib")]
+    assert seen and min(seen) >= 100_000 and gc.get_threshold() == before and gc.isenabled()
+    data = decompressed(FIXTURES / SMALL)
+    with pytest.raises(MrtError):
+        for _ in MrtReader(AttributePool()).read(_write(tmp_path / "cut.mrt", data[: len(data) // 2])):
+            pass
+    assert gc.get_threshold() == before
+    events = MrtReader(AttributePool()).read(FIXTURES / SMALL)
+    next(events)
+    events.close()  # a consumer that stops early
+    assert gc.get_threshold() == before
+    events = MrtReader(AttributePool()).read(FIXTURES / SMALL)
+    next(events)
+    del events  # or drops the generator
+    assert gc.get_threshold() == before
+
+
+def test_gc_threshold_restored_when_the_last_of_interleaved_readers_ends() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    first = MrtReader(AttributePool()).read(FIXTURES / SMALL)
+    second = MrtReader(AttributePool()).read(FIXTURES / "mrtparse/quagga_rib")
+    next(first)
+    list(second)
+    assert gc.get_threshold()[0] >= 100_000  # the first reader is still reading
+    list(first)
+    assert gc.get_threshold() == before
+    events = MrtReader(AttributePool()).read(FIXTURES / SMALL)
+    next(events)
+    gc.set_threshold(5000, 20, 20)  # someone else's choice meanwhile stays
+    try:
+        list(events)
+        assert gc.get_threshold() == (5000, 20, 20)
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_reader_is_freed_without_the_cyclic_gc() -> None:
+    import gc
+    import weakref
+
+    reader = MrtReader(AttributePool())
+    list(reader.read(FIXTURES / "mrtparse/quagga_rib"))
+    ref = weakref.ref(reader)
     gc.disable()
     try:
-        seen = [gc.isenabled() for _ in MrtReader(AttributePool()).read(FIXTURES / SMALL)]
-        assert seen and not any(seen) and not gc.isenabled()  # a caller's disabled GC stays so
+        del reader
+        assert ref() is None
     finally:
         gc.enable()
 
 
-def test_gc_restored_when_the_file_breaks_off_or_the_consumer_stops(tmp_path: Path) -> None:
-    import gc
-
-    data = decompressed(FIXTURES / SMALL)
-    path = _write(tmp_path / "cut.mrt", data[: len(data) // 2])
-    with pytest.raises(MrtError):
-        for _ in MrtReader(AttributePool()).read(path):
-            assert gc.isenabled()
-    assert gc.isenabled()
-    events = MrtReader(AttributePool()).read(FIXTURES / SMALL)
-    next(events)
-    events.close()
-    assert gc.isenabled()
+def test_attributes_are_pooled_when_their_event_reaches_a_rib() -> None:
+    # Each record is decoded after the consumer took the events before it: a set the RIB released
+    # meanwhile is interned anew, never handed out stale (identity is equality in the pool).
+    pool = AttributePool()
+    rib = Rib(pool)
+    stale = 0
+    for event in MrtReader(pool).read(FIXTURES / SMALL):
+        if isinstance(event, Announce) and event.attributes not in pool:
+            stale += 1
+        rib.apply(event)
+    assert stale == 0
 
 
 def test_events_of_a_broken_file_are_the_same_as_one_record_at_a_time(tmp_path: Path) -> None:
-    # Records are decoded in batches: a break in the middle of one still yields all before it.
     source = FIXTURES / "bgpdump/updates.20100722.2015.gz"
     data = decompressed(source)
     offset = mrt_records(source)[len(mrt_records(source)) // 2 + 7][0]

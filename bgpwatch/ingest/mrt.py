@@ -52,6 +52,7 @@ import gzip
 import lzma
 import os
 import struct
+import weakref
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -185,32 +186,39 @@ _NO_ATTRIBUTES_ARGS = ("incomplete", (), (), "", None, None, (), ())
 _NO_ATTRIBUTES = (_NO_ATTRIBUTES_ARGS, None, None, _NO_ATTRIBUTES_ARGS)
 
 
-# Records decoded per batch with the cyclic GC paused (`_gc_paused`), and the number of events
-# that ends a batch early: the events wait in a list until the batch ends.
-_BATCH_RECORDS = 1024
-_BATCH_EVENTS = 4096
+# While a file is read, the cyclic GC's first threshold is at least this (CPython's default: 700).
+_GC_THRESHOLD0 = 100_000
+_gc_scope = [0, None]  # readers inside `_gc_relaxed`; the thresholds before the first one entered
 
 
-class _gc_paused:  # noqa: N801 - used like a function, as contextlib's context managers are
-    """Pause Python's cyclic garbage collector for a block, then restore it as it was.
+class _gc_relaxed:  # noqa: N801 - used like a function, as contextlib's context managers are
+    """Raise the cyclic GC's first threshold for a block, then restore the thresholds as they were.
 
-    A RIB load grows the decoder caches and the attribute pool by ~10 objects per distinct path;
-    left on, the collector walks them all again and again (about a third of the load on a real
-    TABLE_DUMP_V2 RIB).  The reader makes no reference cycles, so nothing is lost by collecting
-    after the block: it is only ever around the reader's own decoding, never while a consumer runs
-    (events are yielded outside it), and it restores the previous state even when the block raises.
+    A RIB load grows the decoder caches and the attribute pool by ~10 tracked objects per distinct
+    path, and each young-generation pass (every 700 allocations by default) leads by steps to full
+    passes over all of them: about a third of a TABLE_DUMP_V2 load.  The reader makes no reference
+    cycles.  `MrtReader.read` holds it for the whole file (the consumer's code between two events
+    runs with it too, i.e. a replay, never the daemon's live ingest); the previous thresholds are
+    back when the last reader inside leaves, whether the file ended, broke off, or the consumer
+    stopped or dropped the generator, unless someone else changed them meanwhile (then theirs stay).
     """
 
-    __slots__ = ("_was_enabled",)
+    __slots__ = ()
 
     def __enter__(self) -> None:
-        self._was_enabled = gc.isenabled()
-        if self._was_enabled:
-            gc.disable()
+        if _gc_scope[0] == 0:
+            before = gc.get_threshold()
+            _gc_scope[1] = before
+            gc.set_threshold(max(before[0], _GC_THRESHOLD0), *before[1:])
+        _gc_scope[0] += 1
 
     def __exit__(self, *exc: object) -> None:
-        if self._was_enabled:
-            gc.enable()
+        _gc_scope[0] -= 1
+        if _gc_scope[0] == 0:
+            before = _gc_scope[1]
+            _gc_scope[1] = None
+            if before is not None and gc.get_threshold() == (max(before[0], _GC_THRESHOLD0), *before[1:]):
+                gc.set_threshold(*before)
 
 
 class MrtError(ValueError):
@@ -405,7 +413,9 @@ class MrtReader:
         self.pool = pool
         self.stats = stats if stats is not None else MrtStats()
         # The shared UPDATE decoder (its caches live as long as the reader); it counts into stats.
-        self._decoder = UpdateDecoder(pool, self.stats, self._bad)
+        # The decoder reports through a weak reference: no reader <-> decoder cycle, so a reader
+        # and its caches are freed as soon as it is dropped, not by a later full GC pass.
+        self._decoder = UpdateDecoder(pool, self.stats, _weak_report(self))
         self._address = self._decoder.address
         self._attributes = self._decoder.attributes
         self._update = self._decoder.update
@@ -426,29 +436,31 @@ class MrtReader:
     # -- public ----------------------------------------------------------------------------------
     def read(self, path: str | os.PathLike[str]) -> Iterator[Event]:
         """Yield the events of one MRT file; raise MrtError (counted) where the file breaks off."""
-        self._reset_file()
-        self._path = str(path)
-        self.stats.files += 1
-        try:
-            yield from self._read()
-        except MrtError as exc:
-            self.stats.error(exc.reason, str(exc))
-            # Keep what was decoded before the break; a cut dump gets no EndOfRib.
-            self._flush_pending()
-            self._rib_seen = {}
+        with _gc_relaxed():
+            self._reset_file()
+            self._path = str(path)
+            self.stats.files += 1
+            try:
+                for batch in self._read():
+                    yield from batch
+            except MrtError as exc:
+                self.stats.error(exc.reason, str(exc))
+                # Keep what was decoded before the break; a cut dump gets no EndOfRib.
+                self._flush_pending()
+                self._rib_seen = {}
+                yield from self._out
+                self._out.clear()
+                raise
+            finally:
+                for (mrt_type, subtype), count in self._by_type.items():
+                    self.stats.records_by_type[record_type_name(mrt_type, subtype)] += count
+                self._by_type.clear()
+            self._end_of_rib()
             yield from self._out
             self._out.clear()
-            raise
-        finally:
-            for (mrt_type, subtype), count in self._by_type.items():
-                self.stats.records_by_type[record_type_name(mrt_type, subtype)] += count
-            self._by_type.clear()
-        self._end_of_rib()
-        yield from self._out
-        self._out.clear()
 
     # -- framing ---------------------------------------------------------------------------------
-    def _read(self) -> Iterator[Event]:
+    def _read(self) -> Iterator[list[Event]]:
         stats = self.stats
         path = self._path
         state = [0, 0]
@@ -461,64 +473,54 @@ class MrtReader:
         decode = self._decode
         out = self._out
         ended = False
-        done = False
-        while not done:
-            # Records are decoded in batches with the cyclic GC paused, and the batch's events
-            # yielded after it, with the GC as the caller had it (see `_gc_paused`).
-            with _gc_paused():
-                for _ in range(_BATCH_RECORDS):
-                    if len(buf) - pos < 12:
-                        buf, pos, offset, ended = self._refill(chunks, buf, pos, offset, ended, 12, state)
-                        if len(buf) - pos < 12:
-                            if len(buf) > pos:
-                                raise MrtError(
-                                    path,
-                                    "truncated",
-                                    offset + pos,
-                                    self._record,
-                                    f"{len(buf) - pos} bytes left, a 12-byte MRT header expected",
-                                )
-                            done = True
-                            break
-                    ts, mrt_type, subtype, length = header(buf, pos)
-                    if length > MAX_RECORD_LENGTH:
-                        # A damaged header: reading on would swallow the rest of the file as one record.
+        while True:
+            if len(buf) - pos < 12:
+                buf, pos, offset, ended = self._refill(chunks, buf, pos, offset, ended, 12, state)
+                if len(buf) - pos < 12:
+                    if len(buf) > pos:
                         raise MrtError(
                             path,
-                            "bad_record_length",
+                            "truncated",
                             offset + pos,
                             self._record,
-                            f"record {record_type_name(mrt_type, subtype)} declares {length} bytes "
-                            f"(more than {MAX_RECORD_LENGTH}): header damaged, cannot find the next record",
+                            f"{len(buf) - pos} bytes left, a 12-byte MRT header expected",
                         )
-                    if len(buf) - pos < 12 + length:
-                        buf, pos, offset, ended = self._refill(
-                            chunks, buf, pos, offset, ended, 12 + length, state
-                        )
-                        if len(buf) - pos < 12 + length:
-                            raise MrtError(
-                                path,
-                                "truncated",
-                                offset + pos,
-                                self._record,
-                                f"record {record_type_name(mrt_type, subtype)} declares {length} bytes, "
-                                f"{len(buf) - pos - 12} left",
-                            )
-                    start = pos + 12
-                    end = start + length
-                    self._offset = offset + pos
-                    stats.records += 1
-                    by_type[(mrt_type, subtype)] += 1
-                    decode(ts, mrt_type, subtype, buf, start, end)
-                    self._record += 1
-                    pos = end
-                    state[0] = self._record
-                    state[1] = offset + pos
-                    if len(out) >= _BATCH_EVENTS:
-                        break
+                    return
+            ts, mrt_type, subtype, length = header(buf, pos)
+            if length > MAX_RECORD_LENGTH:
+                # A damaged header: reading on would swallow the rest of the file as one record.
+                raise MrtError(
+                    path,
+                    "bad_record_length",
+                    offset + pos,
+                    self._record,
+                    f"record {record_type_name(mrt_type, subtype)} declares {length} bytes "
+                    f"(more than {MAX_RECORD_LENGTH}): header damaged, cannot find the next record",
+                )
+            if len(buf) - pos < 12 + length:
+                buf, pos, offset, ended = self._refill(chunks, buf, pos, offset, ended, 12 + length, state)
+                if len(buf) - pos < 12 + length:
+                    raise MrtError(
+                        path,
+                        "truncated",
+                        offset + pos,
+                        self._record,
+                        f"record {record_type_name(mrt_type, subtype)} declares {length} bytes, "
+                        f"{len(buf) - pos - 12} left",
+                    )
+            start = pos + 12
+            end = start + length
+            self._offset = offset + pos
+            stats.records += 1
+            by_type[(mrt_type, subtype)] += 1
+            decode(ts, mrt_type, subtype, buf, start, end)
             if out:
-                yield from out
+                yield out  # the record's events, consumed before the next record is decoded
                 out.clear()
+            self._record += 1
+            pos = end
+            state[0] = self._record
+            state[1] = offset + pos
 
     @staticmethod
     def _refill(
@@ -817,7 +819,6 @@ class MrtReader:
             self.stats.rib_entries += count
             self.stats.not_emitted["invalid_prefix"] += count
             return
-        stats = self.stats
         at = float(ts)
         fixed = 10 if addpath else 6  # peer index, originated time [, path id]
         need = fixed + 2
@@ -826,8 +827,10 @@ class MrtReader:
         blobs = self._decoder.attr_blobs[4]
         seen = self._rib_seen
         pending = self._pending[family]
+        intern = self.pool.intern
+        emit = self._out.append
         arg_index = 0 if family == 4 else 3
-        entries = 0
+        entries = events = 0
         for _ in range(count):
             if end - pos < need:
                 self._bad("bad_length", "RIB entry cut")
@@ -855,14 +858,28 @@ class MrtReader:
                     group[2].append(key)
                     pos = aend
                     continue
-                self._flush_group(family, peer, group)
+                # The run ends: its Announce (as `_flush_group` makes it).
+                _, old_at, keys, args = group
+                del pending[peer]
+                events += 1
+                emit(
+                    Announce(
+                        old_at,
+                        peer,
+                        family,
+                        tuple(dict.fromkeys(keys)) if len(keys) > 1 else (keys[0],),
+                        intern(*args),
+                    )
+                )
             attrs = (
                 (blobs.get(blob) or attributes(buf, pos, aend, 4, ADDPATH_NONE)) if blob else _NO_ATTRIBUTES
             )
             pos = aend
             pending[peer] = [blob, at, [key], attrs[arg_index]]
             seen[(peer, family)] = at
+        stats = self.stats
         stats.rib_entries += entries
+        stats.events += events
 
     def _flush_group(self, family: int, peer: str, group: list) -> None:
         """Emit the Announce of one run of RIB entries (and forget the run)."""
@@ -888,6 +905,18 @@ class MrtReader:
         for (peer, family), at in seen.items():
             self.stats.events += 1
             self._out.append(EndOfRib(at, peer, family))
+
+
+def _weak_report(reader: MrtReader) -> Any:
+    """Return a ``bad(reason, detail)`` callback calling ``reader._bad`` through a weak reference."""
+    ref = weakref.ref(reader)
+
+    def bad(reason: str, detail: str) -> None:
+        target = ref()
+        if target is not None:
+            target._bad(reason, detail)
+
+    return bad
 
 
 def _fsm_name(state: int) -> str:
