@@ -484,3 +484,79 @@ def get_json(url: str):
     from tests.test_bmp_station import get
 
     return get(url)
+
+
+@needs_stayrtr
+def test_a_cache_restart_is_a_cache_reset_then_a_full_load(tmp_path: Path) -> None:
+    cache = Stayrtr(tmp_path, VRPS_1)
+    host = make_host(tmp_path, [f"127.0.0.1:{cache.port}"])
+
+    async def scenario() -> RtrSource:
+        nonlocal cache
+        source = RtrSource(host, host.config.rpki)
+        await source.start()
+        try:
+            await until(lambda: host.pipeline.rpki.usable)
+            session = source.servers[0].session_id
+            cache.stop()
+            await until(lambda: source.servers[0].state == "down")
+            assert host.pipeline.rpki.usable  # the data stays usable until it expires
+            # stayrtr 0.5.1 derives its session id from the clock's second: a restart within the
+            # same second would be the same session and serial with other data (a cache bug).
+            await asyncio.sleep(1.2)
+            cache = await asyncio.to_thread(Stayrtr, tmp_path, VRPS_2, port=cache.port)
+            await until(lambda: table_rows(host) == set(VRPS_2), timeout=40)
+            assert source.servers[0].session_id != session
+        finally:
+            await source.stop()
+        return source
+
+    try:
+        source = asyncio.run(scenario())
+    finally:
+        cache.stop()
+    counts = source.servers[0].counts
+    # Reconnected with a Serial Query for the old session, which stayrtr 0.5.1 refuses (an Error
+    # Report "Session ID mismatch", or no answer while it starts): then a Reset Query loaded its data.
+    assert counts["connection_lost"] >= 1 and source.servers[0].state == "up", counts
+    assert counts["cache_error_report"] + counts["connection_lost"] >= 2, counts
+
+
+def test_a_cache_reset_answer_is_followed_by_a_full_load(tmp_path: Path) -> None:
+    """RFC 8210 5.9: a Serial Query answered with Cache Reset; the client sends a Reset Query."""
+    queries: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(8)  # Reset Query
+        queries.append(rtr.RESET_QUERY)
+        writer.write(GOOD)
+        await writer.drain()
+        header = await reader.readexactly(8)  # the Serial Query after the 1 s refresh
+        await reader.readexactly(4)
+        queries.append(header[1])
+        writer.write(pdu(rtr.CACHE_RESET, 0))
+        await writer.drain()
+        header = await reader.readexactly(8)
+        queries.append(header[1])
+        writer.write(pdu(rtr.CACHE_RESPONSE, 8) + prefix4("198.51.100.0/24", 24, 64500) + end_of_data(8, 5))
+        await writer.drain()
+        await reader.read()  # until the client goes
+
+    async def scenario() -> RtrSource:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        host = make_host(tmp_path, [f"127.0.0.1:{port}"])
+        source = RtrSource(host, host.config.rpki)
+        await source.start()
+        try:
+            await until(lambda: source.servers[0].counts["end_of_data"] >= 2)
+        finally:
+            await source.stop()
+            server.close()
+        return source
+
+    source = asyncio.run(scenario())
+    assert queries == [rtr.RESET_QUERY, rtr.SERIAL_QUERY, rtr.RESET_QUERY]
+    assert {str(v) for v in source.state.table} == {"198.51.100.0/24-24 AS64500"}  # replaced, not merged
+    server = source.servers[0]
+    assert server.counts["cache_reset"] == 1 and server.session_id == 8 and server.serial == 5

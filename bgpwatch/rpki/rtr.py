@@ -14,7 +14,9 @@ cache at a time, taken from ``rpki.rtr`` in order of preference:
   (RFC 8210 6): when no cache gave an End of Data for that long, the table is emptied and the
   RPKI detectors freeze (origin validation off, said by ``rpki_cache_down``);
 * a cache that fails (refused, closed, silent in a transfer, garbage, an Error Report) is left for
-  the next one in the list; after a round where none answered, the client waits ``retry`` seconds.
+  the next one in the list; after a round where none answered, the client waits 1 s, then twice as
+  long after each such round, up to ``retry`` seconds; reconnecting to the cache the table came
+  from, it sends a Serial Query (a cache that restarted answers Cache Reset: then a full load).
 
 Every malformed PDU (bad length, a prefix with host bits, max length out of range, a duplicate
 announcement, a withdrawal of an unknown VRP, an unknown PDU type) is counted by reason, answered
@@ -100,6 +102,7 @@ TIMER_RANGES: dict[str, tuple[int, int]] = {
 HEADER = struct.Struct("!BBHI")  # version, type, session id (or error code, or zero), length
 MAX_PDU = 1 << 16  # no PDU of versions 0/1 is near this; an Error Report's texts are bounded by it
 CONNECT_TIMEOUT = 10.0
+ANSWER_TIMEOUT = 10.0  # seconds for the first PDU of an answer (a cache still starting may say nothing)
 TRANSFER_TIMEOUT = 60.0  # seconds without a PDU in the middle of a transfer: the cache is stuck
 MAX_TEXT = 200
 
@@ -289,6 +292,7 @@ class RtrSource(Source):
         self._tasks: list[asyncio.Task] = []
         self._recorded: tuple[Any, ...] | None = None
         self._recorded_line: bytes | None = None  # opens every new recording file (Recorder.headers)
+        self._unusable = "no End of Data from any RTR cache yet"
         self._protected = protected_prefixes(host.config)
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -315,6 +319,7 @@ class RtrSource(Source):
 
     # -- the client loop ---------------------------------------------------------------------------
     async def _run(self) -> None:
+        backoff = 1.0
         while True:
             synced = False
             for server in self.servers:
@@ -322,9 +327,14 @@ class RtrSource(Source):
                 if synced:
                     break  # it served and then failed: start again from the most preferred cache
             if synced:
+                backoff = 1.0
                 await asyncio.sleep(1.0)  # back to the most preferred cache, after a breath
-            else:  # none answered: RFC 8210 6's retry interval, jittered
-                await asyncio.sleep(self.servers[0].timers["retry"] * random.uniform(0.8, 1.2))
+            else:
+                # None answered: back off from 1 s, doubling, up to RFC 8210 6's retry interval
+                # (a cache restarting is back within seconds; one that is gone is not hammered).
+                retry = self.servers[0].timers["retry"]
+                await asyncio.sleep(min(backoff, retry) * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, retry)
 
     async def _connect(self, server: CacheServer) -> bool:
         """Hold one connection to a cache until it fails; return True if it gave an End of Data."""
@@ -371,7 +381,7 @@ class RtrSource(Source):
         synced: list[bool],
     ) -> None:
         """Synchronise, then follow the cache (refresh timer, Serial Notify) until the connection fails."""
-        serial = server.session_id is not None and self.active is server and self.state.usable
+        serial = server.session_id is not None and self.state.origin == server.address and self.state.usable
         writer.write(
             serial_query(server.version, server.session_id, server.serial)  # type: ignore[arg-type]
             if serial
@@ -428,13 +438,27 @@ class RtrSource(Source):
         self, server: CacheServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, serial: bool
     ) -> None:
         """Read one answer to a query, up to its End of Data, and apply it (or start over on Cache Reset)."""
+        try:
+            await self._read_answer(server, reader, writer, serial)
+        except BaseException:
+            # No End of Data for a Serial Query (the cache closed, e.g. it restarted with a new
+            # session and drops the old one's queries): the next connection starts with a Reset Query.
+            if serial:
+                server.session_id = None
+            raise
+
+    async def _read_answer(
+        self, server: CacheServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, serial: bool
+    ) -> None:
         table = self.state.table
         announced: set[Vrp] = set()
         withdrawn: set[Vrp] = set()
         session: int | None = None
         reset = not serial
         while True:
-            pdu = await asyncio.wait_for(read_pdu(reader), TRANSFER_TIMEOUT)
+            pdu = await asyncio.wait_for(
+                read_pdu(reader), TRANSFER_TIMEOUT if session is not None else ANSWER_TIMEOUT
+            )
             self._check_version(server, pdu)
             kind = pdu.type
             if kind in (IPV4_PREFIX, IPV6_PREFIX):
@@ -547,10 +571,10 @@ class RtrSource(Source):
         server.since = time.time()
         server.counts[reason] += 1
         self.counts[reason] += 1
-        if self.active is server:
-            self.active = None
-        if not self.state.usable:
-            self.state.reason = f"no usable RTR cache: {server.address}: {what}"
+        # `active` stays: its data is used until it expires, and a reconnect to it asks only what
+        # changed (a Serial Query; a cache that restarted answers Cache Reset, then a full load).
+        if not self.state.usable:  # why it is not usable (never loaded, expired), and the latest failure
+            self.state.reason = f"{self._unusable} (last: {server.address}: {what})"
         (log.warning if first else log.debug)("RTR cache %s: %s", server.address, what)
 
     async def _expiry(self) -> None:
@@ -567,6 +591,7 @@ class RtrSource(Source):
                 continue
             state.table.clear()
             reason = f"RPKI data expired: no End of Data for {expire} s (the last from {state.origin})"
+            self._unusable = reason
             state.set_usable(False, now, reason)
             log.warning("%s: origin validation is off until a cache answers", reason)
             self._changed(now)
