@@ -80,3 +80,20 @@ def test_api_latency_bench() -> None:
         assert "metrics" in timings and sum("lookup" in key for key in timings) == 3
         assert all(t["median_ms"] > 0 and t["max_ms"] >= t["median_ms"] for t in timings.values())
     assert set(report["targets"]) == {"metrics_ms", "lookup_ms", "metrics_met", "lookup_met"}
+
+
+def test_mrt_bench() -> None:
+    small = "fixtures/mrt/libbgpstream/ris.rrc06.updates.1427846400.gz"
+    report = bench("mrt", "--repeat", "1", small)
+    assert_machine(report)
+    [entry] = report["files"]
+    assert entry["elements"] > 0 and entry["parity"] is True  # the same elements as bgpdump -m
+    assert entry["bgpdump"]["best_rate"] > 0 and entry["bgpwatch"]["best_rate"] > 0
+    assert entry["bgpwatch"]["ratio_median"] > 0
+
+
+def test_relay_bench() -> None:
+    report = bench("relay", "--lines", "2000", "--rate", "0", "--repeat", "1")
+    current = report["current"]
+    assert current["complete"] and current["lines_received"] == 2000
+    assert current["cpu_seconds_per_million_lines"] > 0 and report["target_cpu_seconds_per_million"] == 1.0
