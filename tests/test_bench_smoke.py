@@ -97,3 +97,11 @@ def test_relay_bench() -> None:
     current = report["current"]
     assert current["complete"] and current["lines_received"] == 2000
     assert current["cpu_seconds_per_million_lines"] > 0 and report["target_cpu_seconds_per_million"] == 1.0
+
+
+def test_pipeline_ab_bench() -> None:
+    report = bench("pipeline_ab", "--rev", "HEAD", "--routes", "2000", "--rounds", "1")
+    for phase in ("load", "churn"):
+        assert report[phase]["before"]["median_s"] > 0 and report[phase]["after"]["median_s"] > 0
+        assert report[phase]["median_ratio"] > 0
+    assert report["alerts"] == {"before": [0], "after": [0]}
