@@ -104,4 +104,4 @@ def test_pipeline_ab_bench() -> None:
     for phase in ("load", "churn"):
         assert report[phase]["before"]["median_s"] > 0 and report[phase]["after"]["median_s"] > 0
         assert report[phase]["median_ratio"] > 0
-    assert report["alerts"] == {"before": [0], "after": [0]}
+    assert report["alerts"]["before"] == report["alerts"]["after"]  # the same code: the same transitions
