@@ -63,6 +63,8 @@ CONTRACT_METRICS = frozenset(
         "bgpwatch_stream_time_seconds",
         "bgpwatch_sink_queue_length",
         "bgpwatch_sink_dropped_total",
+        # RPKI (issue 13): exported only when rpki.rtr caches are configured.
+        "bgpwatch_rpki_usable",
     }
 )
 # `up` from Prometheus; process_* from prometheus_client's ProcessCollector on the daemon's registry.

@@ -82,6 +82,9 @@ def test_daemon_with_a_rislive_input(tmp_path):
         )
         assert view["feed"]["up"] and view["prefixes"][0]["upstreams"] == {"3356": 2}
         assert len(subscriptions) == 10  # 9 prefixes, peer states
+        metrics = get(base + "/metrics")
+        assert "bgpwatch_outside_feed_up 1.0" in metrics
+        assert 'bgpwatch_outside_prefix_public_peers{prefix="203.0.113.64/27"} 2.0' in metrics
         status = json.dumps(get(base + "/api/v1/status"))
         assert "rislive" in status and "hunter2" not in status
         out = subprocess.run(

@@ -441,6 +441,8 @@ def test_daemon_with_rtr_caches(tmp_path: Path) -> None:
             timeout=30,
         )
         assert bad.returncode != 0 and "not one of our prefixes" in (bad.stderr + bad.stdout)
+        metrics = get(base + "/metrics")
+        assert "bgpwatch_rpki_usable 1.0" in metrics and 'bgpwatch_rpki_vrps{family="ipv4"} 3.0' in metrics
         inputs = get(base + "/api/v1/status")["inputs"]
         [rtr_status] = [i for i in inputs if i["type"] == "rtr"]
         assert rtr_status["usable"] and rtr_status["servers"][0]["state"] == "down"

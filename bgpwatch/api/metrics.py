@@ -133,6 +133,7 @@ class DaemonCollector(Collector):
         yield GaugeMetricFamily(
             "bgpwatch_attribute_sets", "Distinct interned attribute sets", value=float(len(pipeline.pool))
         )
+        yield from self._outside_metrics(pipeline)
 
         supervisor = self.supervisor()
         if supervisor is not None:
@@ -162,6 +163,51 @@ class DaemonCollector(Collector):
                 "Time of the last successful configuration load",
                 value=at,
             )
+
+    @staticmethod
+    def _outside_metrics(pipeline: Pipeline) -> Iterator:
+        """The RIS Live feed and the RPKI data, when configured (their alerts say why; these graph it)."""
+        outside = pipeline.outside
+        if outside.configured:
+            yield GaugeMetricFamily(
+                "bgpwatch_outside_feed_up",
+                "1 when the RIS Live feed is up",
+                value=1.0 if outside.feed_up else 0.0,
+            )
+            yield CounterMetricFamily(
+                "bgpwatch_outside_frames", "RIS Live frames received", value=float(outside.frames)
+            )
+            yield GaugeMetricFamily(
+                "bgpwatch_outside_public_peers",
+                "Public peers heard on RIS Live",
+                value=float(len(outside.peers)),
+            )
+            seen = GaugeMetricFamily(
+                "bgpwatch_outside_prefix_public_peers",
+                "Public peers routing an own prefix now (RIS Live)",
+                labels=["prefix"],
+            )
+            for item in outside.own.values():
+                seen.add_metric([item.text], float(len(item.seeing)))
+            yield seen
+        rpki = pipeline.rpki
+        if rpki.configured:
+            yield GaugeMetricFamily(
+                "bgpwatch_rpki_usable",
+                "1 when RTR data is usable (loaded, not expired)",
+                value=1.0 if rpki.usable else 0.0,
+            )
+            stats = rpki.table.stats()
+            vrps = GaugeMetricFamily("bgpwatch_rpki_vrps", "VRPs in the table in use", labels=["family"])
+            vrps.add_metric(["ipv4"], float(stats["ipv4"]))
+            vrps.add_metric(["ipv6"], float(stats["ipv6"]))
+            yield vrps
+            if rpki.updated_at is not None:
+                yield GaugeMetricFamily(
+                    "bgpwatch_rpki_last_update_timestamp_seconds",
+                    "Time of the last RTR End of Data applied",
+                    value=rpki.updated_at,
+                )
 
     @staticmethod
     def _fault_metrics(faults: Mapping[str, Any]) -> Iterator:
