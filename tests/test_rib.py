@@ -148,3 +148,53 @@ def test_refcounts_match_table_after_random_churn():
     live = {id(a): a for t in rib.peers.values() for a in t.tables[4].values()}
     assert all(live[i].refs == n for i, n in counts.items())
     assert len(pool) == len(live)  # nothing unused is kept
+
+
+def test_value_tables_share_paths_and_communities_and_stay_bounded(monkeypatch):
+    from bgpwatch.rib import attributes
+
+    pool = AttributePool()
+    # Fresh tuples and ints each time, as a JSON decoder hands them over.
+    path = lambda: tuple(int(text) for text in ["65001", "3356", "15169"])  # noqa: E731
+    community = lambda n: ((int("65001"), int("100")), (int("65001"), n))  # noqa: E731
+    large = lambda n: ((int("65001"), 1, int(str(n))),)  # noqa: E731
+    first = pool.intern(
+        as_path=path(), next_hop="192.0.2.2", communities=community(1), large_communities=large(1)
+    )
+    second = pool.intern(
+        as_path=path(), next_hop="192.0.2.6", communities=community(2), large_communities=large(2)
+    )
+    assert first is not second
+    assert second.as_path is first.as_path  # one tuple for the path
+    assert second.communities[0] is first.communities[0]  # one tuple for the common community
+    assert first.large_communities[0][0] is first.as_path[0]  # integers known from paths are shared
+    assert first.communities == ((65001, 100), (65001, 1)) and second.large_communities == ((65001, 1, 2),)
+    # A community's unique data does not grow the integer table.
+    before = len(pool._ints)
+    for n in range(3, 50):
+        pool.intern(as_path=path(), large_communities=large(1000 + n))
+    assert len(pool._ints) == before
+    # The tables of whole values are cleared when full: sharing starts over, nothing else changes.
+    monkeypatch.setattr(attributes, "RECENT_TABLE_LIMIT", 8)
+    made = [pool.intern(as_path=(65001, n), large_communities=large(n)) for n in range(100)]
+    assert len(pool._paths) <= 8 and len(pool._lists) <= 8 and len(pool._items) <= 8
+    again = [pool.intern(as_path=(65001, n), large_communities=large(n)) for n in range(100)]
+    assert all(a is b for a, b in zip(made, again, strict=True))
+    assert [a.to_dict()["large_communities"] for a in again[:2]] == [["65001:1:0"], ["65001:1:1"]]
+
+
+def test_pool_keys_are_small_ints_and_collisions_are_kept_apart(monkeypatch):
+    from bgpwatch.rib import attributes
+
+    pool = AttributePool()
+    attrs = [pool.intern(as_path=(65001, n)) for n in range(20)]
+    assert all(0 <= key < 1 << 60 for key in pool._pool)
+    # Every set in one bucket: still told apart by their fields, and released one by one.
+    monkeypatch.setattr(attributes, "_DIGEST_MASK", 0)
+    pool = AttributePool()
+    attrs = [pool.intern(as_path=(65001, n)) for n in range(5)]
+    assert [pool.intern(as_path=(65001, n)) for n in range(5)] == attrs and len(pool) == 5
+    for a in attrs[:4]:
+        pool.release_if_unused(a)
+        assert a not in pool
+    assert attrs[4] in pool and len(pool) == 1

@@ -11,7 +11,12 @@ the fields on a hit.  The parts many sets have in common are shared, not copied:
 MED and LOCAL_PREF values, next hops, and whole community lists (a network tags thousands of
 paths with the same few communities) are canonicalised through small value tables when a
 set is created.  Those tables only make equal values one object: they are bounded, and
-clearing them changes nothing but sharing.
+clearing them changes nothing but sharing.  The tables of whole values (AS paths, community
+lists, single communities) are small and cleared when full: a value many sets use is met again
+soon after a clear and shared again, whereas a value only one set has (the lab's distinct large
+community per UPDATE) would cost a table entry as big as itself for nothing.  Integers inside
+communities are shared only with integers already known (AS numbers, MED, LOCAL_PREF): a
+community's own data is mostly unique.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from typing import Any
 
 ORIGINS = ("igp", "egp", "incomplete")
 _ORIGIN = {name: name for name in ORIGINS}
-VALUE_TABLE_LIMIT = 1 << 18  # distinct shared values kept per table before it starts over
+VALUE_TABLE_LIMIT = 1 << 18  # distinct shared integers and next hops kept before they start over
+RECENT_TABLE_LIMIT = 1 << 15  # distinct AS paths / community lists / communities kept per table
+_DIGEST_MASK = (1 << 60) - 1  # a 60-bit pool key is a 2-digit int: 32 bytes instead of 40
 
 
 class PathAttributes:
@@ -108,7 +115,7 @@ class PathAttributes:
 class AttributePool:
     """The intern table: equal attribute sets map to one shared `PathAttributes`."""
 
-    __slots__ = ("_pool", "_count", "_ints", "_texts", "_lists", "_items")
+    __slots__ = ("_pool", "_count", "_ints", "_texts", "_paths", "_lists", "_items")
 
     def __init__(self) -> None:
         # hash of the fields -> the set, or a list of sets in the (rare) case of a hash collision
@@ -116,8 +123,9 @@ class AttributePool:
         self._count = 0
         self._ints: dict[int, int] = {}  # AS numbers, MED, LOCAL_PREF
         self._texts: dict[str, str] = {}  # next hops
-        self._lists: dict[tuple, tuple] = {}  # whole community lists
-        self._items: dict[tuple, tuple] = {}  # single communities
+        self._paths: dict[tuple, tuple] = {}  # whole AS paths (recent ones)
+        self._lists: dict[tuple, tuple] = {}  # whole community lists (recent ones)
+        self._items: dict[tuple, tuple] = {}  # single communities (recent ones)
 
     def intern(
         self,
@@ -131,7 +139,10 @@ class AttributePool:
         large_communities: tuple[tuple[int, int, int], ...] = (),
     ) -> PathAttributes:
         """Return the shared object for these attributes, creating it on first use."""
-        digest = hash((origin, as_path, as_set, next_hop, med, local_pref, communities, large_communities))
+        digest = (
+            hash((origin, as_path, as_set, next_hop, med, local_pref, communities, large_communities))
+            & _DIGEST_MASK
+        )
         found = self._pool.get(digest)
         if found is not None:
             candidates = (found,) if type(found) is PathAttributes else found
@@ -176,7 +187,14 @@ class AttributePool:
             ints = self._ints
         share = ints.setdefault
         if type(as_path) is tuple and as_path:
-            as_path = tuple(map(share, as_path, as_path))
+            paths = self._paths
+            shared = paths.get(as_path)
+            if shared is None:
+                if len(paths) >= RECENT_TABLE_LIMIT:
+                    paths.clear()
+                shared = tuple(map(share, as_path, as_path))
+                paths[shared] = shared
+            as_path = shared
         elif not as_path:
             as_path = ()
         if as_set:
@@ -206,22 +224,33 @@ class AttributePool:
             return ()
         if type(value) is not tuple:
             return value
-        shared = self._lists.get(value)
+        lists = self._lists
+        shared = lists.get(value)
         if shared is not None:
             return shared
-        items, ints = self._items.setdefault, self._ints.setdefault
+        table = self._items
+        if len(table) >= RECENT_TABLE_LIMIT:
+            table.clear()
+        items, ints = table.get, self._ints.get
         parts = []
         for item in value:
             if type(item) is tuple:
-                item = items(item, tuple(map(ints, item, item)))
+                known = items(item)
+                if known is None:
+                    known = tuple(map(ints, item, item))
+                    table[known] = known
+                item = known
             parts.append(item)
         shared = tuple(parts)
-        self._lists[shared] = shared
+        if len(lists) >= RECENT_TABLE_LIMIT:
+            lists.clear()
+        lists[shared] = shared
         return shared
 
     def _reset_values(self) -> None:
         self._ints = {}
         self._texts = {}
+        self._paths = {}
         self._lists = {}
         self._items = {}
 
@@ -229,7 +258,7 @@ class AttributePool:
         """Forget an attribute set that no route uses any more."""
         if attrs.refs > 0:
             return
-        digest = hash(attrs.fields())
+        digest = hash(attrs.fields()) & _DIGEST_MASK
         found = self._pool.get(digest)
         if found is attrs:
             del self._pool[digest]
@@ -244,7 +273,7 @@ class AttributePool:
         return self._count
 
     def __contains__(self, attrs: PathAttributes) -> bool:
-        found = self._pool.get(hash(attrs.fields()))
+        found = self._pool.get(hash(attrs.fields()) & _DIGEST_MASK)
         if found is attrs:
             return True
         return type(found) is list and any(a is attrs for a in found)
