@@ -425,6 +425,8 @@ def measure(
             "seconds_enable_to_established": round(first_up - enabled, 2),
             # From the first bulk session Established to every bulk peer's routes held.
             "seconds_established_to_loaded": round(loaded - first_up, 2),
+            # The last bulk session came up this long after the first (GoBGP retries connects late).
+            "seconds_established_spread": round(max(established[site] for site in bulk_sites) - first_up, 2),
             "seconds_established_to_loaded_by_peer": {
                 site: round(done_at[site] - established[site], 2) for site in bulk_sites
             },
