@@ -138,7 +138,7 @@ def relay(config_path: str, worker: int, socket_path: str | None) -> None:
     """ExaBGP's API process: forward ExaBGP's JSON lines on stdin to the daemon."""
     from bgpwatch.collector import relay as relay_module
 
-    buffer_bytes = 64 << 20
+    buffer_bytes, stall_seconds = 64 << 20, relay_module.STALL_SECONDS
     if socket_path is None and config_path is None:
         raise click.UsageError("give --config (or --socket)")
     if socket_path is None:
@@ -147,7 +147,8 @@ def relay(config_path: str, worker: int, socket_path: str | None) -> None:
         config = _load_or_exit(config_path)
         socket_path = str(relay_socket_path(config))
         buffer_bytes = config.collector.relay_buffer_bytes
-    sys.exit(relay_module.main(socket_path, worker, buffer_bytes))
+        stall_seconds = config.collector.relay_stall_seconds
+    sys.exit(relay_module.main(socket_path, worker, buffer_bytes, stall_seconds))
 
 
 @main.command()

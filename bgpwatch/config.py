@@ -128,6 +128,12 @@ def _check_seconds(value: Any) -> float:
     return float(value)
 
 
+def _check_stall(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 30:
+        raise _expected("expected a number of seconds (0-30; 0 = never make ExaBGP wait)")
+    return float(value)
+
+
 def _check_text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _expected("expected a non-empty string")
@@ -388,6 +394,9 @@ class CollectorConfig(_Model):
     relay_buffer_bytes: Annotated[
         int, _int_check(1 << 16, 1 << 34, "expected a number of bytes (65536-17179869184)")
     ] = 64 << 20
+    # Longest the relay lets ExaBGP wait for a daemon that is behind but takes nothing (back-pressure;
+    # keep it under a third of the shortest hold time, 1 s suits BGP's minimum of 3 s); 0: never wait.
+    relay_stall_seconds: Annotated[float, BeforeValidator(_check_stall)] = 1.0
     # Seconds an input's time may be off the receiving clock (the wall clock live, the stream in a
     # replay); a line further off is rejected (time_out_of_range) and never moves the clock.
     max_clock_skew: Annotated[int, _int_check(1, 86400, "expected a number of seconds (1-86400)")] = 300
@@ -905,6 +914,18 @@ def _risky(config: Config) -> list[tuple[str, str]]:
                         " collector.listen_address is not set: nothing listens for it, the session never comes up",
                     )
                 )
+    # ExaBGP sends no keepalive while it waits for the relay: a wait of hold/3 can expire a session.
+    stall = config.collector.relay_stall_seconds
+    short = [(config.hold_time_for(peer), peer.name) for peer in config.peers if config.hold_time_for(peer)]
+    if config.exabgp_enabled and short and stall > min(short)[0] / 3:
+        hold, name = min(short)
+        warnings.append(
+            (
+                "collector.relay_stall_seconds",
+                f"{stall:g} s is more than a third of peer {name!r}'s hold time ({hold} s): ExaBGP sends no"
+                " keepalive while it waits for the relay, so the session could expire (keep it <= hold/3)",
+            )
+        )
     # A peer's own local_address of the other family is refused; the collector's is then left unused.
     shared = config.collector.local_address
     if shared is not None:

@@ -144,3 +144,74 @@ def test_relay_reports_loss_after_overflow(tmp_path):
     os.close(read_fd)
     conn.close()
     server.close()
+
+
+def _pipe_writer(fd, payload):
+    """Write `payload` into a pipe from a thread (blocking, as ExaBGP does); return the thread."""
+    import threading
+
+    def write():
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view[: 1 << 16]) :]
+        os.close(fd)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_slow_daemon_pushes_back_and_nothing_is_lost(tmp_path):
+    """A daemon that takes lines slowly makes ExaBGP wait: with a buffer of 1/40 of the output, no loss."""
+    import threading
+
+    path = str(tmp_path / "relay.sock")
+    server = _serve(path)
+    read_fd, write_fd = os.pipe()
+    relay = Relay(path, buffer_bytes=64 << 10, stdin_fd=read_fd, stall_seconds=5.0, heartbeat=0)
+    payload = b"".join(lines(40_000))  # ~2.6 MB through a 64 KiB buffer
+    runner = threading.Thread(target=relay.run, kwargs={"idle_exit": 5.0}, daemon=True)
+    runner.start()
+    writer = _pipe_writer(write_fd, payload)
+    conn, _ = server.accept()
+    received = b""
+    conn.settimeout(10)
+    while True:
+        time.sleep(0.002)  # the daemon is slow: a small read every 2 ms
+        chunk = conn.recv(1 << 14)
+        if not chunk:
+            break
+        received += chunk
+    writer.join(10)
+    runner.join(10)
+    got = [orjson.loads(line) for line in received.splitlines()]
+    assert got[0]["bgpwatch-relay"]["hello"] == 0
+    control = [r["bgpwatch-relay"] for r in got if "bgpwatch-relay" in r]
+    assert [r["n"] for r in got if "n" in r] == list(range(40_000))  # everything, in order
+    assert not any("lost" in c for c in control) and relay.lost_total == 0
+    assert control[-1]["bye"] == "ExaBGP closed the API pipe"
+    assert relay.holds > 0 and relay.held_seconds > 0  # ExaBGP did wait for the daemon
+    conn.close()
+    server.close()
+
+
+def test_a_stuck_daemon_never_holds_exabgp_past_the_stall_bound(tmp_path):
+    """A daemon that connects and then takes nothing: after stall_seconds the relay reads (and drops) again."""
+    import threading
+
+    path = str(tmp_path / "relay.sock")
+    server = _serve(path)
+    read_fd, write_fd = os.pipe()
+    relay = Relay(path, buffer_bytes=64 << 10, stdin_fd=read_fd, stall_seconds=0.3, heartbeat=0)
+    runner = threading.Thread(target=relay.run, kwargs={"idle_exit": 0.5}, daemon=True)
+    runner.start()
+    conn, _ = server.accept()  # ... and never reads
+    payload = b"".join(lines(100_000))  # ~6.5 MB: far more than the socket and the buffer hold
+    writer = _pipe_writer(write_fd, payload)
+    writer.join(20)
+    assert not writer.is_alive()  # ExaBGP's writes all went through
+    runner.join(20)
+    assert relay.lost_total > 0  # what did not fit was dropped and counted, never waited for
+    assert relay.holds >= 1
+    conn.close()
+    server.close()

@@ -1,15 +1,22 @@
 """`bgpwatch relay`: ExaBGP's API process, forwarding its JSON lines to the daemon.
 
-ExaBGP writes one JSON line per BGP event to our stdin.  If we stopped reading, ExaBGP's
-pipe would fill, its reactor would block, and the routers would drop their sessions when the
-hold timer expired: the monitor would cause the outage it watches for.  So the relay *always*
-reads stdin, and copes with a daemon that is down or slow like this:
+ExaBGP writes one JSON line per BGP event to our stdin, with a blocking write: while the pipe is
+full its whole reactor waits, keepalives included, and a router drops the session when its hold
+timer expires: the monitor would cause the outage it watches for.  So the relay decides how long
+ExaBGP may wait, and copes with a daemon that is slow, down or stuck like this:
 
 * the daemon is reached over a unix socket (``<runtime_dir>/relay.sock``), reconnecting with
   capped exponential back-off;
-* while it cannot write, it keeps whole lines in a buffer bounded in bytes
-  (``collector.relay_buffer_bytes``, 64 MiB by default, ~100k UPDATE lines);
-* when the buffer is full it drops the **oldest** whole lines and counts them; the next
+* **a daemon that is behind pushes back**: while it keeps taking lines, the relay queues at most
+  ``WINDOW_BYTES`` (8 MiB) and then leaves stdin unread, so ExaBGP waits, stops reading its BGP
+  sockets, and TCP slows the routers down: a table arrives at the pace the daemon can apply it, and
+  nothing is dropped.  Each wait is short (the daemon takes a send's worth and the relay reads
+  again), and never longer than ``collector.relay_stall_seconds`` (1 s by default, a third of the
+  shortest hold time BGP allows): a daemon that took nothing for that long is stuck, and the relay
+  goes back to reading whatever happens;
+* while it cannot deliver (the daemon is unreachable or stuck), it keeps whole lines in a buffer
+  bounded in bytes (``collector.relay_buffer_bytes``, 64 MiB by default, ~100k UPDATE lines);
+* when that buffer is full it drops the **oldest** whole lines and counts them; the next
   line the daemon receives is a control line ``{"bgpwatch-relay": {"lost": N, ...}}`` so the
   daemon knows its view is incomplete (it raises ``collector_degraded``);
 * each connection starts with a hello control line naming the worker (and saying that this relay
@@ -56,6 +63,9 @@ PIPE_BYTES = 1 << 20  # stdin's pipe is enlarged to this (Linux F_SETPIPE_SZ; 1 
 COALESCE_SECONDS = 0.01  # after a read, lines gather this long in the pipe before the next
 SEND_BYTES = 1 << 20  # queued runs of lines are joined up to this per send
 SOCKET_BUFFER = 1 << 20  # SO_SNDBUF asked for the daemon's socket (fewer, larger sends)
+WINDOW_BYTES = 8 << 20  # queued while the daemon takes lines; past it ExaBGP waits (back-pressure)
+MIN_READ = 4096  # under back-pressure, smaller room than this waits for more
+STALL_SECONDS = 1.0  # longest ExaBGP waits for a daemon that takes nothing (collector.relay_stall_seconds)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 HEARTBEAT_SECONDS = 1.0
@@ -87,6 +97,8 @@ class Relay:
         clock=time.monotonic,
         command_fd: int | None = None,
         heartbeat: float = HEARTBEAT_SECONDS,
+        stall_seconds: float = STALL_SECONDS,
+        window_bytes: int = WINDOW_BYTES,
     ) -> None:
         self.socket_path = socket_path
         self.worker = worker
@@ -95,7 +107,13 @@ class Relay:
         self.command_fd = command_fd  # ExaBGP's API input (our stdout); None: requests are ignored
         self.heartbeat = heartbeat
         self.clock = clock
+        self.stall_seconds = stall_seconds  # 0: never let ExaBGP wait (buffer, then drop)
+        self.window_bytes = min(window_bytes, buffer_bytes)
         self.last_sent = 0.0  # when bytes last went to the daemon
+        self.last_progress = 0.0  # when the daemon last took bytes (or connected)
+        self.held_since: float | None = None  # stdin left unread since then (back-pressure)
+        self.held_seconds = 0.0  # total time ExaBGP was made to wait
+        self.holds = 0  # times it was
         self.inbox = b""  # a partial line from the daemon
         self.refreshes = 0  # route-refresh requests passed to ExaBGP
         self.pending: deque[bytes] = deque()  # whole lines (or runs of whole lines), oldest first
@@ -123,10 +141,10 @@ class Relay:
             except OSError:
                 pass
 
-    def _read_stdin(self) -> int:
-        """Read what stdin holds (up to CHUNK); return the number of bytes read."""
+    def _read_stdin(self, size: int = CHUNK) -> int:
+        """Read what stdin holds (up to ``size``); return the number of bytes read."""
         try:
-            data = os.read(self.stdin_fd, CHUNK)
+            data = os.read(self.stdin_fd, size)
         except BlockingIOError:
             return 0
         if not data:
@@ -186,6 +204,7 @@ class Relay:
             pass
         self.sock = sock
         self.backoff = 0.1
+        self.last_progress = now  # a daemon that just connected gets a stall's time to start taking
         hello = {
             "hello": self.worker,
             "pid": os.getpid(),
@@ -221,7 +240,7 @@ class Relay:
             self._disconnect()
             return
         if sent:
-            self.last_sent = self.clock()
+            self.last_sent = self.last_progress = self.clock()
         # what is left of a partial send, without copying it
         self.out = b"" if sent >= len(self.out) else memoryview(self.out)[sent:]
 
@@ -237,6 +256,25 @@ class Relay:
             run = b"".join(runs) if len(runs) > 1 else run
         self.pending_bytes -= len(run)
         return run
+
+    def _room(self, now: float) -> int:
+        """Return how many bytes the next read of stdin may take.
+
+        While the daemon takes lines, what fits in the window (back-pressure: 0 leaves ExaBGP waiting);
+        when it is unreachable, or took nothing for ``stall_seconds``, a whole read (ExaBGP must go on).
+        """
+        if self.sock is None or self.stall_seconds <= 0 or now - self.last_progress >= self.stall_seconds:
+            return CHUNK
+        room = min(CHUNK, self.window_bytes - self.pending_bytes - len(self.partial))
+        return room if room >= MIN_READ else 0
+
+    def _note_hold(self, now: float, holding: bool) -> None:
+        if holding and self.held_since is None:
+            self.held_since = now
+            self.holds += 1
+        elif not holding and self.held_since is not None:
+            self.held_seconds += now - self.held_since
+            self.held_since = None
 
     def _heartbeat_due(self) -> bool:
         return bool(self.heartbeat) and self.clock() - self.last_sent >= self.heartbeat
@@ -274,7 +312,10 @@ class Relay:
             if self.sock is None:
                 self._connect()
             now = self.clock()
-            reading = not self.eof and now >= self.next_read
+            room = self._room(now)
+            holding = not self.eof and room == 0
+            self._note_hold(now, holding)
+            reading = not self.eof and now >= self.next_read and not holding
             readers = [self.stdin_fd] if reading else []
             writers = []
             if self.sock is not None:
@@ -282,14 +323,16 @@ class Relay:
                 if self.out or self.pending or self.lost_lines or self._heartbeat_due():
                     writers.append(self.sock.fileno())
             timeout = 0.1 if self.sock is None else min(1.0, max(0.05, self.heartbeat / 2 or 1.0))
-            if not self.eof and not reading:
+            if holding:  # wake when the stall bound ends (a send that makes room wakes us anyway)
+                timeout = min(timeout, max(0.001, self.last_progress + self.stall_seconds - now))
+            elif not self.eof and not reading:
                 timeout = min(timeout, self.next_read - now)
             try:
                 readable, writable, _ = select.select(readers, writers, [], timeout)
             except InterruptedError:
                 continue
             if self.stdin_fd in readable:
-                got = self._read_stdin()
+                got = self._read_stdin(room)
                 # A read of half the pipe or more: ExaBGP writes fast, read again at once so that it
                 # never blocks on a full pipe.  Otherwise let the next lines gather for a moment.
                 if got < self.pipe_bytes // 2:
@@ -354,10 +397,12 @@ class Relay:
         self.refreshes += 1
 
 
-def main(socket_path: str, worker: int, buffer_bytes: int) -> int:
+def main(socket_path: str, worker: int, buffer_bytes: int, stall_seconds: float = STALL_SECONDS) -> int:
     """Run the relay as ExaBGP's API process."""
     # stdout is ExaBGP's API input: the daemon's route-refresh requests go there
-    relay = Relay(socket_path, worker=worker, buffer_bytes=buffer_bytes, command_fd=1)
+    relay = Relay(
+        socket_path, worker=worker, buffer_bytes=buffer_bytes, command_fd=1, stall_seconds=stall_seconds
+    )
 
     def stop(_signum, _frame):
         relay.stopping = True
@@ -370,6 +415,13 @@ def main(socket_path: str, worker: int, buffer_bytes: int) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        relay._note_hold(relay.clock(), False)
+        if relay.holds:
+            print(
+                f"bgpwatch relay: ExaBGP waited {relay.held_seconds:.1f} s in {relay.holds} stretches"
+                " for a daemon that was behind",
+                file=sys.stderr,
+            )
         if relay.lost_total:
             print(
                 f"bgpwatch relay: {relay.lost_total} lines dropped while the daemon was unreachable",
