@@ -261,7 +261,7 @@ def build_pipeline(transitions: list[dict[str, Any]] | None = None) -> Any:
     config = load_config(PARIS_CONFIG)
     pipeline = Pipeline(config)
     out = transitions if transitions is not None else []
-    pipeline.consumer = DetectionEngine(config, pipeline.rib, out.append, sessions=pipeline.sessions)
+    DetectionEngine.for_pipeline(pipeline, out.append)
     return pipeline
 
 

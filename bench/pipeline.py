@@ -66,7 +66,7 @@ def build_pipeline(config: Any) -> Pipeline:
 
     pipeline = Pipeline(config)
     transitions: list[dict[str, Any]] = []
-    pipeline.consumer = DetectionEngine(config, pipeline.rib, transitions.append)
+    DetectionEngine.for_pipeline(pipeline, transitions.append)  # wired as the daemon wires it
     pipeline.transitions = transitions  # type: ignore[attr-defined]  # read by the report
     return pipeline
 

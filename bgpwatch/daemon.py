@@ -87,9 +87,8 @@ class Daemon:
         self.reload_at = time.time()
         self.pipeline = Pipeline(config)
         self.planned = PlannedWork(sites_from_config(config))  # maintenance windows and drains
-        self.engine = self._build_engine(config)
+        self.engine = self._build_engine(config)  # the pipeline's consumer (None: detection not installed)
         self._attach_planned()
-        self.pipeline.consumer = self.engine
         self.supervisor: Supervisor | None = None
         if config.collector.exabgp == "managed" and config.exabgp_enabled:
             self.supervisor = Supervisor(config, self._collector_status)
@@ -147,19 +146,12 @@ class Daemon:
         self.sources: list[Source] = build_sources(self, config)  # the inputs: plug-ins, config order
 
     # -- wiring -----------------------------------------------------------------------
-    def _build_engine(self, config: Config):
+    def _build_engine(self, config: Config):  # config: the pipeline's
         try:
             from bgpwatch.detect.engine import DetectionEngine
         except ImportError:
             return None
-        return DetectionEngine(
-            config,
-            self.pipeline.rib,
-            self.emit,
-            sessions=self.pipeline.sessions,
-            outside=self.pipeline.outside,
-            rpki=self.pipeline.rpki,
-        )
+        return DetectionEngine.for_pipeline(self.pipeline, self.emit)
 
     def _attach_planned(self) -> None:
         if self.engine is not None:

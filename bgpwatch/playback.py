@@ -181,15 +181,7 @@ def replay(
     from bgpwatch.pipeline import Pipeline
 
     pipeline = Pipeline(config)
-    engine = DetectionEngine(
-        config,
-        pipeline.rib,
-        on_transition,
-        sessions=pipeline.sessions,
-        outside=pipeline.outside,
-        rpki=pipeline.rpki,
-    )
-    pipeline.consumer = engine
+    engine = DetectionEngine.for_pipeline(pipeline, on_transition)
     stats = ReplayStats()
     feed = pipeline.feed_event
     last_at: float | None = None

@@ -9,6 +9,7 @@ Real: `bgpwatch.playback.replay` over the RIS update files of fixtures/mrt/dfz_n
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from bgpwatch.detect.origins import BOGONS, reserved_asn_kind
 from bgpwatch.events import UP, Announce, EndOfRib, SessionState, Withdraw
 from bgpwatch.playback import replay
 from bgpwatch.rib import Rib
-from bgpwatch.rib.prefix import parse_prefix
+from bgpwatch.rib.prefix import format_prefix, parse_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_CONFIG = ROOT / "fixtures" / "scenarios" / "lab-config.yaml"
@@ -284,6 +285,51 @@ def test_bogon_route(tmp_path: Path) -> None:
     assert "6to4 relay" in six_to_four["summary"]
     assert six_to_four["annotations"]["peer_count"] == 2  # par3's route came before it fired
     assert six_to_four["annotations"]["routes"] == 2 and six_to_four["annotations"]["origins"] == ["AS6939"]
+
+
+def test_bogon_blocks_with_exempt_holes_still_catch_the_rest(tmp_path: Path) -> None:
+    """An exempt prefix inside a bogon block (a lab's table in 2001:db8:4000::/34) takes only itself and
+    its more-specifics out: the block's other parts and the routes covering the hole are still bogons,
+    and the engine's scope skips the exempt routes before any judgement."""
+    lab = Lab(
+        tmp_path, detectors={"bogon_route": {"ignore_prefixes": ["2001:db8:4000::/34", "100.64.0.0/10"]}}
+    )
+    detector = next(d for d in lab.engine.detectors if d.name == "bogon_route")
+    scope = [ipaddress.ip_network(format_prefix(*p)) for p in detector.scope()]
+
+    def covered(text: str) -> bool:
+        network = ipaddress.ip_network(text)
+        return any(network.version == n.version and network.subnet_of(n) for n in scope)
+
+    assert covered("2001:db8:8000::/33") and covered("2001:db8::/40") and covered("10.1.0.0/16")
+    assert (
+        not covered("2001:db8:4000::/34")
+        and not covered("2001:db8:4000::/56")
+        and not covered("2001:db8::/32")
+    )
+    assert not covered("100.64.3.0/24")  # a whole block exempt
+    exact = {format_prefix(*p) for p in detector.scope_exact()}
+    assert {"2001:db8::/32", "2001:db8::/33"} <= exact  # the routes covering the hole, in the block
+    assert not any(
+        ipaddress.ip_network(text).subnet_of(ipaddress.ip_network("2001:db8:4000::/34"))
+        for text in exact
+        if ":" in text
+    )
+    lab.up(0)
+    lab.announce(1, P1, ["2001:db8:4000::/56", "2001:db8:7fff:ff00::/56", "100.64.3.0/24"], [])
+    lab.run_until(3)
+    assert lab.got({"bogon_route"}) == []
+    lab.announce(4, P2, ["2001:db8::/32"], [65002, 6939])  # covers the exempt hole: a bogon
+    lab.run_until(6)
+    lab.announce(7, P2, ["2001:db8:8000::/48"], [65002, 6939])  # the block's other half
+    lab.run_until(9)
+    assert lab.got({"bogon_route"}) == [(at(4.5), "bogon_route", "firing", {"bogon": "2001:db8::/32"})]
+    routes = {
+        format_prefix(*route)
+        for by_peer in detector.groups["2001:db8::/32"].by_peer.values()
+        for route in by_peer
+    }
+    assert routes == {"2001:db8::/32", "2001:db8:8000::/48"}  # the same alert holds both
 
 
 def test_bogon_table_is_well_formed() -> None:

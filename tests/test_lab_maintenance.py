@@ -20,7 +20,11 @@ from tests.lab import Lab, SiteSpec, lab_available
 from tests.lab.daemon import LabDaemon
 
 UNAVAILABLE = lab_available(("frr",))
-pytestmark = [pytest.mark.lab, pytest.mark.solo, pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE))]
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.solo,
+    pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE)),
+]
 
 SITES = [
     SiteSpec("par1", 65001, ("203.0.113.0/27", "2001:db8:1001::/48"), router="frr"),

@@ -29,8 +29,9 @@ from bgpwatch.ingest.rpki_lines import parse_line, rpki_line
 from bgpwatch.pipeline import Pipeline
 from bgpwatch.rib import Rib
 from bgpwatch.rib.prefix import parse_prefix
-from bgpwatch.rpki.state import RpkiState, protected_prefixes
+from bgpwatch.rpki.state import RpkiState
 from bgpwatch.rpki.vrps import make_vrp
+from bgpwatch.topology.model import SiteModel
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1795699700.0
@@ -154,7 +155,7 @@ def test_recorded_rpki_lines_replay_to_the_same_validity(tmp_path: Path) -> None
     ]
     state.load([make_vrp(*r) for r in rows], T0, "127.0.0.1:8282")
     state.set_usable(True, T0, "End of Data serial 3")
-    relevant = state.relevant(protected_prefixes(h.config))
+    relevant = state.relevant(SiteModel(h.config).protected_prefixes())
     assert sorted(map(str, relevant)) == [
         "2001:db8:1002::/48-48 AS65002",
         "203.0.0.0/16-16 AS64999",

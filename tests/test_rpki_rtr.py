@@ -37,8 +37,8 @@ from bgpwatch.pipeline import Pipeline
 from bgpwatch.rib.prefix import parse_prefix
 from bgpwatch.rpki import rtr
 from bgpwatch.rpki.rtr import RtrSource
-from bgpwatch.rpki.state import protected_prefixes
 from bgpwatch.rpki.vrps import INVALID, NOT_FOUND, VALID, make_vrp
+from bgpwatch.topology.model import SiteModel
 from tests.test_bmp_station import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,7 +184,7 @@ def test_load_updates_and_the_same_verdicts_as_rpki_rov(tmp_path: Path) -> None:
     again = Pipeline(host.config)
     for line in host.records:
         again.feed_line(line)
-    relevant = host.pipeline.rpki.relevant(protected_prefixes(host.config))
+    relevant = host.pipeline.rpki.relevant(SiteModel(host.config).protected_prefixes())
     assert set(again.rpki.table) == set(relevant) and again.rpki.usable
     assert make_vrp("203.0.113.0/26", 27, 65009) in again.rpki.table
     assert make_vrp("198.51.100.0/24", 24, 64500) not in again.rpki.table  # not ours: not recorded

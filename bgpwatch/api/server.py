@@ -45,7 +45,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from bgpwatch.api.page import status_page
 from bgpwatch.events import LOC_RIB, POST_POLICY, PRE_POLICY, split_view_key
 from bgpwatch.rib.prefix import format_prefix, parse_address, parse_prefix
-from bgpwatch.rpki.state import protected_prefixes
+from bgpwatch.topology.model import SiteModel
 
 if TYPE_CHECKING:
     from bgpwatch.daemon import Daemon
@@ -218,12 +218,18 @@ def _route(base: dict[str, Any], family: int, key: int, attrs, rpki: RpkiState) 
     return data
 
 
+def _protected(daemon: Daemon) -> list[tuple[int, int]]:
+    """Return the prefixes bgpwatch protects (the site model's definition)."""
+    model = getattr(daemon.engine, "model", None)
+    return (model if model is not None else SiteModel(daemon.config)).protected_prefixes()
+
+
 def rpki_view(daemon: Daemon, prefix: str | None = None) -> dict[str, Any]:
     """Return the RPKI state and, per protected prefix, its VRPs and the validity of its routes."""
     state = daemon.pipeline.rpki
     ribs = [daemon.pipeline.rib, daemon.pipeline.outside.rib]
     result: dict[str, Any] = {**state.to_dict(), "prefixes": []}
-    for family, key in protected_prefixes(daemon.config):
+    for family, key in _protected(daemon):
         text = format_prefix(family, key)
         if prefix is not None and text != format_prefix(*parse_prefix(prefix)):
             continue
@@ -527,7 +533,7 @@ def build_app(daemon: Daemon) -> web.Application:
                 wanted = parse_prefix(prefix)
             except ValueError as exc:
                 raise BadRequest(f"prefix: {_show(prefix)} is not a prefix ({exc})") from None
-            if wanted not in protected_prefixes(daemon.config):
+            if wanted not in _protected(daemon):
                 raise BadRequest(
                     f"prefix: {_show(prefix)} is not one of our prefixes (a site or watched prefix)"
                 )

@@ -107,6 +107,24 @@ class DetectorConfigError(ValueError):
 class DetectionEngine:
     """Topology, detectors and the alert book; emits alert transitions through ``emit``."""
 
+    @classmethod
+    def for_pipeline(
+        cls, pipeline: Any, emit: Callable[[dict[str, Any]], None], **kwargs: Any
+    ) -> DetectionEngine:
+        """Return an engine reading what ``pipeline`` owns (RIB, sessions, outside view, RPKI), attached
+        as its consumer: how the daemon, a replay and the benchmarks wire one."""
+        engine = cls(
+            pipeline.config,
+            pipeline.rib,
+            emit,
+            sessions=pipeline.sessions,
+            outside=pipeline.outside,
+            rpki=pipeline.rpki,
+            **kwargs,
+        )
+        pipeline.consumer = engine
+        return engine
+
     def __init__(
         self,
         config: Config,
@@ -187,6 +205,16 @@ class DetectionEngine:
         self._scope = PrefixIndex(
             (family, key, True) for scope in scopes.values() if scope is not None for family, key in scope
         )
+        self._scope_exact: dict[int, frozenset[int]] = {
+            family: frozenset(
+                key
+                for d in detectors
+                if d.name in self._scoped
+                for f, key in d.scope_exact()  # type: ignore[attr-defined]
+                if f == family
+            )
+            for family in (4, 6)
+        }
         self._event_calls = [(d, d.name in self._scoped) for d in self._event_detectors]
         self._session_detectors = [d for d in detectors if type(d).on_session is not Detector.on_session]
         self._monitor_detectors = [d for d in detectors if type(d).on_monitor is not Detector.on_monitor]
@@ -332,10 +360,16 @@ class DetectionEngine:
 
     def _in_scope(self, changes: list[RouteChanges]) -> list[RouteChanges]:
         """Return the changes restricted to the routes some scoped route detector judges."""
-        select = self._scope.select
+        select, exact = self._scope.select, self._scope_exact
         found = []
         for change in changes:
             items = select(change.family, change.items)
+            if exact[change.family]:
+                chosen = exact[change.family]
+                extra = [item for item in change.items if item[0] in chosen]
+                if extra:
+                    keep = {id(item) for item in items}
+                    items = [item for item in change.items if id(item) in keep or item[0] in chosen]
             if items:
                 found.append(RouteChanges(change.at, change.peer, change.family, items, change.reason))
         return found

@@ -32,7 +32,6 @@ from bgpwatch.detect.base import Detector, Param, register
 from bgpwatch.detect.origins import SAMPLES, Group, GroupKey, ProtectedPrefixes, RouteDetector, _path_text
 from bgpwatch.rib import RouteChanges
 from bgpwatch.rib.prefix import format_prefix
-from bgpwatch.rpki.state import protected_prefixes
 from bgpwatch.rpki.vrps import INVALID
 
 if TYPE_CHECKING:
@@ -212,7 +211,7 @@ class RpkiNotFoundDetector(RpkiDetector):
 
     def __init__(self, ctx: Any, params: Any = None) -> None:
         super().__init__(ctx, params)
-        self.prefixes = protected_prefixes(ctx.config)
+        self.prefixes = ctx.topology.model.protected_prefixes()
         self.covered_once: set[tuple[int, int]] = set()
         self._seen: int | None = None
 

@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 
 from bgpwatch.ingest.rpki_lines import rpki_line
 from bgpwatch.ingest.sources import Source
-from bgpwatch.rpki.state import protected_prefixes
 from bgpwatch.rpki.vrps import Vrp
+from bgpwatch.topology.model import SiteModel
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class RtrSource(Source):
         self._recorded: tuple[Any, ...] | None = None
         self._recorded_line: bytes | None = None  # opens every new recording file (Recorder.headers)
         self._unusable = "no End of Data from any RTR cache yet"
-        self._protected = protected_prefixes(host.config)
+        self._protected = SiteModel(host.config).protected_prefixes()
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -14,21 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from bgpwatch.rib.prefix import parse_prefix
 from bgpwatch.rpki.vrps import Vrp, VrpTable
-
-
-def protected_prefixes(config: Any) -> list[tuple[int, int]]:
-    """Return the prefixes whose RPKI validity bgpwatch watches: site, anycast and watched prefixes."""
-    found: dict[tuple[int, int], None] = {}
-    for site in getattr(config, "sites", ()) or ():
-        for prefix in site.prefixes:
-            found.setdefault(parse_prefix(prefix))
-    for prefix in getattr(config, "anycast", ()) or ():
-        found.setdefault(parse_prefix(prefix))
-    for entry in getattr(config, "watched_prefixes", ()) or ():
-        found.setdefault(parse_prefix(entry.prefix))
-    return list(found)
 
 
 class RpkiState:

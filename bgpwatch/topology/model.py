@@ -54,6 +54,15 @@ class PeerInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class WatchedInfo:
+    """A ``watched_prefixes`` entry: a prefix bgpwatch protects beyond the sites' own."""
+
+    prefix: PrefixId
+    origins: frozenset[int]
+    allow_more_specifics: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceInfo:
     """A named set of prefixes that must be reachable from the listed sites."""
 
@@ -112,6 +121,21 @@ class SiteModel:
             for s in getattr(config, "services", ())
         )
         self._build_service_index()
+        self.watched: tuple[WatchedInfo, ...] = tuple(
+            WatchedInfo(parse_prefix(w.prefix), frozenset(w.origins), bool(w.allow_more_specifics))
+            for w in getattr(config, "watched_prefixes", None) or ()
+        )
+
+    def protected_prefixes(self) -> list[PrefixId]:
+        """Return the prefixes bgpwatch protects, each once: the site prefixes (anycast ones included),
+        then the watched prefixes, in config order.
+
+        The one definition of "our prefixes": their origins are checked (origin_change), their RPKI
+        validity (rpki_*), their more-specifics (more_specific), they are never bogons.
+        """
+        found = dict.fromkeys(prefix for _site, prefix in self.all_site_prefixes())
+        found.update(dict.fromkeys(w.prefix for w in self.watched))
+        return list(found)
 
     # -- site prefixes ----------------------------------------------------------------
     def site_prefix(self, family: int, key: int) -> int | None:

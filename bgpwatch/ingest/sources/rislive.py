@@ -30,6 +30,8 @@ import orjson
 
 from bgpwatch.ingest.ris_lines import feed_line, frame_line
 from bgpwatch.ingest.sources import Source, register
+from bgpwatch.rib.prefix import format_prefix
+from bgpwatch.topology.model import SiteModel
 
 log = logging.getLogger("bgpwatch.ingest")
 
@@ -39,10 +41,7 @@ STABLE_SECONDS = 30.0  # a connection up this long resets the back-off
 
 def subscriptions(params: Any, config: Any) -> list[dict[str, Any]]:
     """Return the ris_subscribe messages for an input's parameters."""
-    prefixes = list(params.prefixes) or [
-        *(p for site in config.sites for p in site.prefixes),
-        *(w.prefix for w in getattr(config, "watched_prefixes", ()) or ()),
-    ]
+    prefixes = list(params.prefixes) or [format_prefix(*p) for p in SiteModel(config).protected_prefixes()]
     prefixes = list(dict.fromkeys(prefixes))
     hosts = list(params.hosts) or [None]
     messages = []
