@@ -46,6 +46,7 @@ from bgpwatch.pipeline import Pipeline
 
 TARGET = 200  # bytes per Adj-RIB-In route
 LAB_TARGET = 190  # the lab table: BIRD's own figure for it
+SITE_PREFIXES = ("203.0.113.0/24", "2001:db8:1::/48")  # the lab table's site, outside the bulk ranges
 LAB_V4_CAPACITY = (1 << 18) - 1  # prefixes of 198.18.0.0/15, every length
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -84,15 +85,24 @@ class LabTable:
         return self.v4 + self.v6
 
     def config(self) -> Config:
-        # As bench/e2e.py configures the lab's daemon: the bulk ranges are no bogons there.
-        extra = "detectors: {bogon_route: {ignore_prefixes: [198.18.0.0/15, 2001:db8:4000::/34]}}\n"
-        return load_config_text(workload.Workload(1, 0, 0).config_text(extra=extra), "<bench>")
+        # As bench/e2e.py configures the lab's daemon: a site with its own prefixes (so the session's
+        # table is awaited up to its End-of-RIB, as live), the bulk ranges no bogons.
+        address, asn = workload.peer_address(0), workload.peer_as(0)
+        text = (
+            "collector: {local_as: 65000, router_id: 192.0.2.254, exabgp: external}\n"
+            f"sites:\n  - name: site1\n    prefixes: [{', '.join(SITE_PREFIXES)}]\n"
+            f"    peers: [{{name: rr1, address: {address}, peer_as: {asn}, local_as: {asn}}}]\n"
+            "detectors: {bogon_route: {ignore_prefixes: [198.18.0.0/15, 2001:db8:4000::/34]}}\n"
+        )
+        return load_config_text(text, "<bench>")
 
     def table_batches(self, index: int, batch: int = 50_000) -> Iterator[list[bytes]]:
         address, asn = workload.peer_address(index), workload.peer_as(index)
         at = workload.T0
         yield [synth.state_line(address, "up", at, asn)]
-        lines: list[bytes] = []
+        lines: list[bytes] = [
+            synth.route_line(address, [prefix], [asn], at=at, peer_as=asn) for prefix in SITE_PREFIXES
+        ]
         for family, texts in _lab_prefixes(self.v4, self.v6):
             next_hop = address if family == 4 else workload.v6_next_hop(index)
             fam = f"ipv{family} unicast"

@@ -167,7 +167,12 @@ def test_value_tables_share_paths_and_communities_and_stay_bounded(monkeypatch):
     assert first is not second
     assert second.as_path is first.as_path  # one tuple for the path
     assert second.communities[0] is first.communities[0]  # one tuple for the common community
-    assert first.large_communities[0][0] is first.as_path[0]  # integers known from paths are shared
+    # large communities are kept packed as on the wire (12 bytes each), decoded when read
+    assert first.large == bytes.fromhex("0000fde90000000100000001")
+    assert (
+        pool.intern(as_path=path(), large_communities=large(7)).large
+        is pool.intern(as_path=(65001, 1), large_communities=large(7)).large
+    )  # an equal packed list is one object, even across attribute sets
     assert first.communities == ((65001, 100), (65001, 1)) and second.large_communities == ((65001, 1, 2),)
     # A community's unique data does not grow the integer table.
     before = len(pool._ints)

@@ -120,12 +120,15 @@ _CONTROL_TEXT = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f]")
 _CONTROL_BYTES = re.compile(rb"[\x00-\x09\x0b\x0c\x0e-\x1f]")
 _PEER_CACHE = 4096
 _NEXT_HOP_CACHE = 65536
-# Prefix text -> key, per family.  Every peer sends the same prefixes (full tables overlap), so
-# after the first table a prefix costs one dict lookup instead of a parse, and all peers' tables
-# share one int object per prefix.  Bounded: it starts over when full (~2 full tables of texts).
-PREFIX_CACHE = 1 << 21
+# Prefix text -> key, per family: the prefixes of recent UPDATEs (a flapping prefix, peers sending
+# the same table in the same order at the same time) cost one dict lookup instead of a parse.
+# Small on purpose (~7 MiB full): a cache of whole tables would hold every prefix's text, ~110 B per
+# prefix for good (bench/memory.py --packing lab: 421 -> 329 B/route), to save a parse (~1 us) and
+# an int (~40 B) per route of the *other* peers' tables: with 4 full tables the memory came out even
+# (162 vs 161.5 B/route) for 6 % more CPU during the load.  It starts over when full.
+PREFIX_CACHE = 1 << 16
 _NLRI = itemgetter("nlri")
-VALUE_CACHE = 65536  # distinct community lists remembered
+VALUE_CACHE = 1 << 14  # distinct community lists remembered (each holds its JSON text)
 
 
 class IngestError(ValueError):
@@ -344,7 +347,7 @@ def _large_communities(value: Any) -> tuple[tuple[int, int, int], ...]:
 
 
 def _decode_attributes(
-    attributes: Any, caches: dict[str, dict[bytes, tuple]] | None = None
+    attributes: Any, caches: dict[str, dict[str, tuple]] | None = None
 ) -> tuple[str, tuple[int, ...], tuple[int, ...], int | None, int | None, tuple, tuple]:
     """Return (origin, as_path, as_set, med, local_pref, communities, large) from an UPDATE's attributes.
 
@@ -385,12 +388,13 @@ def _decode_attributes(
     return (origin, as_path, as_set, med, local_pref, communities or (), large or ())
 
 
-def _cached(value: Any, decode: Any, caches: dict[str, dict[bytes, tuple]] | None, name: str) -> tuple:
+def _cached(value: Any, decode: Any, caches: dict[str, dict[str, tuple]] | None, name: str) -> tuple:
     """Return ``decode(value)``, from the cache when the same JSON was decoded before."""
     if caches is None or type(value) is not list:
         return decode(value)
     cache = caches[name]
-    exact = orjson.dumps(value)
+    # As text: orjson's bytes keep a 4 KiB buffer each (65,536 cached lists would hold 256 MiB).
+    exact = orjson.dumps(value).decode()
     found = cache.get(exact)
     if found is None:
         found = decode(value)
@@ -425,7 +429,7 @@ class ExaBGPJsonParser:
         # UPDATEs with the same attributes.
         self._last_attributes: dict[str, list[Any]] = {}
         # Exact JSON of a community list -> its validated tuples (networks reuse a few lists).
-        self._value_caches: dict[str, dict[bytes, tuple]] = {"community": {}, "large-community": {}}
+        self._value_caches: dict[str, dict[str, tuple]] = {"community": {}, "large-community": {}}
 
     # -- entry point ----------------------------------------------------------------------------
     def parse(self, line: bytes | str) -> list[Event]:

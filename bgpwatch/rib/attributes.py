@@ -21,6 +21,8 @@ community's own data is mostly unique.
 
 from __future__ import annotations
 
+import struct
+from itertools import chain
 from typing import Any
 
 ORIGINS = ("igp", "egp", "incomplete")
@@ -28,6 +30,27 @@ _ORIGIN = {name: name for name in ORIGINS}
 VALUE_TABLE_LIMIT = 1 << 18  # distinct shared integers and next hops kept before they start over
 RECENT_TABLE_LIMIT = 1 << 15  # distinct AS paths / community lists / communities kept per table
 _DIGEST_MASK = (1 << 60) - 1  # a 60-bit pool key is a 2-digit int: 32 bytes instead of 40
+
+
+def pack_large(value: Any) -> bytes:
+    """Return large communities ``((asn, data1, data2), ...)`` packed as RFC 8092 puts them on the wire.
+
+    12 bytes each in one bytes object (45 B for one) instead of a tuple of tuples of ints (~140 B):
+    the large community is the distinct part of many attribute sets (bench/memory.py --packing lab).
+    """
+    if type(value) is bytes:
+        return value
+    if not value:
+        return b""
+    return struct.pack(f">{3 * len(value)}I", *chain.from_iterable(value))
+
+
+def unpack_large(packed: bytes) -> tuple[tuple[int, int, int], ...]:
+    """Return packed large communities as ``((asn, data1, data2), ...)``."""
+    return tuple(_LARGE.iter_unpack(packed)) if packed else ()
+
+
+_LARGE = struct.Struct(">III")
 
 
 class PathAttributes:
@@ -44,7 +67,7 @@ class PathAttributes:
         "med",
         "local_pref",
         "communities",
-        "large_communities",
+        "large",
         "refs",
     )
 
@@ -57,7 +80,7 @@ class PathAttributes:
         med: int | None,
         local_pref: int | None,
         communities: tuple[tuple[int, int], ...],
-        large_communities: tuple[tuple[int, int, int], ...],
+        large_communities: tuple[tuple[int, int, int], ...] | bytes,
     ) -> None:
         self.origin = origin
         self.as_path = as_path
@@ -66,8 +89,13 @@ class PathAttributes:
         self.med = med
         self.local_pref = local_pref
         self.communities = communities
-        self.large_communities = large_communities
+        self.large = pack_large(large_communities)  # packed (`pack_large`): read `large_communities`
         self.refs = 0
+
+    @property
+    def large_communities(self) -> tuple[tuple[int, int, int], ...]:
+        """Return the large communities as ``((asn, data1, data2), ...)``."""
+        return unpack_large(self.large)
 
     @property
     def origin_as(self) -> int | None:
@@ -86,7 +114,7 @@ class PathAttributes:
             self.med,
             self.local_pref,
             self.communities,
-            self.large_communities,
+            self.large,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,7 +132,7 @@ class PathAttributes:
             data["local_pref"] = self.local_pref
         if self.communities:
             data["communities"] = [f"{a}:{b}" for a, b in self.communities]
-        if self.large_communities:
+        if self.large:
             data["large_communities"] = [f"{a}:{b}:{c}" for a, b, c in self.large_communities]
         return data
 
@@ -139,10 +167,8 @@ class AttributePool:
         large_communities: tuple[tuple[int, int, int], ...] = (),
     ) -> PathAttributes:
         """Return the shared object for these attributes, creating it on first use."""
-        digest = (
-            hash((origin, as_path, as_set, next_hop, med, local_pref, communities, large_communities))
-            & _DIGEST_MASK
-        )
+        large = pack_large(large_communities) if large_communities else b""
+        digest = hash((origin, as_path, as_set, next_hop, med, local_pref, communities, large)) & _DIGEST_MASK
         found = self._pool.get(digest)
         if found is not None:
             candidates = (found,) if type(found) is PathAttributes else found
@@ -155,12 +181,10 @@ class AttributePool:
                     and attrs.local_pref == local_pref
                     and attrs.origin == origin
                     and attrs.as_set == as_set
-                    and attrs.large_communities == large_communities
+                    and attrs.large == large
                 ):
                     return attrs
-        attrs = self._create(
-            origin, as_path, as_set, next_hop, med, local_pref, communities, large_communities
-        )
+        attrs = self._create(origin, as_path, as_set, next_hop, med, local_pref, communities, large)
         if found is None:
             self._pool[digest] = attrs
         elif type(found) is PathAttributes:
@@ -179,7 +203,7 @@ class AttributePool:
         med: int | None,
         local_pref: int | None,
         communities: tuple[tuple[int, int], ...],
-        large_communities: tuple[tuple[int, int, int], ...],
+        large: bytes,
     ) -> PathAttributes:
         ints = self._ints
         if len(ints) > VALUE_TABLE_LIMIT:
@@ -216,18 +240,24 @@ class AttributePool:
             med,
             local_pref,
             self._shared_list(communities),
-            self._shared_list(large_communities),
+            self._shared_list(large) if large else b"",
         )
 
-    def _shared_list(self, value: tuple) -> tuple:
+    def _shared_list(self, value: Any) -> Any:
         if not value:
             return ()
-        if type(value) is not tuple:
+        kind = type(value)
+        if kind is not tuple and kind is not bytes:
             return value
         lists = self._lists
         shared = lists.get(value)
         if shared is not None:
             return shared
+        if kind is bytes:  # packed large communities: shared whole, nothing inside
+            if len(lists) >= RECENT_TABLE_LIMIT:
+                lists.clear()
+            lists[value] = value
+            return value
         table = self._items
         if len(table) >= RECENT_TABLE_LIMIT:
             table.clear()
