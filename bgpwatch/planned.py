@@ -267,6 +267,7 @@ class PlannedWork:
         # Hot path: most routes carry no community at all (one attribute read, nothing else); those
         # that do share a few interned lists, judged once each (`_tagged`).
         tagged = self._tagged
+        last_after, after_tagged = None, False  # the prefixes of one UPDATE share one attribute set
         for change in changes:
             for _key, before, after in change.items:
                 if before is not None and before.communities and tagged(before, own_as):
@@ -275,8 +276,11 @@ class PlannedWork:
                         withdrawn += 1
                         if change.reason == "session_down":
                             session_lost = True
-                if after is not None and after.communities and tagged(after, own_as):
-                    gained += 1
+                if after is not None and after.communities:
+                    if after is not last_after:
+                        last_after, after_tagged = after, tagged(after, own_as)
+                    if after_tagged:
+                        gained += 1
         if not gained and not lost:
             return
         drain = self._drains.get(peer)

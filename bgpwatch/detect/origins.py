@@ -301,6 +301,10 @@ class RouteDetector(Detector):
             if key[0] == self.kind and key not in stated:
                 self.ctx.book.clear(key, now)
 
+    # A judgement that depends on the peer and the attribute sets only, never on the prefix: judged
+    # once per distinct (before, after) pair of a change instead of once per route.
+    per_attributes: ClassVar[bool] = False
+
     # -- to implement ---------------------------------------------------------------------
     def _setup(self) -> None:
         """Build the indexes the judgement needs (from the engine's config and params)."""
@@ -338,11 +342,20 @@ class RouteDetector(Detector):
                 self._recheck_loads(now)
             return
         touched: set[GroupKey] = set()
-        routes, judge = self.routes, self.judge
+        routes, judge, per_attributes = self.routes, self.judge, self.per_attributes
         for change in changes:
             peer, family = change.peer, change.family
+            judged: tuple[Any, Any, tuple] = (None, None, ())  # per_attributes: the last pair judged
             for key, before, after in change.items:
-                new = judge(peer, family, key, before, after) if after is not None else ()
+                if after is None:
+                    new = ()
+                elif not per_attributes:
+                    new = judge(peer, family, key, before, after)
+                elif after is judged[1] and before is judged[0]:
+                    new = judged[2]  # the prefixes of one UPDATE share their attribute sets
+                else:
+                    new = tuple(judge(peer, family, key, before, after))
+                    judged = (before, after, new)
                 if not new and not routes:
                     continue  # the common case: an unremarkable route, and nothing offending held
                 route = (peer, family, key)
@@ -754,6 +767,7 @@ class ReservedAsnDetector(RouteDetector):
     name = "reserved_asn"
     kind = "reserved_asn"
     order = 43
+    per_attributes = True  # the path and the peer decide
     params: ClassVar[dict[str, Param]] = {
         "allowed_asns": Param(
             list,
@@ -773,15 +787,6 @@ class ReservedAsnDetector(RouteDetector):
         allowed.update(self.p["allowed_asns"])
         self.allowed = frozenset(allowed)
         self._cache: dict[tuple[Any, ...], tuple[int, ...]] = {}
-        # The last judgement: the prefixes of one UPDATE share one attribute set, so consecutive
-        # routes usually ask the same question.  Forgotten at every session event (a peer's AS
-        # may change with its session, for peers that are not configured).
-        self._last: tuple[Any, str, list[tuple[GroupKey, Any]]] | None = None
-
-    def on_event(self, event: Event, changes: list[RouteChanges], now: float) -> None:
-        if isinstance(event, SessionState):
-            self._last = None
-        super().on_event(event, changes, now)
 
     def offending(self, path: tuple[int, ...], as_set: tuple[int, ...], skip_first: bool) -> tuple[int, ...]:
         """Return the reserved ASNs of a path that are not allowed (cached per distinct path)."""
@@ -806,17 +811,12 @@ class ReservedAsnDetector(RouteDetector):
     def judge(
         self, peer: str, family: int, key: int, before: PathAttributes | None, after: PathAttributes
     ) -> Iterable[tuple[GroupKey, Any]]:
-        last = self._last
-        if last is not None and last[0] is after and last[1] == peer:
-            return last[2]
         path = after.as_path
         if not path and not after.as_set:
             return ()
         peer_as = self.peer_as(peer)
         skip_first = bool(path) and (peer_as is None or path[0] == peer_as)
-        found = [(asn, after) for asn in self.offending(path, after.as_set, skip_first)]
-        self._last = (after, peer, found)
-        return found
+        return [(asn, after) for asn in self.offending(path, after.as_set, skip_first)]
 
     def describe(
         self, group_key: GroupKey, group: Group, peers: list[str]
