@@ -129,9 +129,7 @@ class BmpStation(Source):
                         reason = "closed in the middle of a message header"
                     break
                 try:
-                    length = message_length(header)
-                    if length > limit:
-                        raise IngestError("bmp_too_long", f"message of {length} bytes > {limit}")
+                    length = message_length(header, limit)  # the configured limit, not the decoder's default
                 except IngestError as exc:
                     pipeline.reject(exc.reason, exc.detail, f"bmp {address}")
                     reason = f"framing lost ({exc.reason}): {exc.detail}"
