@@ -27,6 +27,7 @@ from bgpwatch.events import (
 from bgpwatch.ingest.reasons import HOLD_TIMER, OTHER, PEER
 from bgpwatch.pipeline import Pipeline
 from bgpwatch.rib.prefix import parse_prefix
+from bgpwatch.topology.render import render_text
 
 T0 = 1_764_000_000.0
 CONFIG = """
@@ -180,6 +181,11 @@ def test_silent_death_under_graceful_restart_is_confirmed_by_the_neighbours_sess
     topology = world.engine.topology.snapshot(world.now)
     evidence = next(s for s in topology["sites"] if s["name"] == "par2")["evidence"]
     assert any(line.startswith("BMP: every neighbour session to it is down") for line in evidence)
+    # `bgpwatch topology` prints what the conclusion rests on: bgpwatch's sessions, routes, BMP.
+    text = render_text(topology, width=None)
+    shown = text[text.index("evidence:") :].splitlines()
+    assert "  par2: bgpwatch sessions: 0 of 1 up" in shown, text
+    assert any(line.startswith("  par2: BMP: every neighbour session to it is down") for line in shown), text
     # The stale-route window is open from that moment: par1 and par3 still hold par2's prefix (GR).
     stale = world.firing("stale_routes")
     assert len(stale) == 1 and set(stale[0]["annotations"]["holders"]) == {"par1-rr1", "par3-rr1"}
@@ -248,6 +254,10 @@ def test_a_split_is_seen_from_the_sessions_while_graceful_restart_keeps_every_ro
     assert world.state("par3") == "live"
     assert topology.islands == [["par1", "par2"], ["par3"]]
     assert sorted(map(sorted, topology.cut_by_sessions)) == [["par1", "par3"], ["par2", "par3"]]
+    text = render_text(topology.snapshot(world.now), width=None)
+    for pair in topology.cut_by_sessions:
+        a, b = sorted(pair)
+        assert f"  {a} - {b}: no established BGP session path (BMP)" in text.splitlines(), text
     assert len(world.firing("topology_split")) == 1
     assert world.firing("site_down") == []  # suspected for 0.2 s only (less than site_down's 'for')
     # Sessions back: one island again.

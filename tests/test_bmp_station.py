@@ -111,6 +111,14 @@ def daemon(tmp_path: Path):
     log.close()
 
 
+def cli(config: Path, *args: str) -> str:
+    done = subprocess.run(
+        [*BGPWATCH, args[0], "--config", str(config), *args[1:]], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _healthy(base: str) -> bool:
     try:
         get(base + "/healthz")
@@ -147,6 +155,22 @@ def test_a_real_frr_stream_through_the_station(daemon) -> None:
     assert not {k: v for k, v in status["pipeline"]["rejected"].items() if k.startswith("bmp_")}
     routes = get(base + "/api/v1/prefixes?router=par1-r1&policy=post")
     assert routes and all(r["router"] == "par1-r1" and r["policy"] == "post" for r in routes)
+    # The CLI: `peers` shows the BMP router and its sessions by kind; `prefixes --router --peer --policy`
+    # one view of one monitored session.
+    text = cli(config, "peers", "--wide")
+    assert "BMP router par1-r1 (site par1, 127.0.0.1, par1): up" in text, text
+    assert "inter-site (par2)" in text and "inter-site (par3)" in text and "external" in text, text
+    views = {}
+    for policy in ("pre", "post"):
+        args = ("prefixes", "--router", "par1-r1", "--peer", "198.51.100.2", "--policy", policy)
+        views[policy] = json.loads(cli(config, *args, "--json"))
+        assert views[policy], policy
+        assert {(r["router"], r["peer"], r["policy"]) for r in views[policy]} == {
+            ("par1-r1", "198.51.100.2", policy)
+        }
+        assert "par1-r1<-198.51.100.2 " + policy in cli(config, *args)
+    # FRR keeps the Adj-RIB-In (soft-reconfiguration): pre-policy holds at least what post-policy kept.
+    assert {r["prefix"] for r in views["post"]} <= {r["prefix"] for r in views["pre"]}
     # The capture saw par3 lose power and come back: par1's session to it is up, its last down kept.
     par3 = next(s for s in found["sessions"] if s["address"] == "198.51.100.6")
     assert par3["state"] == "up" and par3["last_down_reason"] == "local system closed, FSM event 0"
