@@ -151,6 +151,17 @@ def test_a_real_frr_stream_through_the_station(daemon) -> None:
     assert kinds["198.51.100.6"] == ("inter-site", "par3")
     assert kinds["192.0.2.1"][0] == "external"  # bgpwatch's own ExaBGP, as par1 sees it
     assert any("ipv4" in s["end_of_rib"]["pre"] for s in found["sessions"])  # FRR ends its tables
+    # Statistics Reports are metrics (FRR sends its 7 counters per monitored peer every second), beside the
+    # routers' and sessions' states.  par2 reflects par1's own routes back: FRR counts them as AS-loop drops.
+    metrics = get(base + "/metrics").splitlines()
+    head = 'bgpwatch_bmp_peer_statistic{peer="198.51.100.2",router="par1-r1",type='
+    stats = {m[len(head) :].split('"')[1]: float(m.rsplit(" ", 1)[1]) for m in metrics if m.startswith(head)}
+    assert len(stats) == 7 and stats["as_path_loop_invalidated"] > 0, stats
+    assert 'bgpwatch_bmp_router_up{router="par1-r1",site="par1"} 1.0' in metrics
+    up = (
+        'bgpwatch_bmp_session_up{kind="inter-site",peer="198.51.100.2",peer_site="par2",router="par1-r1"} 1.0'
+    )
+    assert up in metrics
     status = get(base + "/api/v1/status")
     assert not {k: v for k, v in status["pipeline"]["rejected"].items() if k.startswith("bmp_")}
     routes = get(base + "/api/v1/prefixes?router=par1-r1&policy=post")
