@@ -2,7 +2,9 @@
 
 - backpressure: a slow daemon slows the router's TCP stream; what the station holds unread per
   connection stays bounded (the stream reader pauses the transport past its limit);
-- framing: the configured ``max_message_bytes`` is the limit, whatever the decoder's default.
+- framing: the configured ``max_message_bytes`` is the limit, whatever the decoder's default;
+- ``max_errors``: a router sending malformed (well framed) messages is closed after that many, another
+  router's stream goes on untouched.
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ import socket
 import struct
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from bgpwatch.ingest import bmp as bmp_decoder
+from bgpwatch.ingest.exabgp_json import IngestError
 from bgpwatch.ingest.sources import bmp as station_module
 from bgpwatch.ingest.sources.bmp import BmpStation
+from bgpwatch.rib.attributes import AttributePool
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "bmp"
+CAPTURE = FIXTURES / "frr84" / "frr-par1-1.bmp"
+MALFORMED = FIXTURES / "malformed"
+BAD = ("bmp_bad_peer_down--reason-code-7", "bmp_bad_stats--count-1000", "bmp_bad_tlv--initiation-tlv-overrun")
 
 
 def initiation(size: int) -> bytes:
@@ -157,3 +167,71 @@ def test_the_configured_message_limit_frames_the_stream() -> None:
     assert reason == "bmp_too_long" and "length 1048577 (more than 1048576)" in detail, detail
     assert station.closed == {"bmp_too_long": 1}
     assert pipeline.closed[0].startswith("framing lost (bmp_too_long)"), pipeline.closed
+
+
+class DecodingPipeline(StandInPipeline):
+    """The stand-in with the real decoder: a message it rejects is reported as the pipeline does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parser = bmp_decoder.BmpParser(AttributePool())
+        self.fed_by: dict[str, int] = {}
+
+    def bmp_connected(self, conn: str, address: str, at: float) -> None:
+        self.parser.connect(conn, address, at)
+
+    def feed_bmp(self, conn: str, message: bytes, at: float) -> bool:
+        try:
+            self.parser.parse(conn, message, at)
+        except IngestError as exc:
+            self.reject(exc.reason, exc.detail, conn)
+            return False
+        self.fed_by[conn] = self.fed_by.get(conn, 0) + 1
+        return True
+
+
+def split_messages(data: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(data):
+        length = bmp_decoder.message_length(data[pos : pos + 6])
+        out.append(data[pos : pos + length])
+        pos += length
+    return out
+
+
+def test_a_router_sending_malformed_messages_is_closed_after_max_errors_and_the_others_go_on() -> None:
+    good = split_messages(CAPTURE.read_bytes())  # FRR 8.4's par1, every message well formed
+    # Well framed but malformed (fixtures/bmp/malformed): the stream stays in step, each is one error.
+    bad = [(MALFORMED / f"{name}.bmp").read_bytes() for name in BAD]
+    pipeline = DecodingPipeline()
+    station = make_station(pipeline)
+    station.params.max_errors = 3
+
+    async def scenario() -> None:
+        await station.start()
+        port = station.server.sockets[0].getsockname()[1]
+        _, router = await asyncio.open_connection("127.0.0.1", port)
+        router.write(b"".join(good[: len(good) // 2]))
+        await router.drain()
+        await _wait(lambda: sum(pipeline.fed_by.values()) == len(good) // 2)
+        reader, garbage = await asyncio.open_connection("127.0.0.1", port)
+        garbage.write(b"".join(bad[:2]))  # two errors: still heard
+        await garbage.drain()
+        await _wait(lambda: len(pipeline.rejected) == 2)
+        assert len(station.connections) == 2 and not pipeline.closed
+        garbage.write(bad[2] + good[0])  # the third: closed, what follows is never read
+        await garbage.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by bgpwatch
+        await _wait(lambda: pipeline.closed)
+        router.write(b"".join(good[len(good) // 2 :]))
+        await router.drain()
+        await _wait(lambda: sum(pipeline.fed_by.values()) == len(good))
+        router.close()
+        await _wait(lambda: len(pipeline.closed) == 2)
+        await station.stop()
+
+    asyncio.run(scenario())
+    assert [reason for reason, _ in pipeline.rejected] == [name.split("--")[0] for name in BAD]
+    assert pipeline.closed == ["3 malformed messages", station_module.CLOSED_BY_ROUTER]
+    assert station.closed == {"too_many_errors": 1}
+    assert sorted(pipeline.fed_by.values()) == [len(good)]  # the other router lost nothing
