@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -161,10 +162,31 @@ def detectors(as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
+    import textwrap
+
+    from bgpwatch.tables import terminal_width
+
+    width = terminal_width()  # COLUMNS or the terminal; a pipe gets whole lines
     for detector in data:
         click.echo(f"{detector['name']}  (alert kind: {detector['kind']})")
         for param, info in detector["params"].items():
-            click.echo(f"    {param} = {info['default']!r}: {info['doc']}")
+            line = f"    {param} = {config_value(info['default'])}: {info['doc']}"
+            if width is None or len(line) <= width:
+                click.echo(line)
+            else:  # wrapped, never cut: the doc is the point of this command
+                click.echo(textwrap.fill(line, width, subsequent_indent=" " * 8, break_on_hyphens=False))
+
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./:-]*")
+_YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null"})  # quoted: YAML reads them
+
+
+def config_value(value: Any) -> str:
+    """Return a default as it is written in the YAML config (true, 0.5, warning, []), not a Python repr."""
+    if isinstance(value, str):
+        plain = _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS
+        return value if plain else json.dumps(value)
+    return json.dumps(value)
 
 
 # -- asking the running daemon -----------------------------------------------------------

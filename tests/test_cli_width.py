@@ -284,3 +284,24 @@ def test_with_iso_times_adds_twins_and_leaves_the_rest():
     out = with_iso_times([data])[0]
     assert out["since"] == 1795699704.5 and out["since_iso"] == "2026-11-26T13:28:24.500Z"
     assert "until_iso" not in out and "at_iso" not in out and "x_at_iso" not in out and out["flaps"] == 3
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_detectors_fits_the_width_wraps_docs_whole_and_shows_yaml_values(columns):
+    result = CliRunner().invoke(main, ["detectors"], env={"COLUMNS": str(columns)}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines and not [line for line in lines if cell_len(line) > columns]
+    piped = CliRunner().invoke(main, ["detectors"], env={"COLUMNS": ""}).stdout  # a pipe: whole lines
+    assert " ".join(result.stdout.split()) == " ".join(piped.split())  # wrapped, nothing cut or lost
+    assert "    enabled = true: run this detector" in piped  # as in the YAML config, no Python reprs
+    assert "    severity = warning: " in piped and "    ignore_prefixes = []: " in piped
+    assert not re.search(r" = (True|False|None|'[^']*')[:,]", piped), piped
+
+
+def test_config_value_writes_defaults_as_yaml():
+    from bgpwatch.cli import config_value
+
+    given = (True, 0.5, 3, [], ["a b"], "warning", "", "yes", None)
+    wanted = ("true", "0.5", "3", "[]", '["a b"]', "warning", '""', '"yes"', "null")
+    assert tuple(map(config_value, given)) == wanted
