@@ -775,7 +775,14 @@ def incidents(ctx, config_path, api_url, as_json) -> None:
 @incidents.command("show")
 @click.argument("incident_id")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--markdown", is_flag=True, help="A timeline to paste into a post-mortem.")
+@click.option("--markdown", is_flag=True, help="A timeline to paste into a post-mortem (never cut).")
+@click.option(
+    "--wide",
+    is_flag=True,
+    expose_value=False,
+    callback=_set_wide,
+    help="Whole lines (default: fit the terminal, cutting long lines with an ellipsis).",
+)
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False))
 @click.option("--api", "api_url", default=None)
 @click.pass_context
@@ -791,8 +798,10 @@ def incidents_show(ctx, incident_id, as_json, markdown, config_path, api_url) ->
         emit_json(data)
         return
     from bgpwatch.alerts.timeline import render_markdown, render_text
+    from bgpwatch.tables import fit_lines
 
-    click.echo(render_markdown(data) if markdown else render_text(data))
+    # The text fits the terminal like every table; Markdown is pasted elsewhere, whole.
+    click.echo(render_markdown(data) if markdown else fit_lines(render_text(data), output_width()))
 
 
 # -- recorded input ----------------------------------------------------------------------

@@ -305,3 +305,21 @@ def test_config_value_writes_defaults_as_yaml():
     given = (True, 0.5, 3, [], ["a b"], "warning", "", "yes", None)
     wanted = ("true", "0.5", "3", "[]", '["a b"]', "warning", '""', '"yes"', "null")
     assert tuple(map(config_value, given)) == wanted
+
+
+def test_incidents_show_fits_the_width_and_wide_or_a_pipe_shows_whole_lines(api):
+    incidents = json.loads(run(api, ["incidents", "--json"]).stdout)
+    assert incidents
+    for incident in incidents:
+        args = ["incidents", "show", incident["id"]]
+        piped = run(api, args).stdout  # no COLUMNS, not a terminal
+        assert run(api, [*args, "--wide"], 80).stdout == piped
+        assert max(map(cell_len, piped.splitlines())) > 80  # the site_down title and its timeline
+        for columns in (80, 120):
+            lines = run(api, args, columns).stdout.splitlines()
+            assert lines and not [line for line in lines if cell_len(line) > columns], lines
+            whole = piped.splitlines()  # each line cut at most, none reordered or dropped
+            assert len(lines) == len(whole), lines
+            assert all(w.startswith(c.rstrip("…")) for w, c in zip(whole, lines, strict=True)), lines
+        # Markdown is pasted elsewhere: whole, whatever the terminal.
+        assert run(api, [*args, "--markdown"], 80).stdout == run(api, [*args, "--markdown"]).stdout
