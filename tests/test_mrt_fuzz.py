@@ -119,3 +119,14 @@ def test_malformed_corpus_replayed_by_the_cli_is_said_plainly() -> None:
     assert len(said) == len(stopped) + 1  # a RIB dump without its index is not an MRT file either
     for path in stopped:
         assert any(line.startswith(f"bgpwatch replay: {path}: ") for line in said), path.name
+
+
+def test_fuzz_binary_campaign_smoke() -> None:
+    # A smoke size of bench/fuzz_binary.py (the longer run of this property and of the BMP one).
+    from bench.fuzz_binary import campaign
+
+    result = campaign(60, 600, seed=3)
+    assert result["mrt"]["exceptions_escaped"] == 0, result["mrt"]["escaped_samples"]
+    assert sum(result["mrt"]["files_by_end"].values()) == 60
+    assert result["bmp"]["exceptions_escaped"] == 0, result["bmp"]["escaped_samples"]
+    assert sum(result["bmp"]["outcomes"].values()) == 600
