@@ -8,9 +8,11 @@ ExaBGP may wait, and copes with a daemon that is slow, down or stuck like this:
 * the daemon is reached over a unix socket (``<runtime_dir>/relay.sock``), reconnecting with
   capped exponential back-off;
 * **a daemon that is behind pushes back**: while it keeps taking lines, the relay queues at most
-  ``WINDOW_BYTES`` (8 MiB) and then leaves stdin unread, so ExaBGP waits, stops reading its BGP
+  ``WINDOW_BYTES`` (1 MiB) and then leaves stdin unread, so ExaBGP waits, stops reading its BGP
   sockets, and TCP slows the routers down: a table arrives at the pace the daemon can apply it, and
-  nothing is dropped.  Each wait is short (the daemon takes a send's worth and the relay reads
+  nothing is dropped.  What is in flight (the pipe's 1 MiB, the window, the socket's buffer of
+  ``SOCKET_BUFFER`` doubled by the kernel) is what the daemon can be behind ExaBGP: ~2.5 MiB, under a
+  second of a table load (an 8 MiB window kept it 2-3.5 s behind a 1M-route load, bench/README).  Each wait is short (the daemon takes a send's worth and the relay reads
   again), and never longer than ``collector.relay_stall_seconds`` (1 s by default, a third of the
   shortest hold time BGP allows): a daemon that took nothing for that long is stuck, and the relay
   goes back to reading whatever happens;
@@ -62,8 +64,8 @@ CHUNK = 1 << 20  # one read takes up to a whole (enlarged) pipe
 PIPE_BYTES = 1 << 20  # stdin's pipe is enlarged to this (Linux F_SETPIPE_SZ; 1 MiB = pipe-max-size)
 COALESCE_SECONDS = 0.01  # after a read, lines gather this long in the pipe before the next
 SEND_BYTES = 1 << 20  # queued runs of lines are joined up to this per send
-SOCKET_BUFFER = 1 << 20  # SO_SNDBUF asked for the daemon's socket (fewer, larger sends)
-WINDOW_BYTES = 8 << 20  # queued while the daemon takes lines; past it ExaBGP waits (back-pressure)
+SOCKET_BUFFER = 1 << 18  # SO_SNDBUF asked for the daemon's socket (the kernel doubles it; part of the window)
+WINDOW_BYTES = 1 << 20  # queued while the daemon takes lines; past it ExaBGP waits (back-pressure)
 MIN_READ = 4096  # under back-pressure, smaller room than this waits for more
 STALL_SECONDS = 1.0  # longest ExaBGP waits for a daemon that takes nothing (collector.relay_stall_seconds)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
