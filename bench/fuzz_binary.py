@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bgpwatch.events import Announce, EndOfRib, SessionState, Withdraw
-from bgpwatch.ingest.bmp import MAX_DETAIL_CHARS, REASONS, BmpParser, message_length
+from bgpwatch.ingest.bmp import MAX_DETAIL_CHARS, REASONS, BmpParser, split_messages
 from bgpwatch.ingest.exabgp_json import IngestError
 from bgpwatch.ingest.mrt import MrtError, MrtReader, MrtStats
 from bgpwatch.rib.attributes import AttributePool
@@ -61,14 +61,7 @@ def mrt_sources() -> list[bytes]:
 
 
 def bmp_messages(path: Path) -> list[bytes]:
-    data = path.read_bytes()
-    out = []
-    pos = 0
-    while pos < len(data):
-        length = message_length(data[pos : pos + 6])
-        out.append(data[pos : pos + length])
-        pos += length
-    return out
+    return split_messages(path.read_bytes())
 
 
 def mutate_mrt(data: bytes, rng: random.Random) -> bytes:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bgpwatch.ingest.bmp import message_length
+from bgpwatch.ingest.bmp import split_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURE = ROOT / "fixtures" / "bmp" / "frr84" / "frr-par1-1.bmp"
@@ -51,11 +51,7 @@ def wait(predicate, timeout: float = 20.0):
 
 
 def count_messages(data: bytes) -> int:
-    pos = count = 0
-    while pos < len(data):
-        pos += message_length(data[pos : pos + 6])
-        count += 1
-    return count
+    return len(split_messages(data))
 
 
 @pytest.fixture()

@@ -190,13 +190,7 @@ class DecodingPipeline(StandInPipeline):
         return True
 
 
-def split_messages(data: bytes) -> list[bytes]:
-    out, pos = [], 0
-    while pos < len(data):
-        length = bmp_decoder.message_length(data[pos : pos + 6])
-        out.append(data[pos : pos + length])
-        pos += length
-    return out
+split_messages = bmp_decoder.split_messages
 
 
 def test_a_router_sending_malformed_messages_is_closed_after_max_errors_and_the_others_go_on() -> None:

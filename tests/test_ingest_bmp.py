@@ -28,7 +28,7 @@ from bgpwatch.events import (
     MonitorStats,
     Withdraw,
 )
-from bgpwatch.ingest.bmp import MAX_DETAIL_CHARS, REASONS, BmpParser, message_length
+from bgpwatch.ingest.bmp import MAX_DETAIL_CHARS, REASONS, BmpParser, message_length, split_messages
 from bgpwatch.ingest.exabgp_json import IngestError
 from bgpwatch.ingest.reasons import HOLD_TIMER, OTHER, PEER
 from bgpwatch.rib.attributes import AttributePool
@@ -167,6 +167,18 @@ def test_message_length() -> None:
     with pytest.raises(IngestError) as info:
         message_length(message[:6], max_message_bytes=len(message) - 1)
     assert info.value.reason == "bmp_too_long"
+
+
+def test_split_messages_cuts_a_capture_into_its_messages() -> None:
+    first, second = initiation(), initiation()
+    assert split_messages(first + second) == [first, second]
+    assert split_messages(b"") == []
+    with pytest.raises(IngestError) as info:
+        split_messages(first + second[:3])  # a capture cut inside a common header
+    assert info.value.reason == "bmp_truncated"
+    with pytest.raises(IngestError) as info:
+        split_messages(first + second[:-1])  # ... or inside a message
+    assert info.value.reason == "bmp_truncated"
 
 
 def test_parse_checks_the_common_header() -> None:
@@ -530,14 +542,7 @@ def corpus_files() -> list[Path]:
 
 
 def good_messages(path: Path) -> list[bytes]:
-    data = path.read_bytes()
-    out = []
-    pos = 0
-    while pos < len(data):
-        length = message_length(data[pos : pos + 6])
-        out.append(data[pos : pos + length])
-        pos += length
-    return out
+    return split_messages(path.read_bytes())
 
 
 def test_malformed_corpus() -> None:

@@ -173,6 +173,18 @@ def message_length(head: bytes, max_message_bytes: int = MAX_MESSAGE_BYTES) -> i
     return length
 
 
+def split_messages(data: bytes) -> list[bytes]:
+    """Cut a stream of whole BMP messages (a capture file) into messages; raise IngestError if it is not."""
+    messages, pos = [], 0
+    while pos < len(data):
+        length = message_length(data[pos : pos + COMMON_HEADER_BYTES])
+        if pos + length > len(data):
+            raise _error("bmp_truncated", f"{len(data) - pos} of {length} bytes", 1, -1)
+        messages.append(data[pos : pos + length])
+        pos += length
+    return messages
+
+
 class _BadUpdate(Exception):
     """Raised by the UPDATE decoder's ``bad`` callback in strict mode."""
 
