@@ -273,6 +273,24 @@ class MonitorTable:
                 reports.setdefault(site, []).append((router, peer))
         return {site: found for site, found in reports.items() if site not in alive}
 
+    def reports_cut(self, site: str, from_sites: set[str]) -> bool:
+        """Tell whether a heard router of ``site`` itself reports its sessions to ``from_sites`` down.
+
+        Only a live router sends a Peer Down: a dead one goes silent, and the last state it reported
+        (established) stands until its BMP connection is found dead.  So a site whose own router says
+        it lost the neighbours that lost it is alive and cut off from them, whatever routes graceful
+        restart still keeps on both sides (GoBGP sees a cut only when the hold timers expire, on both
+        sides at once, so no route has moved yet).
+        """
+        down: set[str] = set()
+        for router, peer, peer_site in self.inter_site():
+            if router.site != site or peer_site not in from_sites:
+                continue
+            if peer.state == UP:
+                return False  # its own router still has a session to one of them: not a cut
+            down.add(peer_site)
+        return bool(down)
+
     def closed_cleanly(self, site: str) -> bool:
         """Tell whether every BMP router of a site closed its connection itself (a live kernel closed it)."""
         routers = [r for r in self.routers.values() if r.site == site]

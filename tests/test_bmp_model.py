@@ -244,11 +244,14 @@ def test_a_split_is_seen_from_the_sessions_while_graceful_restart_keeps_every_ro
     # par3's links are blackholed: every session around it expires on the hold timer.
     for site in ("par1", "par2"):
         world.peer(site, "par3", DOWN, world.at(100), HOLD_TIMER)
+    world.at(100.05)
+    assert world.state("par3") == "suspected"  # its neighbours lost it, it said nothing: dead or cut
     world.peer("par3", "par1", DOWN, world.at(100.1), HOLD_TIMER)
     world.peer("par3", "par2", DOWN, world.at(100.1), HOLD_TIMER)
     world.at(100.2)
-    assert world.state("par3") == "suspected"  # silent since: dead or isolated, not known yet
-    world.update("par3", world.at(100.3))  # it still talks to bgpwatch: alive, isolated
+    # Its own router reports losing them both: a dead router reports nothing, so par3 lives, cut off.
+    assert world.state("par3") == "live"
+    world.update("par3", world.at(100.3))  # it still talks to bgpwatch as well
     world.at(104)
     topology = world.engine.topology
     assert world.state("par3") == "live"
@@ -380,3 +383,33 @@ def test_a_cut_seen_in_the_routes_before_the_routers_report_it_is_a_split(tmp_pa
     assert world.state("par3") == "live"
     assert world.firing("site_down") == []
     assert len(world.firing("topology_split")) == 1
+
+
+def test_a_cut_that_only_the_hold_timers_see_is_a_split_not_a_site_down(tmp_path: Path) -> None:
+    """GoBGP 3.10 ignores the carrier: a cut of par3's links shows when the hold timers expire, on both
+    sides at once, reported as closed by the peer; graceful restart keeps every route on both sides and
+    par3 sends bgpwatch nothing new.  Only par3's own router reporting its sessions down tells that it
+    lives (the lab's GoBGP split paged site_down par3 before this)."""
+    world = World(tmp_path)
+    world.start()
+    for site in ("par1", "par2"):
+        world.peer(site, "par3", DOWN, world.at(100.0), PEER)
+    world.peer("par3", "par1", DOWN, world.at(100.3), PEER)
+    world.peer("par3", "par2", DOWN, world.at(100.4), PEER)
+    world.at(110)
+    topology = world.engine.topology
+    assert world.state("par3") == "live"
+    assert topology.islands == [["par1", "par2"], ["par3"]]
+    assert world.firing("site_down") == [] and world.firing("stale_routes") == []
+    assert len(world.firing("topology_split")) == 1
+    # The same reports from par1 and par2 with par3's router silent (its last reports: established)
+    # stay a dead site: a silent power loss is not turned into a split.
+    (tmp_path / "dead").mkdir()
+    other = World(tmp_path / "dead")
+    other.start()
+    for site in ("par1", "par2"):
+        other.peer(site, "par3", DOWN, other.at(100.0), PEER)
+    other.feed(SessionState(other.at(106.0), SITES["par3"][0], DOWN, "hold timer expired"))
+    other.at(110)
+    assert other.state("par3") == "down"
+    assert len(other.firing("site_down")) == 1

@@ -479,7 +479,9 @@ class Topology:
                 reflects_cut = t in observed and any(
                     not sees(t, s) for s in trusted if s != t and originates[s]
                 )
-                cut_off = not (updated or reflects_cut)
+                # Its own router reports losing them: only a live router says so (a dead one is silent).
+                reports_cut = monitors.reports_cut(t, {router.site for router, _peer in lost_sessions[t]})
+                cut_off = not (updated or reflects_cut or reports_cut)
             seers = tuple(s for s in sorted(trusted) if s != t and sees(s, t))
             losers = ()
             if originates[t]:
