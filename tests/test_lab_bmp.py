@@ -16,7 +16,8 @@ Scenarios, each counted as incidents opened vs root causes (the house rule: one 
 - a BMP session lost (par1's ``bmp targets`` removed: TCP closed) and a BMP session gone silent
   (nftables drops par3's BMP port: found by the station's TCP keepalive): monitor_lost for that router
   only, never site_down, resolved when it is back;
-- GoBGP: the silent power loss, site_down from its neighbours' sessions.
+- GoBGP: the split, the BMP session lost, and (last) the silent power loss, site_down from its
+  neighbours' sessions.
 The figures (latencies, incidents, transitions) are printed; run with ``-s`` to see them.
 BGPWATCH_LAB_STRICT=0 skips the checks of the issue-9 incident model (for bisecting: a bgpd
 restart under graceful restart pages no site_down); BGPWATCH_LAB_SOURCE=DIR runs the bgpwatch/ in DIR;
@@ -383,6 +384,67 @@ def power_loss(lab: Lab, daemon: LabDaemon, site: str, wait_withdrawals: bool, l
     return outcome
 
 
+def split_par3(lab: Lab, daemon: LabDaemon, name: str = "split_par3") -> Outcome:
+    """par3's inter-site links cut (its collector link up): topology_split, never site_down."""
+
+    def observe(outcome: Outcome) -> None:
+        # GoBGP ignores the carrier: it sees the cut when the hold timers expire, and graceful restart
+        # then keeps the routes for the restart time (FRR withdraws at once).
+        lab.wait_route("par1", lab.site_prefixes("par3")[0], present=False, timeout=HOLD + RESTART + 15)
+        lab.wait_route("par3", lab.site_prefixes("par1")[0], present=False, timeout=HOLD + RESTART + 15)
+        # bgpwatch: the sessions say par3 has no session to anyone: two islands.
+        daemon.wait_for(
+            lambda: len((daemon.get("/api/v1/topology") or {}).get("islands") or []) == 2,
+            20,
+            "two islands",
+        )
+        topo = daemon.get("/api/v1/topology") or {}
+        outcome.notes["islands"] = topo.get("islands")
+        outcome.notes["cut_by_sessions"] = topo.get("cut_by_sessions")
+        time.sleep(2)
+
+    outcome = scenario(name, lab, daemon, lambda: lab.isolate("par3"), observe, lambda: lab.unisolate("par3"))
+    dump = outcome.dump()
+    assert outcome.firing("topology_split"), f"no topology_split\n{dump}"
+    assert not outcome.firing("site_down"), f"a split is not a dead site\n{dump}"
+    assert not outcome.firing("monitor_lost"), dump
+    assert_one_incident(outcome, "topology_split", {})
+    assert outcome.open_at_end == [], f"still firing after recovery\n{dump}"
+    return outcome
+
+
+def bmp_lost_par1(lab: Lab, daemon: LabDaemon, name: str = "bmp_lost_par1") -> Outcome:
+    """par1's BMP target removed (its TCP connection closed): monitor_lost for par1-r1 only."""
+    par1 = lab.router_address("par1").v4
+
+    def observe(outcome: Outcome) -> None:
+        daemon.wait_for(lambda: par1 not in bmp_heard(daemon), 10, "par1's BMP connection closed")
+        daemon.wait_for(
+            lambda: any(t["kind"] == "monitor_lost" for t in firing_now(daemon)), 10, "monitor_lost"
+        )
+        outcome.notes["monitor_lost_after_s"] = round(time.time() - outcome.started, 2)
+        alert = next(t for t in firing_now(daemon) if t["kind"] == "monitor_lost")
+        outcome.notes["monitor_lost_labels"] = alert["labels"]
+        outcome.notes["summary"] = alert.get("summary")
+        # Everything else is fine: the sessions, the routes, bgpwatch's own sessions to par1.
+        assert all(state == "Established" for state in lab.session_states("par1").values())
+        assert peers_of(daemon)["par1-rr1"]["state"] == "up"
+        time.sleep(HOLD)  # a hold timer long: nothing about par1's site may follow
+
+    def recover() -> None:
+        lab.set_bmp("par1", True)
+        daemon.wait_for(lambda: par1 in bmp_heard(daemon), 15, "par1's BMP back")
+
+    outcome = scenario(name, lab, daemon, lambda: lab.set_bmp("par1", False), observe, recover)
+    dump = outcome.dump()
+    lost = outcome.firing("monitor_lost")
+    assert lost and all(t["labels"].get("router") == "par1-r1" for t in lost), dump
+    assert {t["kind"] for t in outcome.transitions} == {"monitor_lost"}, f"only monitor_lost\n{dump}"
+    assert_one_incident(outcome, "monitor_lost", {"router": "par1-r1"})
+    assert outcome.open_at_end == [], f"monitor_lost not resolved once par1 is back\n{dump}"
+    return outcome
+
+
 def assert_one_incident(outcome: Outcome, kind: str | None, labels: dict[str, str]) -> None:
     dump = outcome.dump()
     late = outcome.notes.get("monitor_lost_while_heard")
@@ -506,31 +568,7 @@ class TestFrrBmp:
         assert again is not None and abs((again - cut) - with_bmp) <= 2.0, "replay with BMP: same alert"
 
     def test_split_is_no_site_down(self, frr_lab, frr_daemon):
-        lab, daemon = frr_lab, frr_daemon
-
-        def observe(outcome: Outcome) -> None:
-            lab.wait_route("par1", lab.site_prefixes("par3")[0], present=False, timeout=15)
-            lab.wait_route("par3", lab.site_prefixes("par1")[0], present=False, timeout=15)
-            # bgpwatch: the sessions say par3 has no session to anyone: two islands.
-            daemon.wait_for(
-                lambda: len((daemon.get("/api/v1/topology") or {}).get("islands") or []) == 2,
-                20,
-                "two islands",
-            )
-            topo = daemon.get("/api/v1/topology") or {}
-            outcome.notes["islands"] = topo.get("islands")
-            outcome.notes["cut_by_sessions"] = topo.get("cut_by_sessions")
-            time.sleep(2)
-
-        outcome = scenario(
-            "split_par3", lab, daemon, lambda: lab.isolate("par3"), observe, lambda: lab.unisolate("par3")
-        )
-        dump = outcome.dump()
-        assert outcome.firing("topology_split"), f"no topology_split\n{dump}"
-        assert not outcome.firing("site_down"), f"a split is not a dead site\n{dump}"
-        assert not outcome.firing("monitor_lost"), dump
-        assert_one_incident(outcome, "topology_split", {})
-        assert outcome.open_at_end == [], f"still firing after recovery\n{dump}"
+        split_par3(frr_lab, frr_daemon)
 
     def test_router_restart(self, frr_lab, frr_daemon):
         lab, daemon = frr_lab, frr_daemon
@@ -611,34 +649,7 @@ class TestFrrBmp:
         assert outcome.open_at_end == [], f"still firing after recovery\n{dump}"
 
     def test_bmp_session_lost_is_not_site_down(self, frr_lab, frr_daemon):
-        lab, daemon = frr_lab, frr_daemon
-        par1 = lab.router_address("par1").v4
-
-        def observe(outcome: Outcome) -> None:
-            daemon.wait_for(lambda: par1 not in bmp_heard(daemon), 10, "par1's BMP connection closed")
-            daemon.wait_for(
-                lambda: any(t["kind"] == "monitor_lost" for t in firing_now(daemon)), 10, "monitor_lost"
-            )
-            outcome.notes["monitor_lost_after_s"] = round(time.time() - outcome.started, 2)
-            alert = next(t for t in firing_now(daemon) if t["kind"] == "monitor_lost")
-            outcome.notes["monitor_lost_labels"] = alert["labels"]
-            outcome.notes["summary"] = alert.get("summary")
-            # Everything else is fine: the sessions, the routes, bgpwatch's own sessions to par1.
-            assert all(state == "Established" for state in lab.session_states("par1").values())
-            assert peers_of(daemon)["par1-rr1"]["state"] == "up"
-            time.sleep(HOLD)  # a hold timer long: nothing about par1's site may follow
-
-        def recover() -> None:
-            lab.set_bmp("par1", True)
-            daemon.wait_for(lambda: par1 in bmp_heard(daemon), 15, "par1's BMP back")
-
-        outcome = scenario("bmp_lost_par1", lab, daemon, lambda: lab.set_bmp("par1", False), observe, recover)
-        dump = outcome.dump()
-        lost = outcome.firing("monitor_lost")
-        assert lost and all(t["labels"].get("router") == "par1-r1" for t in lost), dump
-        assert {t["kind"] for t in outcome.transitions} == {"monitor_lost"}, f"only monitor_lost\n{dump}"
-        assert_one_incident(outcome, "monitor_lost", {"router": "par1-r1"})
-        assert outcome.open_at_end == [], f"monitor_lost not resolved once par1 is back\n{dump}"
+        bmp_lost_par1(frr_lab, frr_daemon)
 
     def test_bmp_session_silent_is_not_site_down(self, frr_lab, frr_daemon):
         lab, daemon = frr_lab, frr_daemon
@@ -673,6 +684,12 @@ class TestFrrBmp:
 @pytest.mark.skipif(GOBGP_UNAVAILABLE is not None, reason=str(GOBGP_UNAVAILABLE))
 class TestGobgpBmp:
     """Three GoBGP 3.10 sites streaming BMP (pre, post and Loc-RIB) to bgpwatch."""
+
+    def test_split_is_no_site_down(self, gobgp_lab, gobgp_daemon):
+        split_par3(gobgp_lab, gobgp_daemon, "gobgp_split_par3")
+
+    def test_bmp_session_lost_is_not_site_down(self, gobgp_lab, gobgp_daemon):
+        bmp_lost_par1(gobgp_lab, gobgp_daemon, "gobgp_bmp_lost_par1")
 
     def test_silent_power_loss_site_down_from_neighbour_sessions(self, gobgp_lab, gobgp_daemon):
         lab, daemon = gobgp_lab, gobgp_daemon

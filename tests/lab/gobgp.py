@@ -522,10 +522,13 @@ class GobgpRouter(Router):
         if target is None:
             raise LabError(f"{self.site} sends no BMP")
         address, port = target
+        # The CLI takes the station as one ADDRESS:PORT argument (3.10: "ADDRESS PORT" reads PORT as the
+        # policy, and `del` then looks for the default port 11019).
+        station = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         if enabled:
-            self.gobgp("bmp", "add", address, str(port), BMP_POLICY, "-s", str(BMP_STATS_SECONDS))
+            self.gobgp("bmp", "add", station, BMP_POLICY, "-s", str(BMP_STATS_SECONDS))
         else:
-            self.gobgp("bmp", "del", address, str(port))
+            self.gobgp("bmp", "del", station)
         self._bmp_removed = not enabled
 
     def restore(self) -> None:
