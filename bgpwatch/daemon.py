@@ -262,6 +262,7 @@ class Daemon:
         return {
             "relay_up": self.relays.workers_up(),
             "relay_faults": dict(self.relays.faults),
+            "relay_backpressure": self.relays.backpressure(),
             "relay_refresh_requests": self.relays.refresh_requests,
             "store_writable": self.store.writable and not (self._unstored or self._unmarked),
             "store_write_errors": self.store.write_errors,

@@ -460,6 +460,16 @@ def test_relay_links_report_death_and_silence_in_external_mode() -> None:
     assert links.control(link, hello) and link.worker == 0
     assert json.loads(writer.data) == {"bgpwatch-daemon": {"refresh": ["ipv4 unicast"]}}
     assert links.control(link, b'{"bgpwatch-relay": {"alive": 0, "time": 1.0}}')  # heartbeat: consumed
+    # Heartbeats carry the relay's back-pressure so far; nonsense never moves the totals.
+    assert links.control(link, b'{"bgpwatch-relay": {"alive": 0, "time": 2.0, "held": 2.5, "holds": 3}}')
+    for bad in (
+        b'"held": -1, "holds": 1',
+        b'"held": "x", "holds": true',
+        b'"held": 1e300, "holds": -5',
+        b'"held": 1.0, "holds": 1',
+    ):
+        assert links.control(link, b'{"bgpwatch-relay": {"alive": 0, "time": 3.0, ' + bad + b"}}")
+    assert links.backpressure() == {0: (2.5, 3)}
     assert not links.control(link, b'{"bgpwatch-relay": {"lost": 3, "worker": 0, "time": 1.0}}')  # a gap: fed
     clock[0] += 10.0
     links.check()  # the daemon's loop was blocked 10 s: unread data may wait in the socket, no verdict
@@ -484,6 +494,11 @@ def test_relay_links_report_death_and_silence_in_external_mode() -> None:
     links.control(again, b'{"bgpwatch-relay": {"bye": "ExaBGP closed the API pipe", "worker": 0}}')
     links.closed(again, stopping=False)  # an orderly end: reported in /healthz, not as a collector fault
     assert reports[-1].up is True and "ExaBGP closed the API pipe" in links.problems()[0]
+    # The first relay's back-pressure stays counted: a new relay of the worker adds to it (a counter).
+    last = links.open(Writer())
+    assert links.control(last, hello) and links.backpressure() == {0: (2.5, 3)}
+    assert links.control(last, b'{"bgpwatch-relay": {"alive": 0, "time": 4.0, "held": 1.0, "holds": 1}}')
+    assert links.backpressure() == {0: (3.5, 4)}
 
 
 def test_relay_links_in_managed_mode_only_ask_a_refresh_after_a_relay_was_killed() -> None:

@@ -215,3 +215,23 @@ def test_a_stuck_daemon_never_holds_exabgp_past_the_stall_bound(tmp_path):
     assert relay.holds >= 1
     conn.close()
     server.close()
+
+
+def test_the_heartbeat_says_how_long_exabgp_was_made_to_wait(tmp_path):
+    """bgpwatch_relay_backpressure_*: the relay's totals, the wait in progress included."""
+    path = str(tmp_path / "relay.sock")
+    server = _serve(path)
+    now = [100.0]
+    relay = Relay(path, stdin_fd=os.pipe()[0], clock=lambda: now[0], heartbeat=1.0)
+    relay._connect()
+    conn, _ = server.accept()
+    relay._write_socket()  # the hello
+    relay.holds, relay.held_seconds = 3, 2.5  # three waits so far, 2.5 s in all ...
+    relay._note_hold(now[0], True)  # ... and a fourth one going on
+    now[0] += 1.5
+    relay._write_socket()  # quiet for a heartbeat's time: the heartbeat
+    hello, alive = (r["bgpwatch-relay"] for r in _read_lines(conn, 2, timeout=2))
+    assert hello["hello"] == 0
+    assert alive["alive"] == 0 and alive["holds"] == 4 and alive["held"] == 4.0
+    conn.close()
+    server.close()

@@ -230,6 +230,22 @@ class DaemonCollector(Collector):
         for kind in ("lost", "silent", "ended"):
             relay_faults.add_metric([kind], float(faults.get("relay_faults", {}).get(kind, 0)))
         yield relay_faults
+        held = CounterMetricFamily(
+            "bgpwatch_relay_backpressure_seconds",
+            "Seconds the relay left ExaBGP's output unread because the daemon was behind (ExaBGP waited; "
+            "taken from the relay's heartbeats)",
+            labels=["worker"],
+        )
+        holds = CounterMetricFamily(
+            "bgpwatch_relay_backpressure_holds",
+            "Times the relay made ExaBGP wait because the daemon was behind (back-pressure)",
+            labels=["worker"],
+        )
+        for worker, (seconds, times) in sorted(faults.get("relay_backpressure", {}).items()):
+            held.add_metric([str(worker)], seconds)
+            holds.add_metric([str(worker)], float(times))
+        yield held
+        yield holds
         yield CounterMetricFamily(
             "bgpwatch_relay_refresh_requests",
             "Route refreshes asked of ExaBGP through a relay (external mode, at each relay (re)connection)",

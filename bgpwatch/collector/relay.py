@@ -25,7 +25,8 @@ ExaBGP may wait, and copes with a daemon that is slow, down or stuck like this:
   sends heartbeats and takes route-refresh requests);
 * while connected it sends a heartbeat ``{"bgpwatch-relay": {"alive": W, ...}}`` after every
   ``HEARTBEAT_SECONDS`` without other output, so the daemon can tell a quiet network from a relay
-  that is stopped or wedged (``collector_degraded``, ``/healthz``);
+  that is stopped or wedged (``collector_degraded``, ``/healthz``); it carries how long and how often
+  the relay has made ExaBGP wait so far (``held``, ``holds``: ``bgpwatch_relay_backpressure_*``);
 * when it ends (ExaBGP closed the pipe, SIGTERM) it says so in a last ``{"bye": reason}`` line, so the
   daemon can tell an orderly end from a relay killed;
 * the daemon may ask, by a line ``{"bgpwatch-daemon": {"refresh": ["ipv4 unicast", ...]}}`` on the
@@ -230,8 +231,14 @@ class Relay:
             elif self.pending:
                 self.out = self._take_pending()
             elif self.heartbeat and self.clock() - self.last_sent >= self.heartbeat:
-                alive = {"bgpwatch-relay": {"alive": self.worker, "time": time.time()}}
-                self.out = orjson.dumps(alive) + b"\n"
+                alive = {
+                    "alive": self.worker,
+                    "time": time.time(),
+                    # back-pressure so far (bgpwatch_relay_backpressure_*): how long ExaBGP waited
+                    "held": round(self.held_total(self.clock()), 3),
+                    "holds": self.holds,
+                }
+                self.out = orjson.dumps({"bgpwatch-relay": alive}) + b"\n"
             else:
                 return
         try:
@@ -277,6 +284,10 @@ class Relay:
         elif not holding and self.held_since is not None:
             self.held_seconds += now - self.held_since
             self.held_since = None
+
+    def held_total(self, now: float) -> float:
+        """Return the seconds ExaBGP was made to wait so far, the wait in progress included."""
+        return self.held_seconds + (now - self.held_since if self.held_since is not None else 0.0)
 
     def _heartbeat_due(self) -> bool:
         return bool(self.heartbeat) and self.clock() - self.last_sent >= self.heartbeat

@@ -43,6 +43,9 @@ log = logging.getLogger("bgpwatch")
 SILENT_AFTER = 5.0  # seconds without a byte (heartbeats every second) before a relay counts as silent
 STALL_SECONDS = 1.0  # check() is called every 0.25 s: a longer gap is the daemon's loop blocked
 _MAX_REASON = 200
+_HEARTBEAT_KEYS = frozenset({"alive", "time", "held", "holds"})
+_MAX_HELD = 1e9  # seconds: bounds for what a relay reports (edge validation)
+_MAX_HOLDS = 1 << 40
 
 
 @dataclass(slots=True)
@@ -57,6 +60,8 @@ class RelayLink:
     refresh: bool = False
     silent: bool = False
     bye: str | None = None
+    held: float = 0.0  # back-pressure reported by this relay so far: seconds ExaBGP waited ...
+    holds: int = 0  # ... and how many times
 
 
 def refresh_request(families: Iterable[str]) -> bytes:
@@ -88,6 +93,8 @@ class RelayLinks:
         self.ended: dict[int, tuple[float, str]] = {}  # worker -> (wall time, goodbye), not reported
         self.faults: Counter[str] = Counter()  # "lost", "silent", "ended"
         self.refresh_requests = 0
+        # back-pressure of relays gone (per worker), so the totals never go backwards at a reconnect
+        self._held_before: dict[int, tuple[float, int]] = {}
         self._last_check: float | None = None
         self._killed: set[int] = set()  # managed mode: workers whose relay was lost without a goodbye
 
@@ -118,8 +125,9 @@ class RelayLinks:
         if link.worker is None and isinstance(hello, int) and not isinstance(hello, bool):
             self._hello(link, hello, body)
             return True
-        if "alive" in body and len(body) <= 2:
-            return True  # the heartbeat: `seen` has noted it
+        if "alive" in body and body.keys() <= _HEARTBEAT_KEYS:
+            self._backpressure(link, body)  # the heartbeat: `seen` has noted it
+            return True
         bye = body.get("bye")
         if isinstance(bye, str):
             link.bye = bye[:_MAX_REASON]
@@ -131,6 +139,9 @@ class RelayLinks:
         if link in self.links:
             self.links.remove(link)
         worker = link.worker
+        if worker is not None and (link.held or link.holds):
+            held, holds = self._held_before.get(worker, (0.0, 0))
+            self._held_before[worker] = (held + link.held, holds + link.holds)
         if stopping or worker is None:
             return
         if not self.external:
@@ -189,7 +200,24 @@ class RelayLinks:
                 state[link.worker] = state.get(link.worker, False) or not link.silent
         return state
 
+    def backpressure(self) -> dict[int, tuple[float, int]]:
+        """Return, per worker, (seconds, times) its relays made ExaBGP wait for the daemon (so far)."""
+        totals = dict(self._held_before)
+        for link in self.links:
+            if link.worker is not None:
+                held, holds = totals.get(link.worker, (0.0, 0))
+                totals[link.worker] = (held + link.held, holds + link.holds)
+        return totals
+
     # -- internals ------------------------------------------------------------------------------------
+    def _backpressure(self, link: RelayLink, body: dict) -> None:
+        """Take a heartbeat's back-pressure totals (within bounds, never going backwards)."""
+        held, holds = body.get("held"), body.get("holds")
+        if isinstance(held, int | float) and not isinstance(held, bool) and 0 <= held <= _MAX_HELD:
+            link.held = max(link.held, float(held))
+        if isinstance(holds, int) and not isinstance(holds, bool) and 0 <= holds <= _MAX_HOLDS:
+            link.holds = max(link.holds, holds)
+
     def _hello(self, link: RelayLink, worker: int, body: dict) -> None:
         link.worker = worker
         link.pid = body.get("pid") if isinstance(body.get("pid"), int) else None
