@@ -436,13 +436,18 @@ def bmp_lost_par1(lab: Lab, daemon: LabDaemon, name: str = "bmp_lost_par1") -> O
         daemon.wait_for(lambda: par1 in bmp_heard(daemon), 15, "par1's BMP back")
 
     outcome = scenario(name, lab, daemon, lambda: lab.set_bmp("par1", False), observe, recover)
+    assert_monitor_lost_only(outcome, "par1-r1")
+    return outcome
+
+
+def assert_monitor_lost_only(outcome: Outcome, router: str) -> None:
+    """A BMP session lost: monitor_lost for that router only, one incident, resolved once it is back."""
     dump = outcome.dump()
     lost = outcome.firing("monitor_lost")
-    assert lost and all(t["labels"].get("router") == "par1-r1" for t in lost), dump
+    assert lost and all(t["labels"].get("router") == router for t in lost), dump
     assert {t["kind"] for t in outcome.transitions} == {"monitor_lost"}, f"only monitor_lost\n{dump}"
-    assert_one_incident(outcome, "monitor_lost", {"router": "par1-r1"})
-    assert outcome.open_at_end == [], f"monitor_lost not resolved once par1 is back\n{dump}"
-    return outcome
+    assert_one_incident(outcome, "monitor_lost", {"router": router})
+    assert outcome.open_at_end == [], f"monitor_lost not resolved once {router} is back\n{dump}"
 
 
 def assert_one_incident(outcome: Outcome, kind: str | None, labels: dict[str, str]) -> None:
@@ -670,12 +675,7 @@ class TestFrrBmp:
             daemon.wait_for(lambda: routers_of(daemon)["par3-r1"]["state"] == "up", 30, "par3's BMP back")
 
         outcome = scenario("bmp_silent_par3", lab, daemon, lambda: lab.bmp_block("par3"), observe, recover)
-        dump = outcome.dump()
-        lost = outcome.firing("monitor_lost")
-        assert lost and all(t["labels"].get("router") == "par3-r1" for t in lost), dump
-        assert {t["kind"] for t in outcome.transitions} == {"monitor_lost"}, f"only monitor_lost\n{dump}"
-        assert_one_incident(outcome, "monitor_lost", {"router": "par3-r1"})
-        assert outcome.open_at_end == [], f"monitor_lost not resolved once par3 is back\n{dump}"
+        assert_monitor_lost_only(outcome, "par3-r1")
 
 
 # -- GoBGP ---------------------------------------------------------------------------------------------
